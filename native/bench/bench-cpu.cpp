@@ -1,0 +1,155 @@
+// CPU backend benchmark; prints one JSON object.
+//   bench-cpu --model DIR [--views 1,6] [--iters N] [--threads T] [--gemm]
+// Per view count: ms per inference (min and mean over iterations) with stage timings, model
+// FLOPs of vision + prefill and the GFLOP/s they imply; with --gemm also the threaded GEMM
+// against the plain single-threaded loop on the model's own shapes.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gemm.h"
+#include "vla/engine.h"
+
+using namespace vla;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double flops_forward(const ModelConfig& c, int n_views, int64_t n_text) {
+    const auto& v = c.vision;
+    const auto& t = c.text;
+    const double T = v.n_patches() + 1, D = v.hidden, Dff = v.intermediate, nv = n_views;
+    double f = 2.0 * nv * v.n_patches() * D * 3 * v.patch_size * v.patch_size;  // patch embedding
+    f += c.vision_layers_used() * nv * (2 * T * (4 * D * D + 2 * D * Dff) + 4 * T * T * D);
+    const double Np = c.drop_cls ? v.n_patches() : T, d = t.hidden;
+    f += 2.0 * nv * Np * (D * d + d * d);  // projector
+    const double n = n_text + nv * Np + c.vla.n_waypoints;
+    const double qd = double(t.n_heads) * t.head_dim, kvd = double(t.n_kv_heads) * t.head_dim;
+    // projections, SwiGLU, causal attention (QK^T and PV over n^2/2)
+    f += t.n_layers * (2 * n * (2 * d * qd + 2 * d * kvd) + 2 * n * 3 * d * t.intermediate + 2 * n * n * qd);
+    return f;
+}
+
+std::string json_num(double v) {
+    char b[64];
+    std::snprintf(b, sizeof b, "%.4g", v);
+    return b;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string model;
+    std::vector<int> views{1, 6};
+    int iters = 3, threads = 0;
+    bool gemm = false;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+        if (a == "--model") model = next();
+        else if (a == "--iters") iters = std::max(1, std::atoi(next().c_str()));
+        else if (a == "--threads") threads = std::atoi(next().c_str());
+        else if (a == "--gemm") gemm = true;
+        else if (a == "--views") {
+            views.clear();
+            std::stringstream ss(next());
+            for (std::string p; std::getline(ss, p, ',');) views.push_back(std::atoi(p.c_str()));
+        } else {
+            std::fprintf(stderr, "unknown argument %s\n", a.c_str());
+            return 2;
+        }
+    }
+    if (model.empty()) {
+        std::fprintf(stderr, "usage: bench-cpu --model DIR [--views 1,6] [--iters N] [--threads T] [--gemm]\n");
+        return 2;
+    }
+    std::unique_ptr<Engine> e;
+    EngineOptions o;
+    o.n_threads = threads;
+    Status st = Engine::load(model, o, &e);
+    if (!st.ok()) {
+        std::fprintf(stderr, "%s\n", st.to_string().c_str());
+        return 1;
+    }
+    const auto& c = e->info().config;
+    std::printf("{\"model\": \"%s\", \"params\": %lld, \"weight_bytes\": %lld, \"threads\": %d, \"runs\": [", model.c_str(),
+                (long long)e->info().n_params, (long long)e->info().weight_bytes, threads);
+    bool first = true;
+    for (int nv : views) {
+        if (nv > int(c.vla.cameras.size())) continue;
+        const int W = 640, H = 360;
+        std::vector<std::vector<uint8_t>> bufs(static_cast<size_t>(nv), std::vector<uint8_t>(size_t(W * H * 3)));
+        std::mt19937 g(7);
+        InferRequest r;
+        r.input_ids = {c.text.bos_id};
+        for (int i = 0; i < 30; ++i) r.input_ids.push_back(3 + i);  // ~ a system prompt
+        for (int v = 0; v < nv; ++v) {
+            for (auto& x : bufs[size_t(v)]) x = uint8_t(g());
+            r.views.push_back({bufs[size_t(v)].data(), bufs[size_t(v)].size(), W, H, W * 3, PixelFormat::rgb8});
+            r.input_ids.push_back(c.image_token_id);
+        }
+        for (int i = 0; i < 20; ++i) r.input_ids.push_back(40 + i);  // ~ an instruction
+        InferResult res;
+        if (!(st = e->infer(r, &res)).ok()) {  // warm-up
+            std::fprintf(stderr, "%s\n", st.to_string().c_str());
+            return 1;
+        }
+        std::vector<InferResult> rs;
+        for (int i = 0; i < iters; ++i) {
+            if (!(st = e->infer(r, &res)).ok()) return 1;
+            rs.push_back(res);
+        }
+        auto best = *std::min_element(rs.begin(), rs.end(), [](auto& a, auto& b) { return a.timings.total_ms < b.timings.total_ms; });
+        double mean = 0;
+        for (auto& x : rs) mean += x.timings.total_ms / rs.size();
+        const int64_t n_text = int64_t(r.input_ids.size()) - nv;
+        const double fl = flops_forward(c, nv, n_text);
+        const double compute_ms = best.timings.vision_ms + best.timings.prefill_ms + best.timings.head_ms;
+        std::printf("%s{\"views\": %d, \"prompt_tokens\": %lld, \"visual_tokens\": %lld, \"ms_min\": %s, \"ms_mean\": %s, "
+                    "\"preprocess_ms\": %s, \"vision_ms\": %s, \"prefill_ms\": %s, \"head_ms\": %s, \"gflop\": %s, "
+                    "\"gflops_per_s\": %s}",
+                    first ? "" : ", ", nv, (long long)best.n_prompt_tokens, (long long)best.n_visual_tokens,
+                    json_num(best.timings.total_ms).c_str(), json_num(mean).c_str(), json_num(best.timings.preprocess_ms).c_str(),
+                    json_num(best.timings.vision_ms).c_str(), json_num(best.timings.prefill_ms).c_str(),
+                    json_num(best.timings.head_ms).c_str(), json_num(fl / 1e9).c_str(), json_num(fl / 1e6 / compute_ms).c_str());
+        first = false;
+    }
+    std::printf("]");
+    if (gemm) {
+        // The decoder's FFN up-projection shape at a 6-view-like prompt, and a decode GEMV.
+        ThreadPool pool(threads);
+        std::printf(", \"gemm\": [");
+        const int64_t d = c.text.hidden, m = c.text.intermediate;
+        const int64_t shapes[][3] = {{256, d, m}, {1, d, m}};
+        for (int s = 0; s < 2; ++s) {
+            const int64_t n = shapes[s][0], k = shapes[s][1], mm = shapes[s][2];
+            std::vector<float> x(static_cast<size_t>(n * k), 0.01f), w(size_t(mm * k), 0.02f), y(size_t(n * mm));
+            auto time = [&](auto&& f) {
+                f();
+                double best = 1e30;
+                for (int i = 0; i < 3; ++i) {
+                    auto t0 = Clock::now();
+                    f();
+                    best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+                }
+                return best;
+            };
+            double fast = time([&] { gemm_xwt(pool, x.data(), n, k, w.data(), DType::f32, mm, nullptr, y.data()); });
+            double naive = time([&] { gemm_xwt_naive(x.data(), n, k, w.data(), DType::f32, mm, nullptr, y.data()); });
+            const double fl = 2.0 * n * k * mm;
+            std::printf("%s{\"n\": %lld, \"k\": %lld, \"m\": %lld, \"ms\": %s, \"gflops_per_s\": %s, \"naive_1thread_ms\": %s, "
+                        "\"naive_1thread_gflops_per_s\": %s, \"speedup\": %s}",
+                        s ? ", " : "", (long long)n, (long long)k, (long long)mm, json_num(fast).c_str(),
+                        json_num(fl / 1e6 / fast).c_str(), json_num(naive).c_str(), json_num(fl / 1e6 / naive).c_str(),
+                        json_num(naive / fast).c_str());
+        }
+        std::printf("]");
+    }
+    std::printf("}\n");
+    return 0;
+}

@@ -1,0 +1,291 @@
+// Thin node-addon-api binding: argument checks, AsyncWorkers, typed arrays in and out.
+// No maths here; nothing slow runs on the JS thread.
+#include <napi.h>
+
+#include <memory>
+
+#include "vla/engine.h"
+
+namespace {
+
+Napi::Error coded_error(Napi::Env env, const vla::Status& st) {
+    Napi::Error e = Napi::Error::New(env, st.message());
+    e.Set("code", Napi::String::New(env, vla::code_name(st.code())));
+    return e;
+}
+
+Napi::Error input_error(Napi::Env env, const std::string& msg) {
+    return coded_error(env, vla::Status(vla::Code::input, msg));
+}
+
+class EngineWrap;
+
+class LoadWorker final : public Napi::AsyncWorker {
+public:
+    LoadWorker(Napi::Env env, std::string dir, vla::EngineOptions opts)
+        : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), dir_(std::move(dir)), opts_(std::move(opts)) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    void Execute() override { st_ = vla::Engine::load(dir_, opts_, &engine_); }
+    void OnOK() override;
+    void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+private:
+    Napi::Promise::Deferred deferred_;
+    std::string dir_;
+    vla::EngineOptions opts_;
+    vla::Status st_;
+    std::unique_ptr<vla::Engine> engine_;
+};
+
+class InferWorker final : public Napi::AsyncWorker {
+public:
+    InferWorker(Napi::Env env, std::shared_ptr<vla::Engine> engine, EngineWrap* owner)
+        : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), engine_(std::move(engine)), owner_(owner) {}
+    Napi::Promise promise() { return deferred_.Promise(); }
+    vla::InferRequest req;
+    std::vector<Napi::ObjectReference> keep;  // the JS buffers the request points into
+    void Execute() override { st_ = engine_->infer(req, &res_); }
+    void OnOK() override;
+    void OnError(const Napi::Error& e) override;
+
+private:
+    Napi::Promise::Deferred deferred_;
+    std::shared_ptr<vla::Engine> engine_;  // keeps the engine alive across dispose()
+    EngineWrap* owner_;
+    vla::Status st_;
+    vla::InferResult res_;
+    void finish();
+};
+
+class EngineWrap final : public Napi::ObjectWrap<EngineWrap> {
+public:
+    static Napi::FunctionReference* ctor;
+
+    static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+        Napi::Function f = DefineClass(env, "NativeEngine",
+                                       {InstanceMethod("infer", &EngineWrap::Infer), InstanceMethod("info", &EngineWrap::Info),
+                                        InstanceMethod("dispose", &EngineWrap::Dispose),
+                                        InstanceAccessor("busy", &EngineWrap::Busy, nullptr)});
+        ctor = new Napi::FunctionReference(Napi::Persistent(f));
+        exports.Set("NativeEngine", f);
+        return exports;
+    }
+
+    explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {}
+
+    std::shared_ptr<vla::Engine> engine;
+    bool in_flight = false;
+
+private:
+    Napi::Value Busy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), in_flight); }
+
+    Napi::Value Dispose(const Napi::CallbackInfo& info) {
+        engine.reset();  // a running inference holds its own reference and finishes first
+        return info.Env().Undefined();
+    }
+
+    Napi::Value Info(const Napi::CallbackInfo& info) {
+        Napi::Env env = info.Env();
+        if (!engine) throw coded_error(env, {vla::Code::disposed, "the engine was disposed"});
+        const auto& mi = engine->info();
+        const auto& c = mi.config;
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("backend", mi.backend);
+        o.Set("nParams", double(mi.n_params));
+        o.Set("weightBytes", double(mi.weight_bytes));
+        o.Set("imageTokenId", c.image_token_id);
+        o.Set("imageSize", c.vision.image_size);
+        o.Set("patchSize", c.vision.patch_size);
+        o.Set("tokensPerView", c.drop_cls ? c.vision.n_patches() : c.vision.n_patches() + 1);
+        o.Set("visionLayers", c.vision.n_layers);
+        o.Set("textLayers", c.text.n_layers);
+        o.Set("hidden", c.text.hidden);
+        o.Set("intermediate", c.text.intermediate);
+        o.Set("heads", c.text.n_heads);
+        o.Set("kvHeads", c.text.n_kv_heads);
+        o.Set("vocabSize", c.text.vocab);
+        o.Set("bosId", c.text.bos_id);
+        o.Set("eosId", c.text.eos_id);
+        o.Set("maxPositions", c.text.max_positions);
+        o.Set("head", c.vla.head == vla::ActionHead::text ? "text" : "waypoints");
+        o.Set("numWaypoints", c.vla.n_waypoints);
+        o.Set("waypointDim", c.vla.waypoint_dim);
+        o.Set("waypointDtS", c.vla.waypoint_dt_s);
+        o.Set("maxNewTokens", c.vla.max_new_tokens);
+        o.Set("hasVlaSection", c.vla.present);
+        Napi::Array cams = Napi::Array::New(env, c.vla.cameras.size());
+        for (size_t i = 0; i < c.vla.cameras.size(); ++i) cams.Set(uint32_t(i), c.vla.cameras[i]);
+        o.Set("cameras", cams);
+        return o;
+    }
+
+    Napi::Value Infer(const Napi::CallbackInfo& info);
+};
+
+Napi::FunctionReference* EngineWrap::ctor = nullptr;
+
+void LoadWorker::OnOK() {
+    Napi::Env env = Env();
+    if (!st_.ok()) {
+        deferred_.Reject(coded_error(env, st_).Value());
+        return;
+    }
+    Napi::Object obj = EngineWrap::ctor->New({});
+    EngineWrap::Unwrap(obj)->engine = std::shared_ptr<vla::Engine>(std::move(engine_));
+    deferred_.Resolve(obj);
+}
+
+void InferWorker::finish() {
+    if (owner_) owner_->in_flight = false;
+}
+
+void InferWorker::OnError(const Napi::Error& e) {
+    finish();
+    deferred_.Reject(e.Value());
+}
+
+void InferWorker::OnOK() {
+    Napi::Env env = Env();
+    finish();
+    if (!st_.ok()) {
+        deferred_.Reject(coded_error(env, st_).Value());
+        return;
+    }
+    const auto& r = res_;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("head", r.head == vla::ActionHead::text ? "text" : "waypoints");
+    auto f32 = [&](const std::vector<float>& v) {
+        Napi::Float32Array a = Napi::Float32Array::New(env, v.size());
+        std::copy(v.begin(), v.end(), a.Data());
+        return a;
+    };
+    o.Set("waypoints", f32(r.waypoints));
+    o.Set("nWaypoints", r.n_waypoints);
+    o.Set("waypointDim", r.waypoint_dim);
+    Napi::Int32Array toks = Napi::Int32Array::New(env, r.tokens.size());
+    std::copy(r.tokens.begin(), r.tokens.end(), toks.Data());
+    o.Set("tokens", toks);
+    o.Set("stopped", r.stopped);
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("preprocessMs", r.timings.preprocess_ms);
+    t.Set("visionMs", r.timings.vision_ms);
+    t.Set("prefillMs", r.timings.prefill_ms);
+    t.Set("headMs", r.timings.head_ms);
+    t.Set("totalMs", r.timings.total_ms);
+    o.Set("timings", t);
+    o.Set("nPromptTokens", double(r.n_prompt_tokens));
+    o.Set("nVisualTokens", double(r.n_visual_tokens));
+    o.Set("nTextTokens", double(r.n_text_tokens));
+    o.Set("nGenerated", double(r.n_generated));
+    if (!r.logits.empty()) o.Set("logits", f32(r.logits));
+    if (!r.hidden.empty()) o.Set("hidden", f32(r.hidden));
+    deferred_.Resolve(o);
+}
+
+int32_t get_int(Napi::Env env, const Napi::Object& o, const char* key, int32_t dflt, int32_t lo, int32_t hi) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return dflt;
+    if (!v.IsNumber()) throw input_error(env, std::string(key) + " must be a number");
+    double d = v.As<Napi::Number>().DoubleValue();
+    if (d != double(int64_t(d)) || d < lo || d > hi)
+        throw input_error(env, std::string(key) + " must be an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return int32_t(d);
+}
+
+Napi::Value EngineWrap::Infer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!engine) throw coded_error(env, {vla::Code::disposed, "the engine was disposed"});
+    if (in_flight) throw coded_error(env, {vla::Code::busy, "the engine is running another inference"});
+    if (info.Length() < 1 || !info[0].IsObject()) throw input_error(env, "infer(request): request must be an object");
+    Napi::Object rq = info[0].As<Napi::Object>();
+
+    auto* w = new InferWorker(env, engine, this);
+    try {
+        Napi::Value ids = rq.Get("inputIds");
+        if (!ids.IsTypedArray() || ids.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+            throw input_error(env, "inputIds must be an Int32Array");
+        Napi::Int32Array ia = ids.As<Napi::Int32Array>();
+        w->req.input_ids.assign(ia.Data(), ia.Data() + ia.ElementLength());
+
+        Napi::Value views = rq.Get("views");
+        if (!views.IsArray()) throw input_error(env, "views must be an array");
+        Napi::Array va = views.As<Napi::Array>();
+        for (uint32_t i = 0; i < va.Length(); ++i) {
+            Napi::Value vv = va.Get(i);
+            const std::string where = "views[" + std::to_string(i) + "]";
+            if (!vv.IsObject()) throw input_error(env, where + " must be an object");
+            Napi::Object v = vv.As<Napi::Object>();
+            Napi::Value data = v.Get("data");
+            if (!data.IsTypedArray() || data.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array)
+                throw input_error(env, where + ".data must be a Uint8Array or Buffer");
+            Napi::Uint8Array u8 = data.As<Napi::Uint8Array>();
+            vla::ImageInput im;
+            im.data = u8.Data();  // zero-copy: the reference below keeps it alive
+            im.size = u8.ByteLength();
+            im.width = get_int(env, v, "width", 0, 0, 1 << 20);
+            im.height = get_int(env, v, "height", 0, 0, 1 << 20);
+            im.step = get_int(env, v, "step", 0, 0, 1 << 30);
+            Napi::Value enc = v.Get("encoding");
+            if (!enc.IsString() || !vla::pixel_format_parse(enc.As<Napi::String>().Utf8Value(), &im.format))
+                throw coded_error(env, {vla::Code::image, where + ".encoding must be one of rgb8, bgr8, rgba8, bgra8, mono8"});
+            w->req.views.push_back(im);
+            w->keep.push_back(Napi::Persistent(u8.As<Napi::Object>()));
+        }
+        Napi::Value head = rq.Get("head");
+        if (!head.IsUndefined() && !head.IsNull()) {
+            const std::string h = head.IsString() ? head.As<Napi::String>().Utf8Value() : "";
+            if (h == "waypoints") w->req.head = int(vla::ActionHead::waypoints);
+            else if (h == "text") w->req.head = int(vla::ActionHead::text);
+            else throw input_error(env, "head must be 'waypoints' or 'text'");
+        }
+        w->req.max_new_tokens = get_int(env, rq, "maxNewTokens", -1, -1, 1 << 16);
+        Napi::Value stops = rq.Get("stopIds");
+        if (!stops.IsUndefined() && !stops.IsNull()) {
+            if (!stops.IsTypedArray() || stops.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+                throw input_error(env, "stopIds must be an Int32Array");
+            Napi::Int32Array sa = stops.As<Napi::Int32Array>();
+            w->req.stop_ids.assign(sa.Data(), sa.Data() + sa.ElementLength());
+        }
+        w->req.return_logits = rq.Get("returnLogits").ToBoolean();
+        w->req.return_hidden = rq.Get("returnHidden").ToBoolean();
+    } catch (...) {
+        delete w;
+        throw;
+    }
+    w->keep.push_back(Napi::Persistent(Value()));  // the wrap outlives its inference
+    Napi::Promise p = w->promise();
+    in_flight = true;
+    w->Queue();
+    return p;
+}
+
+Napi::Value Load(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsString()) throw input_error(env, "load(dir, options): dir must be a string");
+    vla::EngineOptions opts;
+    if (info.Length() > 1 && info[1].IsObject()) {
+        Napi::Object o = info[1].As<Napi::Object>();
+        Napi::Value b = o.Get("backend");
+        if (b.IsString()) opts.backend = b.As<Napi::String>().Utf8Value();
+        else if (!b.IsUndefined()) throw input_error(env, "options.backend must be a string");
+        opts.n_threads = get_int(env, o, "threads", 0, 0, 1024);
+    }
+    auto* w = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), opts);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    EngineWrap::Init(env, exports);
+    exports.Set("load", Napi::Function::New(env, Load));
+    Napi::Array names = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (const auto& n : vla::backend_list()) names.Set(i++, n);
+    exports.Set("backends", names);
+    return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(vla_addon, Init)

@@ -1,0 +1,308 @@
+// The reference backend: plain loops, multithreaded where the work is (GEMM, attention).
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "convert.h"
+#include "gemm.h"
+#include "vla/backend.h"
+#include "vla/image.h"
+#include "vla/threadpool.h"
+
+namespace vla {
+
+Tensor Backend::rows(const Tensor& t, int64_t row0, int64_t n) const {
+    Tensor v = t;
+    v.data = static_cast<uint8_t*>(t.data) + row0 * t.cols * int64_t(dtype_size(t.dtype));
+    v.rows = n;
+    return v;
+}
+
+namespace {
+
+typedef float v8 __attribute__((vector_size(32)));
+
+// Dot product; 8-wide partial sums (the compiler does not reorder float sums by itself).
+inline float dot(const float* a, const float* b, int64_t n) {
+    int64_t i = 0;
+    float s = 0.f;
+    if (n >= 8) {
+        v8 acc = {};
+        for (; i + 8 <= n; i += 8) {
+            v8 x, y;
+            __builtin_memcpy(&x, a + i, sizeof x);
+            __builtin_memcpy(&y, b + i, sizeof y);
+            acc += x * y;
+        }
+        s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    }
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+}
+
+inline float* F(Tensor& t) { return static_cast<float*>(t.data); }
+inline const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
+
+class CpuBackend final : public Backend {
+public:
+    explicit CpuBackend(const BackendOptions& o) : pool_(o.n_threads) {}
+    const char* name() const override { return "cpu"; }
+
+    Status alloc(int64_t rows, int64_t cols, Tensor* out) override {
+        const size_t bytes = size_t(rows) * size_t(cols) * sizeof(float);
+        float* p = static_cast<float*>(::operator new(std::max<size_t>(bytes, 64), std::align_val_t(64), std::nothrow));
+        if (!p) return {Code::oom, "cpu: cannot allocate " + std::to_string(bytes) + " bytes"};
+        allocated_ += int64_t(bytes);
+        Tensor t;
+        t.data = p;
+        t.rows = rows;
+        t.cols = cols;
+        t.mem = std::shared_ptr<void>(p, [this, bytes](void* q) {
+            ::operator delete(q, std::align_val_t(64));
+            allocated_ -= int64_t(bytes);
+        });
+        *out = std::move(t);
+        return Status::OK();
+    }
+
+    Status upload_weight(const TensorView& src, int64_t rows, int64_t cols, Tensor* out) override {
+        Tensor t;  // zero-copy: the mmap outlives the backend
+        t.data = const_cast<uint8_t*>(src.data);
+        t.dtype = src.dtype;
+        t.rows = rows;
+        t.cols = cols;
+        *out = t;
+        return Status::OK();
+    }
+
+    void write(Tensor& dst, const float* src, int64_t n, int64_t offset) override {
+        std::memcpy(F(dst) + offset, src, size_t(n) * sizeof(float));
+    }
+    void read(const Tensor& src, float* dst, int64_t n, int64_t offset) override {
+        if (src.dtype == DType::f32) std::memcpy(dst, F(src) + offset, size_t(n) * sizeof(float));
+        else convert_to_f32(src.data, src.dtype, offset, n, dst);
+    }
+
+    void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+        std::vector<float> b;
+        const float* bp = nullptr;
+        if (bias) {
+            if (bias->dtype == DType::f32) {
+                bp = F(*bias);
+            } else {
+                b.resize(size_t(bias->numel()));
+                convert_to_f32(bias->data, bias->dtype, 0, bias->numel(), b.data());
+                bp = b.data();
+            }
+        }
+        gemm_xwt(pool_, F(x), x.rows, x.cols, w.data, w.dtype, w.rows, bp, F(y));
+    }
+
+    // Norm weights may be half precision: convert the row once per call.
+    std::vector<float> vec(const Tensor& t) {
+        std::vector<float> v(static_cast<size_t>(t.numel()));
+        convert_to_f32(t.data, t.dtype, 0, t.numel(), v.data());
+        return v;
+    }
+
+    void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) override {
+        const auto wv = vec(w), bv = vec(b);
+        const int64_t d = x.cols;
+        pool_.parallel_for(x.rows, 16, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const float* xi = F(x) + r * d;
+                float* yi = F(y) + r * d;
+                double mean = 0, var = 0;
+                for (int64_t i = 0; i < d; ++i) mean += xi[i];
+                mean /= d;
+                for (int64_t i = 0; i < d; ++i) var += (xi[i] - mean) * (xi[i] - mean);
+                var /= d;
+                const float inv = float(1.0 / std::sqrt(var + eps)), m = float(mean);
+                for (int64_t i = 0; i < d; ++i) yi[i] = (xi[i] - m) * inv * wv[i] + bv[i];
+            }
+        });
+    }
+
+    void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y) override {
+        const auto wv = vec(w);
+        const int64_t d = x.cols;
+        pool_.parallel_for(x.rows, 16, [&](int64_t r0, int64_t r1) {
+            for (int64_t r = r0; r < r1; ++r) {
+                const float* xi = F(x) + r * d;
+                float* yi = F(y) + r * d;
+                double ss = 0;
+                for (int64_t i = 0; i < d; ++i) ss += double(xi[i]) * xi[i];
+                const float inv = float(1.0 / std::sqrt(ss / d + eps));
+                for (int64_t i = 0; i < d; ++i) yi[i] = xi[i] * inv * wv[i];
+            }
+        });
+    }
+
+    void add(Tensor& y, const Tensor& x) override {
+        float* yp = F(y);
+        const float* xp = F(x);
+        for (int64_t i = 0, n = y.numel(); i < n; ++i) yp[i] += xp[i];
+    }
+
+    void add_rows(Tensor& y, int64_t y_row0, const Tensor& table, int64_t t_row0, int64_t n, bool broadcast) override {
+        const int64_t d = y.cols;
+        std::vector<float> row(static_cast<size_t>(d));
+        for (int64_t i = 0; i < n; ++i) {
+            if (!broadcast || i == 0) convert_to_f32(table.data, table.dtype, (t_row0 + (broadcast ? 0 : i)) * d, d, row.data());
+            float* yi = F(y) + (y_row0 + i) * d;
+            for (int64_t c = 0; c < d; ++c) yi[c] += row[c];
+        }
+    }
+
+    void unary(Unary op, Tensor& y) override {
+        float* p = F(y);
+        pool_.parallel_for(y.numel(), 4096, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) {
+                const float v = p[i];
+                switch (op) {
+                case Unary::gelu: p[i] = 0.5f * v * (1.f + std::erf(v * 0.70710678118654752f)); break;
+                case Unary::quick_gelu: p[i] = v / (1.f + std::exp(-1.702f * v)); break;
+                case Unary::silu: p[i] = v / (1.f + std::exp(-v)); break;
+                }
+            }
+        });
+    }
+
+    void swiglu(const Tensor& gate, const Tensor& up, Tensor& y) override {
+        const float* g = F(gate);
+        const float* u = F(up);
+        float* o = F(y);
+        pool_.parallel_for(y.numel(), 4096, [&](int64_t i0, int64_t i1) {
+            for (int64_t i = i0; i < i1; ++i) o[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
+        });
+    }
+
+    void rope(Tensor& x, int n_heads, int head_dim, const int32_t* positions, float theta) override {
+        const int half = head_dim / 2;
+        std::vector<double> inv_freq(static_cast<size_t>(half));
+        for (int i = 0; i < half; ++i) inv_freq[i] = 1.0 / std::pow(double(theta), 2.0 * i / head_dim);
+        pool_.parallel_for(x.rows, 8, [&](int64_t r0, int64_t r1) {
+            std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+            for (int64_t r = r0; r < r1; ++r) {
+                for (int i = 0; i < half; ++i) {
+                    // Angles in float like HF (inv_freq * pos in fp32), then cos/sin.
+                    const float ang = float(inv_freq[i]) * float(positions[r]);
+                    cs[i] = std::cos(ang);
+                    sn[i] = std::sin(ang);
+                }
+                for (int h = 0; h < n_heads; ++h) {
+                    float* v = F(x) + r * x.cols + int64_t(h) * head_dim;
+                    for (int i = 0; i < half; ++i) {
+                        const float a = v[i], b = v[i + half];
+                        v[i] = a * cs[i] - b * sn[i];
+                        v[i + half] = b * cs[i] + a * sn[i];
+                    }
+                }
+            }
+        });
+    }
+
+    void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) override {
+        const int64_t n_q = q.rows, hd = p.head_dim;
+        const int group = p.n_head / p.n_kv_head;
+        const int64_t qb = p.causal ? n_q : n_q / p.n_batch;    // query rows per batch block
+        const int64_t kb = p.causal ? p.n_kv : p.n_kv / p.n_batch;
+        // One task per (head, query row block): scores live in a row-sized scratch, never n x n.
+        constexpr int64_t RB = 16;
+        const int64_t row_blocks = (n_q + RB - 1) / RB;
+        pool_.parallel_for(int64_t(p.n_head) * row_blocks, 1, [&](int64_t t0, int64_t t1) {
+            std::vector<float> s(static_cast<size_t>(p.n_kv));
+            std::vector<float> acc(static_cast<size_t>(hd));
+            for (int64_t t = t0; t < t1; ++t) {
+                const int h = int(t / row_blocks), hk = h / group;
+                const int64_t rb = t % row_blocks;
+                for (int64_t i = rb * RB; i < std::min(n_q, (rb + 1) * RB); ++i) {
+                    int64_t j0, j1;
+                    if (p.causal) {
+                        j0 = 0;
+                        j1 = std::min(p.n_kv, p.kv_offset + i + 1);
+                    } else {
+                        j0 = (i / qb) * kb;
+                        j1 = j0 + kb;
+                    }
+                    const float* qi = F(q) + i * q.cols + h * hd;
+                    float mx = -INFINITY;
+                    for (int64_t j = j0; j < j1; ++j) {
+                        const float* kj = F(k) + j * k.cols + hk * hd;
+                        s[j] = dot(qi, kj, hd) * p.scale;
+                        mx = std::max(mx, s[j]);
+                    }
+                    double sum = 0;
+                    for (int64_t j = j0; j < j1; ++j) {
+                        s[j] = std::exp(s[j] - mx);
+                        sum += s[j];
+                    }
+                    std::fill(acc.begin(), acc.end(), 0.f);
+                    for (int64_t j = j0; j < j1; ++j) {
+                        const float* vj = F(v) + j * v.cols + hk * hd;
+                        const float pj = s[j];
+                        for (int64_t c = 0; c < hd; ++c) acc[c] += pj * vj[c];
+                    }
+                    float* oi = F(out) + i * out.cols + h * hd;
+                    const float inv = float(1.0 / sum);
+                    for (int64_t c = 0; c < hd; ++c) oi[c] = acc[c] * inv;
+                }
+            }
+        });
+    }
+
+    void get_rows(const Tensor& table, const int32_t* ids, int64_t n, Tensor& out, int64_t out_row0) override {
+        const int64_t d = table.cols;
+        for (int64_t i = 0; i < n; ++i) convert_to_f32(table.data, table.dtype, int64_t(ids[i]) * d, d, F(out) + (out_row0 + i) * d);
+    }
+
+    void copy_rows(const Tensor& src, int64_t src_row0, int64_t n, Tensor& dst, int64_t dst_row0) override {
+        std::memmove(F(dst) + dst_row0 * dst.cols, F(src) + src_row0 * src.cols, size_t(n * src.cols) * sizeof(float));
+    }
+
+    void gather_rows(const Tensor& src, const int32_t* idx, int64_t n, Tensor& dst) override {
+        for (int64_t i = 0; i < n; ++i)
+            std::memcpy(F(dst) + i * dst.cols, F(src) + int64_t(idx[i]) * src.cols, size_t(src.cols) * sizeof(float));
+    }
+
+    void patch_embed(const Tensor& img, int n_img, int S, int P, const Tensor& w, Tensor& out) override {
+        // im2col: each patch becomes one row [3 * P * P] (channel, y, x order as the conv weight),
+        // then one GEMM against w [D, 3 * P * P].
+        const int g = S / P, np = g * g, kk = 3 * P * P;
+        std::vector<float> cols(size_t(n_img) * np * kk);
+        for (int b = 0; b < n_img; ++b)
+            for (int py = 0; py < g; ++py)
+                for (int px = 0; px < g; ++px) {
+                    float* row = cols.data() + (size_t(b) * np + py * g + px) * kk;
+                    for (int c = 0; c < 3; ++c)
+                        for (int y = 0; y < P; ++y)
+                            std::memcpy(row + (c * P + y) * P,
+                                        F(img) + (int64_t(b) * 3 + c) * S * S + int64_t(py * P + y) * S + px * P,
+                                        size_t(P) * sizeof(float));
+                }
+        std::vector<float> res(size_t(n_img) * np * w.rows);
+        gemm_xwt(pool_, cols.data(), int64_t(n_img) * np, kk, w.data, w.dtype, w.rows, nullptr, res.data());
+        for (int b = 0; b < n_img; ++b)
+            std::memcpy(F(out) + (int64_t(b) * (np + 1) + 1) * out.cols, res.data() + size_t(b) * np * w.rows,
+                        size_t(np) * w.rows * sizeof(float));
+    }
+
+    Status preprocess(const ImageInput& in, const PreprocessParams& p, Tensor& out, int slot) override {
+        return image_preprocess(in, p, F(out) + int64_t(slot) * 3 * out.cols);
+    }
+
+    int64_t allocated_bytes() const override { return allocated_; }
+
+private:
+    ThreadPool pool_;
+    std::atomic<int64_t> allocated_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> backend_cpu_create(const BackendOptions& o) { return std::make_unique<CpuBackend>(o); }
+
+}  // namespace vla

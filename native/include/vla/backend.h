@@ -1,0 +1,118 @@
+// The backend interface: memory and ops. The model core (native/core) runs the forward pass
+// only through this interface, so a backend (cpu/ always, cuda/ when built) is a drop-in.
+// Tensors are 2-D, row-major: [rows, cols]. Activations are always F32; weights keep the dtype
+// the backend chose at upload (CPU: the file's own, zero-copy from the mmap).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "vla/safetensors.h"
+#include "vla/status.h"
+
+namespace vla {
+
+struct Tensor {
+    void* data = nullptr;          // backend memory (host for cpu, device for cuda)
+    DType dtype = DType::f32;
+    int64_t rows = 0, cols = 0;
+    std::shared_ptr<void> mem;     // owner; empty for views into weights or other tensors
+    int64_t numel() const { return rows * cols; }
+    bool empty() const { return data == nullptr; }
+};
+
+enum class Unary { gelu, quick_gelu, silu };
+
+enum class PixelFormat { rgb8, bgr8, rgba8, bgra8, mono8 };
+int pixel_format_channels(PixelFormat f);
+bool pixel_format_parse(const std::string& s, PixelFormat* out);  // "rgb8", "bgr8", ...
+
+// A raw camera frame on the host, as sensor_msgs/Image carries it.
+struct ImageInput {
+    const uint8_t* data = nullptr;
+    size_t size = 0;            // bytes available at data
+    int width = 0, height = 0;
+    int step = 0;               // bytes per row (>= width * channels)
+    PixelFormat format = PixelFormat::rgb8;
+};
+
+// CLIP-style preprocessing: to square (letterbox with the mean colour, or resize the short side
+// and centre-crop), PIL-style antialiased bicubic resize to `size`, rescale to [0,1], normalise.
+struct PreprocessParams {
+    int size = 336;
+    bool pad = true;            // true: letterbox ("pad"); false: centre crop ("crop")
+    float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
+    float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+};
+
+struct AttentionParams {
+    int n_head = 0, n_kv_head = 0, head_dim = 0;  // GQA: query head h reads kv head h / (n_head / n_kv_head)
+    int64_t n_kv = 0;           // keys/values used: the first n_kv rows of k and v
+    int64_t kv_offset = 0;      // causal: query row i sits at key index kv_offset + i
+    bool causal = true;
+    int n_batch = 1;            // non-causal only: q and k/v split into n_batch equal blocks attending within
+    float scale = 0.f;          // usually 1/sqrt(head_dim)
+};
+
+class Backend {
+public:
+    virtual ~Backend() = default;
+    virtual const char* name() const = 0;
+
+    // F32 activation tensor [rows, cols], uninitialised.
+    virtual Status alloc(int64_t rows, int64_t cols, Tensor* out) = 0;
+    // A weight for the ops below; `src` stays mapped for the backend's lifetime.
+    virtual Status upload_weight(const TensorView& src, int64_t rows, int64_t cols, Tensor* out) = 0;
+    // Host <-> tensor copies of F32 values, `n` floats starting at float index `offset`.
+    virtual void write(Tensor& dst, const float* src, int64_t n, int64_t offset = 0) = 0;
+    virtual void read(const Tensor& src, float* dst, int64_t n, int64_t offset = 0) = 0;
+    // A view of rows [row0, row0 + n) of t (no copy).
+    Tensor rows(const Tensor& t, int64_t row0, int64_t n) const;
+
+    // y[n, m] = x[n, k] * w[m, k]^T (+ bias[m]); w of any weight dtype.
+    virtual void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) = 0;
+    // y = (x - mean) / sqrt(var + eps) * w + b, per row. y may alias x.
+    virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) = 0;
+    // y = x / sqrt(mean(x^2) + eps) * w, per row. y may alias x.
+    virtual void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y) = 0;
+    // y += x (same shape).
+    virtual void add(Tensor& y, const Tensor& x) = 0;
+    // y[y_row0 + i] += table[t_row0 + (broadcast ? 0 : i)] for i < n; table of any dtype.
+    virtual void add_rows(Tensor& y, int64_t y_row0, const Tensor& table, int64_t t_row0, int64_t n,
+                          bool broadcast) = 0;
+    virtual void unary(Unary op, Tensor& y) = 0;  // in place
+    // y = silu(gate) * up; y may alias gate.
+    virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& y) = 0;
+    // Rotary embedding, Llama's rotate-half layout, on x [n, n_heads * head_dim] in place;
+    // positions[n] on the host.
+    virtual void rope(Tensor& x, int n_heads, int head_dim, const int32_t* positions, float theta) = 0;
+    // out[n_q, n_head * head_dim] = softmax(q k^T * scale + mask) v.
+    virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
+                           const AttentionParams& p) = 0;
+    // out[out_row0 + i] = table[ids[i]] (dtype converted to F32); ids on the host, checked by caller.
+    virtual void get_rows(const Tensor& table, const int32_t* ids, int64_t n, Tensor& out, int64_t out_row0) = 0;
+    // dst[dst_row0 + i] = src[src_row0 + i], i < n (F32, same cols).
+    virtual void copy_rows(const Tensor& src, int64_t src_row0, int64_t n, Tensor& dst, int64_t dst_row0) = 0;
+    // dst[i] = src[idx[i]], i < n; idx on the host. The compaction op of visual-token pruning.
+    virtual void gather_rows(const Tensor& src, const int32_t* idx, int64_t n, Tensor& dst) = 0;
+    // Patch embedding of `n_img` images img[n_img * 3, S * S] (planar RGB) with w [D, 3 * P * P]
+    // into out rows [img * (1 + Np) + 1 + p] (row 0 of each image is left for the class token).
+    virtual void patch_embed(const Tensor& img, int n_img, int S, int P, const Tensor& w, Tensor& out) = 0;
+    // Preprocess one frame into rows [3 * slot, 3 * slot + 3) of out [.., size * size].
+    virtual Status preprocess(const ImageInput& in, const PreprocessParams& p, Tensor& out, int slot) = 0;
+    // Waits for queued work (no-op on cpu).
+    virtual void synchronize() {}
+    // Bytes of activation memory currently allocated through alloc().
+    virtual int64_t allocated_bytes() const = 0;
+};
+
+struct BackendOptions {
+    int n_threads = 0;  // 0: all hardware threads
+};
+
+// "cpu" always; "cuda" where built and a device is present. Code::backend otherwise.
+Status backend_create(const std::string& name, const BackendOptions& opts, std::unique_ptr<Backend>* out);
+std::vector<std::string> backend_list();  // the names compiled in
+
+}  // namespace vla

@@ -1,0 +1,45 @@
+// AutoPrune's retention schedule and the prefill FLOPs accounting (docs: ../shared autoprune.md
+// §2.4, §2.7-2.9). Pure host arithmetic: usable without a model (the `schedule` CLI) and by the
+// prefill, which computes it once, after layer 1, from MI_1.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace vla {
+
+struct AutoPruneParams {
+    double x0 = 14.9;   // logistic centre before the +k shift
+    double k0 = 0.4;    // base slope
+    double gamma = 0.2; // MI sensitivity
+};
+
+struct Schedule {
+    double k = 0;                  // slope, max(k0 - gamma * MI_1, 0)
+    double scale = 1;              // bisection result s
+    int n1 = 0;                    // visual tokens after layer 0: min(floor(2.5 T), N_v)
+    std::vector<double> keep_frac; // [L], index 0 unused (layer 0 keeps n1); s * p_l, unclipped
+    std::vector<int> kept;         // [L] simulated visual count after each layer (merged tokens included)
+    double avg_tokens = 0;         // mean of kept over the L layers
+};
+
+// Raw logistic fractions p_l = 0.75 / (1 + exp(k (l - (x0 + k)))) for l = 1..L-1 (p[0] = 0).
+std::vector<double> autoprune_curve(int n_layers, double k, double x0);
+
+// Visual count after each layer when layer l keeps min(ceil((n1 - 1) * min(1, q_l)), n1) by
+// score and recycles the pruned into C = min((int(0.3 d) + 1) / 10 + 1, int(0.3 d) + 1) merged
+// tokens (d = pruned count); kept[0] = n1.
+std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1);
+
+// The schedule for budget T (average visual tokens per layer) and complexity MI_1: the
+// reference's bisection of s in [0, 20] (200 steps, stop when the area is within 0.01 of L T).
+Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, double mi1,
+                            const AutoPruneParams& p = {});
+
+// Prefill FLOPs of one decoder layer over n tokens: 4 n d^2 + 2 n^2 d + 3 n d m (FastV/SparseVLM
+// convention, the reference's reported numbers).
+double layer_flops(double n, double d, double m);
+
+// Prefill FLOPs of the decoder when layer l processes prefix + visual_in[l] + text tokens.
+double prefill_flops(const std::vector<int>& visual_in, int prefix, int text, double d, double m);
+
+}  // namespace vla
