@@ -1,0 +1,6 @@
+export { Engine, parseWaypoints } from './native/engine.js';
+export type { EngineOptions, InferInput, InferOutput, ModelInfo, StageTimingsMs, Waypoint, BackendName } from './native/engine.js';
+export type { ImageInput, RawImage, CompressedImage } from './native/image.js';
+export { ErrorCodes, VlaError, isVlaError } from './util/errors.js';
+export type { ErrorCode } from './util/errors.js';
+export { makeModel } from './model/tiny.js';

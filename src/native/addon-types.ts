@@ -1,0 +1,87 @@
+/**
+ * The raw contract of the native addon (native/binding/addon.cpp). Only engine.ts uses it.
+ * Errors thrown or rejected by the addon carry `code` (VLA_E_*).
+ */
+export type PixelEncoding = 'rgb8' | 'bgr8' | 'rgba8' | 'bgra8' | 'mono8';
+export type HeadKind = 'waypoints' | 'text';
+
+export interface NativeView {
+  data: Uint8Array; // zero-copy: must stay unchanged until the promise settles
+  width: number;
+  height: number;
+  step: number; // bytes per row
+  encoding: PixelEncoding;
+}
+
+export interface NativeRequest {
+  inputIds: Int32Array; // one imageTokenId per view, camera order
+  views: NativeView[];
+  head?: HeadKind;
+  maxNewTokens?: number;
+  stopIds?: Int32Array;
+  returnLogits?: boolean;
+  returnHidden?: boolean;
+}
+
+export interface NativeTimings {
+  preprocessMs: number;
+  visionMs: number;
+  prefillMs: number;
+  headMs: number;
+  totalMs: number;
+}
+
+export interface NativeResult {
+  head: HeadKind;
+  waypoints: Float32Array; // [nWaypoints * waypointDim]
+  nWaypoints: number;
+  waypointDim: number;
+  tokens: Int32Array;
+  stopped: boolean;
+  timings: NativeTimings;
+  nPromptTokens: number;
+  nVisualTokens: number;
+  nTextTokens: number;
+  nGenerated: number;
+  logits?: Float32Array;
+  hidden?: Float32Array;
+}
+
+export interface NativeModelInfo {
+  backend: string;
+  nParams: number;
+  weightBytes: number;
+  imageTokenId: number;
+  imageSize: number;
+  patchSize: number;
+  tokensPerView: number;
+  visionLayers: number;
+  textLayers: number;
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  vocabSize: number;
+  bosId: number;
+  eosId: number;
+  maxPositions: number;
+  head: HeadKind;
+  numWaypoints: number;
+  waypointDim: number;
+  waypointDtS: number;
+  maxNewTokens: number;
+  hasVlaSection: boolean;
+  cameras: string[];
+}
+
+export interface NativeEngine {
+  infer(req: NativeRequest): Promise<NativeResult>;
+  info(): NativeModelInfo;
+  dispose(): void;
+  readonly busy: boolean;
+}
+
+export interface NativeAddon {
+  load(dir: string, options?: { backend?: string; threads?: number }): Promise<NativeEngine>;
+  backends: string[];
+}

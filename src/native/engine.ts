@@ -1,0 +1,306 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import { ErrorCodes, VlaError } from '../util/errors.js';
+import { componentLogger, type Logger } from '../util/logger.js';
+import { buildPrompt, DEFAULT_PROMPT, type PromptConfig } from '../model/prompt.js';
+import { loadTokenizer, type VlaTokenizer } from '../model/tokenizer.js';
+import { loadAddon } from './addon.js';
+import type { HeadKind, NativeEngine, NativeModelInfo, NativeResult, NativeView } from './addon-types.js';
+import { toNativeView, type ImageInput } from './image.js';
+
+export type BackendName = 'cpu' | 'cuda' | 'auto';
+
+export interface EngineOptions {
+  backend?: BackendName;
+  /** CPU threads; 0 = all cores. */
+  threads?: number;
+  /** Calls waiting behind the running one before new calls are rejected with VLA_E_BUSY. */
+  maxQueue?: number;
+  logger?: Logger;
+}
+
+export interface InferInput {
+  /** Views by camera name (any subset of the model's cameras; order follows the model), or an array in camera order. */
+  views: Record<string, ImageInput> | ImageInput[];
+  instruction: string;
+  head?: HeadKind;
+  maxNewTokens?: number;
+  returnLogits?: boolean;
+  returnHidden?: boolean;
+}
+
+export interface Waypoint {
+  /** Seconds from now. */
+  tS: number;
+  /** Metres, ego frame: x forward, y left. */
+  x: number;
+  y: number;
+  /** Radians, when the model predicts it. */
+  yaw?: number;
+}
+
+export interface StageTimingsMs {
+  /** JPEG/PNG decoding in TypeScript (0 for raw frames). */
+  decodeMs: number;
+  tokenizeMs: number;
+  preprocessMs: number;
+  visionMs: number;
+  prefillMs: number;
+  /** Waypoint head, or autoregressive decoding for the text head. */
+  headMs: number;
+  /** Native total (preprocess to head). */
+  engineMs: number;
+  /** Wall time of infer(), queueing excluded. */
+  totalMs: number;
+}
+
+export interface InferOutput {
+  head: HeadKind;
+  waypoints: Waypoint[];
+  /** Text head: the generated text (waypoints are parsed from it where it names them). */
+  text?: string;
+  tokenIds: number[];
+  stopped: boolean;
+  cameras: string[];
+  timings: StageTimingsMs;
+  tokens: { prompt: number; visual: number; text: number; generated: number };
+  logits?: Float32Array;
+  hidden?: Float32Array;
+}
+
+export interface ModelInfo extends NativeModelInfo {
+  dir: string;
+  prompt: PromptConfig;
+}
+
+const MAX_INSTRUCTION_CHARS = 4096;
+
+/**
+ * A loaded VLA model. Calls are serialised (one inference at a time in native code, the
+ * rest queued up to maxQueue); dispose() frees native memory once the running call ends.
+ */
+export class Engine {
+  private native: NativeEngine | undefined;
+  private closed: Promise<void> | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+  private queued = 0;
+  private readonly log: Logger;
+
+  private constructor(
+    native: NativeEngine,
+    readonly tokenizer: VlaTokenizer,
+    readonly info: ModelInfo,
+    private readonly stopIds: Int32Array,
+    private readonly maxQueue: number,
+    log: Logger,
+  ) {
+    this.native = native;
+    this.log = log;
+  }
+
+  static async load(dir: string, options: EngineOptions = {}): Promise<Engine> {
+    const log = (options.logger ?? componentLogger('engine')).child({ model: dir });
+    const addon = loadAddon();
+    const backend = options.backend ?? 'auto';
+    const t0 = performance.now();
+    let native: NativeEngine;
+    try {
+      native = await addon.load(dir, { backend, threads: options.threads ?? 0 });
+    } catch (err) {
+      throw VlaError.from(err);
+    }
+    try {
+      const [tokenizer, prompt] = await Promise.all([loadTokenizer(dir), readPromptConfig(dir)]);
+      const nativeInfo = native.info();
+      const imageId = tokenizer.tokenId(prompt.image_token);
+      if (imageId !== nativeInfo.imageTokenId) {
+        throw new VlaError(ErrorCodes.CONFIG, `${dir}: the tokenizer maps ${prompt.image_token} to ${imageId ?? 'nothing'}, config.json says image_token_index ${nativeInfo.imageTokenId}`);
+      }
+      const stops = new Set<number>([nativeInfo.eosId]);
+      for (const s of prompt.stop_tokens) {
+        const id = tokenizer.tokenId(s);
+        if (id === undefined) throw new VlaError(ErrorCodes.CONFIG, `${dir}: stop token '${s}' is not in the tokenizer`);
+        stops.add(id);
+      }
+      const info: ModelInfo = { ...nativeInfo, dir, prompt };
+      if (backend !== 'cpu' && nativeInfo.backend !== backend) {
+        log.warn({ requested: backend, backend: nativeInfo.backend, available: addon.backends }, 'backend fallback');
+      }
+      log.info({ backend: nativeInfo.backend, params: nativeInfo.nParams, cameras: nativeInfo.cameras, head: nativeInfo.head, loadMs: Math.round(performance.now() - t0) }, 'model loaded');
+      return new Engine(native, tokenizer, info, Int32Array.from(stops), options.maxQueue ?? 8, log);
+    } catch (err) {
+      native.dispose();
+      throw VlaError.from(err, ErrorCodes.CONFIG);
+    }
+  }
+
+  get cameras(): string[] {
+    return this.info.cameras;
+  }
+
+  get disposed(): boolean {
+    return this.closed !== undefined;
+  }
+
+  /** Runs one inference; resolves with the trajectory (or text) and per-stage timings. */
+  infer(input: InferInput): Promise<InferOutput> {
+    if (this.closed) return Promise.reject(new VlaError(ErrorCodes.DISPOSED, 'the engine was disposed'));
+    if (this.queued > this.maxQueue) {
+      return Promise.reject(new VlaError(ErrorCodes.BUSY, `engine queue is full (${this.maxQueue} waiting)`));
+    }
+    this.queued++;
+    const run = this.tail.then(
+      () => this.run(input),
+      () => this.run(input),
+    );
+    this.tail = run.catch(() => undefined).finally(() => this.queued--);
+    return run;
+  }
+
+  /**
+   * Stops accepting calls; those already accepted complete, then native memory is freed.
+   * Resolves once it is. Calling it again returns the same promise.
+   */
+  dispose(): Promise<void> {
+    this.closed ??= this.tail.then(() => {
+      this.native?.dispose();
+      this.native = undefined;
+      this.log.debug('disposed');
+    });
+    return this.closed;
+  }
+
+  private orderViews(views: InferInput['views']): { names: string[]; images: ImageInput[] } {
+    const cams = this.info.cameras;
+    if (Array.isArray(views)) {
+      if (views.length === 0 || views.length > cams.length) {
+        throw new VlaError(ErrorCodes.INPUT, `${views.length} views given, the model takes 1..${cams.length} (${cams.join(', ')})`);
+      }
+      return { names: cams.slice(0, views.length), images: views };
+    }
+    if (views === null || typeof views !== 'object') throw new VlaError(ErrorCodes.INPUT, 'views must be an object keyed by camera name or an array');
+    for (const name of Object.keys(views)) {
+      if (!cams.includes(name)) throw new VlaError(ErrorCodes.INPUT, `unknown camera '${name}' (model cameras: ${cams.join(', ')})`);
+    }
+    const names = cams.filter((c) => views[c] !== undefined);
+    if (names.length === 0) throw new VlaError(ErrorCodes.INPUT, `no views given (model cameras: ${cams.join(', ')})`);
+    return { names, images: names.map((n) => views[n] as ImageInput) };
+  }
+
+  private async run(input: InferInput): Promise<InferOutput> {
+    const native = this.native;
+    if (!native) throw new VlaError(ErrorCodes.DISPOSED, 'the engine was disposed');
+    const t0 = performance.now();
+    if (typeof input?.instruction !== 'string') throw new VlaError(ErrorCodes.INPUT, 'instruction must be a string');
+    if (input.instruction.length > MAX_INSTRUCTION_CHARS) {
+      throw new VlaError(ErrorCodes.INPUT, `instruction is ${input.instruction.length} characters, the limit is ${MAX_INSTRUCTION_CHARS}`);
+    }
+    const { names, images } = this.orderViews(input.views);
+
+    const tDecode = performance.now();
+    const views: NativeView[] = await Promise.all(images.map((img, i) => toNativeView(img, `camera '${names[i]}'`)));
+    const decodeMs = performance.now() - tDecode;
+
+    const tTok = performance.now();
+    const text = buildPrompt(this.info.prompt, input.instruction, views.length);
+    const inputIds = this.tokenizer.encode(text, { addBos: true });
+    const tokenizeMs = performance.now() - tTok;
+
+    let r: NativeResult;
+    try {
+      r = await native.infer({
+        inputIds,
+        views,
+        head: input.head,
+        maxNewTokens: input.maxNewTokens,
+        stopIds: this.stopIds,
+        returnLogits: input.returnLogits,
+        returnHidden: input.returnHidden,
+      });
+    } catch (err) {
+      throw VlaError.from(err);
+    }
+    const out: InferOutput = {
+      head: r.head,
+      waypoints: [],
+      tokenIds: Array.from(r.tokens),
+      stopped: r.stopped,
+      cameras: names,
+      timings: {
+        decodeMs,
+        tokenizeMs,
+        preprocessMs: r.timings.preprocessMs,
+        visionMs: r.timings.visionMs,
+        prefillMs: r.timings.prefillMs,
+        headMs: r.timings.headMs,
+        engineMs: r.timings.totalMs,
+        totalMs: performance.now() - t0,
+      },
+      tokens: { prompt: r.nPromptTokens, visual: r.nVisualTokens, text: r.nTextTokens, generated: r.nGenerated },
+    };
+    const dt = this.info.waypointDtS;
+    if (r.head === 'waypoints') {
+      for (let i = 0; i < r.nWaypoints; i++) {
+        const w = r.waypoints.subarray(i * r.waypointDim, (i + 1) * r.waypointDim);
+        const wp: Waypoint = { tS: (i + 1) * dt, x: w[0] as number, y: w[1] as number };
+        if (r.waypointDim > 2) wp.yaw = w[2] as number;
+        out.waypoints.push(wp);
+      }
+    } else {
+      out.text = this.tokenizer.decode(r.tokens, { skipSpecial: true });
+      out.waypoints = parseWaypoints(out.text, dt);
+    }
+    if (r.logits) out.logits = r.logits;
+    if (r.hidden) out.hidden = r.hidden;
+    return out;
+  }
+}
+
+/**
+ * Reads waypoints a text-head model speaks, as "(x, y)" or "[x, y]" pairs (optionally a third
+ * number, yaw), in order; each is dt apart.
+ */
+export function parseWaypoints(text: string, dtS: number): Waypoint[] {
+  const num = '[-+]?(?:\\d+\\.?\\d*|\\.\\d+)(?:[eE][-+]?\\d+)?';
+  const re = new RegExp(`[([]\\s*(${num})\\s*,\\s*(${num})\\s*(?:,\\s*(${num})\\s*)?[)\\]]`, 'g');
+  const out: Waypoint[] = [];
+  for (const m of text.matchAll(re)) {
+    const wp: Waypoint = { tS: (out.length + 1) * dtS, x: Number(m[1]), y: Number(m[2]) };
+    if (m[3] !== undefined) wp.yaw = Number(m[3]);
+    out.push(wp);
+  }
+  return out;
+}
+
+interface PromptFile extends PromptConfig {
+  image_token: string;
+  stop_tokens: string[];
+}
+
+async function readPromptConfig(dir: string): Promise<PromptFile> {
+  const file = path.join(dir, 'config.json');
+  let cfg: { vla?: Partial<PromptFile> };
+  try {
+    cfg = JSON.parse(await readFile(file, 'utf8')) as { vla?: Partial<PromptFile> };
+  } catch (err) {
+    throw new VlaError(ErrorCodes.CONFIG, `${file}: ${(err as Error).message}`, { file }, { cause: err });
+  }
+  const v = cfg.vla ?? {};
+  const pick = (key: keyof PromptConfig): string => {
+    const val = v[key] ?? DEFAULT_PROMPT[key];
+    if (typeof val !== 'string') throw new VlaError(ErrorCodes.CONFIG, `${file}: vla.${key} must be a string`);
+    return val;
+  };
+  const stop = v.stop_tokens ?? [];
+  if (!Array.isArray(stop) || !stop.every((s) => typeof s === 'string')) {
+    throw new VlaError(ErrorCodes.CONFIG, `${file}: vla.stop_tokens must be an array of strings`);
+  }
+  return {
+    system_prompt: pick('system_prompt'),
+    prompt_template: pick('prompt_template'),
+    image_prompt: pick('image_prompt'),
+    image_token: typeof v.image_token === 'string' ? v.image_token : '<image>',
+    stop_tokens: stop,
+  };
+}
