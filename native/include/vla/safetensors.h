@@ -36,7 +36,10 @@ public:
     // Opens and validates `path`. Checks: file at least 8 bytes; header length within the file
     // and below 100 MB; header is a JSON object; each entry has a known dtype string, a shape of
     // non-negative integers whose product times the dtype size does not overflow and equals
-    // end - begin; 0 <= begin <= end; end within the data section; ranges do not overlap.
+    // end - begin; 0 <= begin <= end; ranges do not overlap (Code::weights_format). An end past
+    // the data section is Code::weights_truncated with expected and present bytes. Gaps and
+    // trailing bytes in the data section are accepted. The file must not shrink while open:
+    // the mapping would then fault (SIGBUS), which no check at open can prevent.
     // Dtypes other than F32/F16/BF16 (e.g. I8, F64, unknown strings) give Code::dtype naming the
     // tensor. Errors name the file (and the tensor where there is one).
     static Status open(const std::string& path, std::unique_ptr<SafetensorsFile>* out);
@@ -69,8 +72,9 @@ class WeightStore {
 public:
     // dir holds model.safetensors, or model.safetensors.index.json and its shards. A shard
     // named in the index but missing gives Code::io naming it; an index entry whose tensor is
-    // not in its shard gives Code::tensor_missing. Any other *.safetensors files in the dir are
-    // ignored when an index exists.
+    // not in its shard gives Code::tensor_missing; shard names that are empty, absolute or hold
+    // ".." are Code::weights_format. Only tensors listed in the index are visible, and other
+    // *.safetensors files in the dir are ignored when an index exists.
     static Status open_dir(const std::string& dir, std::unique_ptr<WeightStore>* out);
 
     const TensorView* find(const std::string& name) const;
