@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <random>
 #include <cmath>
 
+#include "vla/prune-ops.h"
 #include "vla/safetensors.h"
 
 namespace vla {
@@ -77,6 +79,30 @@ private:
     ModelInfo& info_;
 };
 
+// Row bookkeeping of the decoder sequence as pruning compacts it.
+struct SeqInfo {
+    enum Kind : int8_t { other = 0, visual = 1, merged = 2 };
+    std::vector<int8_t> kind;
+    std::vector<int16_t> view;  // camera of a visual row, -1 otherwise
+    int64_t n_queries = 0;      // action queries at the end
+    int n_views = 0;
+    int64_t n_orig = 0;         // prefill length before any pruning
+
+    std::vector<int64_t> visual_rows() const {
+        std::vector<int64_t> r;
+        for (size_t i = 0; i < kind.size(); ++i)
+            if (kind[i] != other) r.push_back(int64_t(i));
+        return r;
+    }
+    // Everything after the last visual token: the instruction text (and action queries),
+    // the "text" rows of the pruning scores.
+    int64_t tail_start() const {
+        int64_t t = int64_t(kind.size());
+        while (t > 0 && kind[size_t(t - 1)] == other) --t;
+        return t;
+    }
+};
+
 struct KvCache {
     Tensor k, v;      // [capacity, n_kv_heads * head_dim]
     int64_t len = 0;  // rows filled: this layer's own sequence length (layers may differ under pruning)
@@ -94,9 +120,19 @@ struct Engine::Impl {
     Status run(const InferRequest& req, InferResult* out);
 
     // Runs the vision tower and projector; returns visual tokens [n_views * per_view, d].
-    Status encode_views(const std::vector<ImageInput>& views, Tensor* visual, int64_t* per_view, StageTimings* t);
+    // With `prior`, also the CLS-attention prior of every visual token (head mean at the
+    // feature layer, FasterVLM-style), zeroed on letterbox padding when pad_mask.
+    Status encode_views(const std::vector<ImageInput>& views, Tensor* visual, int64_t* per_view, StageTimings* t,
+                        std::vector<float>* prior = nullptr, bool pad_mask = true);
     // One decoder layer over x [n, d] at `positions`, appending to and attending over `kv`.
-    Status decoder_layer(int l, Tensor& x, const int32_t* positions, KvCache& kv);
+    // With prob_rows, also the attention probabilities of those query rows over all keys,
+    // copied to the host: [n_heads * n_prob_rows, kv.len + n].
+    Status decoder_layer(int l, Tensor& x, const int32_t* positions, KvCache& kv, const std::vector<int32_t>* prob_rows = nullptr,
+                         std::vector<float>* probs = nullptr);
+    // Runs the prefill over x with the request's pruning policy; x, pos and the bookkeeping
+    // are compacted between layers.
+    Status prefill(const InferRequest& req, Tensor& x, std::vector<int32_t>& pos, SeqInfo& seq,
+                   const std::vector<float>& prior, std::vector<KvCache>& kv, PruneStats* stats);
     Status final_norm_rows(const Tensor& x, int64_t row0, int64_t n, Tensor* out);
 };
 
@@ -186,7 +222,7 @@ Status Engine::Impl::bind_all() {
 }
 
 Status Engine::Impl::encode_views(const std::vector<ImageInput>& views, Tensor* visual, int64_t* per_view,
-                                  StageTimings* t) {
+                                  StageTimings* t, std::vector<float>* prior, bool pad_mask) {
     const auto& c = info.config;
     const auto& vc = c.vision;
     Backend& B = *be;
@@ -228,12 +264,37 @@ Status Engine::Impl::encode_views(const std::vector<ImageInput>& views, Tensor* 
     ap.causal = false;
     ap.n_batch = nv;  // each view attends only within itself
     ap.scale = 1.f / std::sqrt(float(vc.head_dim()));
-    for (const auto& L : w.vis) {
+    const int64_t pv_ = c.drop_cls ? Np : T;
+    for (size_t li = 0; li < w.vis.size(); ++li) {
+        const auto& L = w.vis[li];
         B.layer_norm(x, L.ln1_w, L.ln1_b, vc.ln_eps, h);
         B.matmul(h, L.q_w, &L.q_b, q);
         B.matmul(h, L.k_w, &L.k_b, k);
         B.matmul(h, L.v_w, &L.v_b, vv);
         B.attention(q, k, vv, a, ap);
+        if (prior && li + 1 == w.vis.size()) {
+            // The class token's attention at the feature layer: one row per view and head.
+            std::vector<int32_t> rows;
+            for (int v = 0; v < nv; ++v) rows.push_back(int32_t(v * T));
+            Tensor probs;
+            VLA_RETURN_IF_ERROR(B.alloc(int64_t(vc.n_heads) * nv, N, &probs));
+            B.attention_probs(q, k, rows.data(), nv, probs, ap);
+            std::vector<float> hp(size_t(probs.numel()));
+            B.read(probs, hp.data(), probs.numel());
+            prior->assign(size_t(nv * pv_), 0.f);
+            const int g = vc.image_size / vc.patch_size;
+            for (int v = 0; v < nv; ++v) {
+                std::vector<uint8_t> mask;
+                if (pad_mask && c.vla.preprocess.pad) mask = prune_pad_mask(views[size_t(v)].width, views[size_t(v)].height, g);
+                for (int64_t i = 0; i < pv_; ++i) {
+                    const int64_t key = int64_t(v) * T + (c.drop_cls ? 1 + i : i);
+                    double sum = 0;
+                    for (int hh = 0; hh < vc.n_heads; ++hh) sum += hp[size_t((int64_t(hh) * nv + v) * N + key)];
+                    const bool masked = !mask.empty() && (c.drop_cls ? mask[size_t(i)] : (i > 0 && mask[size_t(i - 1)]));
+                    (*prior)[size_t(v * pv_ + i)] = masked ? 0.f : float(sum / vc.n_heads);
+                }
+            }
+        }
         B.matmul(a, L.o_w, &L.o_b, h);
         B.add(x, h);
         B.layer_norm(x, L.ln2_w, L.ln2_b, vc.ln_eps, h);
@@ -243,7 +304,7 @@ Status Engine::Impl::encode_views(const std::vector<ImageInput>& views, Tensor* 
         B.add(x, h);
     }
     // Features: drop each view's class token ("default") or keep it ("full").
-    const int64_t pv = c.drop_cls ? Np : T;
+    const int64_t pv = pv_;
     Tensor feats;
     VLA_RETURN_IF_ERROR(B.alloc(int64_t(nv) * pv, D, &feats));
     std::vector<int32_t> idx;
@@ -268,7 +329,8 @@ Status Engine::Impl::encode_views(const std::vector<ImageInput>& views, Tensor* 
     return Status::OK();
 }
 
-Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, KvCache& kv) {
+Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, KvCache& kv,
+                                   const std::vector<int32_t>* prob_rows, std::vector<float>* probs) {
     const auto& tc = info.config.text;
     const auto& L = w.txt[size_t(l)];
     Backend& B = *be;
@@ -298,6 +360,15 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, K
     ap.causal = true;
     ap.scale = 1.f / std::sqrt(float(tc.head_dim));
     B.attention(q, kv.k, kv.v, a, ap);
+    if (prob_rows && !prob_rows->empty()) {
+        // Beside the fused attention, so that pruning never forces a slow attention path.
+        Tensor pt;
+        const int64_t nr = int64_t(prob_rows->size());
+        VLA_RETURN_IF_ERROR(B.alloc(int64_t(tc.n_heads) * nr, ap.n_kv, &pt));
+        B.attention_probs(q, kv.k, prob_rows->data(), nr, pt, ap);
+        probs->resize(size_t(pt.numel()));
+        B.read(pt, probs->data(), pt.numel());
+    }
     kv.len += n;
     B.matmul(a, L.o, nullptr, h);
     B.add(x, h);
@@ -309,6 +380,248 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, K
     B.swiglu(g, u, g);
     B.matmul(g, L.down, nullptr, h);
     B.add(x, h);
+    return Status::OK();
+}
+
+namespace {
+
+// Keeps the non-visual rows and the visual rows `keep` (indices into seq.visual_rows(),
+// ascending), appends `merged` [c, d] right after the last kept visual row, and rebuilds x,
+// the bookkeeping and positions (re-indexed 0..n-1, or the survivors' own).
+Status compact(Backend& B, Tensor& x, std::vector<int32_t>& pos, SeqInfo& seq, const std::vector<int64_t>& keep,
+               const std::vector<float>& merged, bool reindex) {
+    const std::vector<int64_t> vis = seq.visual_rows();
+    const int64_t tail = seq.tail_start(), d = x.cols, c = int64_t(merged.size()) / std::max<int64_t>(1, d);
+    std::vector<uint8_t> keep_row(seq.kind.size(), 1);
+    for (int64_t r : vis) keep_row[size_t(r)] = 0;
+    for (int64_t k : keep) keep_row[size_t(vis[size_t(k)])] = 1;
+    std::vector<int32_t> head_idx, tail_idx;
+    for (int64_t i = 0; i < int64_t(seq.kind.size()); ++i)
+        if (keep_row[size_t(i)]) (i < tail ? head_idx : tail_idx).push_back(int32_t(i));
+    const int64_t a = int64_t(head_idx.size()), n_new = a + c + int64_t(tail_idx.size());
+    Tensor nx;
+    VLA_RETURN_IF_ERROR(B.alloc(n_new, d, &nx));
+    Tensor part = B.rows(nx, 0, a);
+    B.gather_rows(x, head_idx.data(), a, part);
+    if (c) B.write(nx, merged.data(), c * d, a * d);
+    part = B.rows(nx, a + c, int64_t(tail_idx.size()));
+    B.gather_rows(x, tail_idx.data(), int64_t(tail_idx.size()), part);
+    SeqInfo ns = seq;
+    std::vector<int32_t> np;
+    ns.kind.clear();
+    ns.view.clear();
+    auto take = [&](int32_t i) {
+        ns.kind.push_back(seq.kind[size_t(i)]);
+        ns.view.push_back(seq.view[size_t(i)]);
+        np.push_back(pos[size_t(i)]);
+    };
+    for (int32_t i : head_idx) take(i);
+    const int32_t after = np.empty() ? 0 : np.back() + 1;
+    for (int64_t j = 0; j < c; ++j) {
+        ns.kind.push_back(SeqInfo::merged);
+        ns.view.push_back(-1);
+        np.push_back(after);
+    }
+    for (int32_t i : tail_idx) take(i);
+    if (reindex)
+        for (size_t i = 0; i < np.size(); ++i) np[i] = int32_t(i);
+    x = nx;
+    pos = std::move(np);
+    seq = std::move(ns);
+    return Status::OK();
+}
+
+// mean over heads and the given rows of probs [H * nr, ld] at each key column.
+std::vector<float> mean_scores(const std::vector<float>& probs, int n_heads, int64_t nr, int64_t ld,
+                               const std::vector<int64_t>& cols) {
+    std::vector<float> r(cols.size(), 0.f);
+    for (size_t v = 0; v < cols.size(); ++v) {
+        double s = 0;
+        for (int64_t t = 0; t < int64_t(n_heads) * nr; ++t) s += probs[size_t(t * ld + cols[v])];
+        r[v] = float(s / double(int64_t(n_heads) * nr));
+    }
+    return r;
+}
+
+}  // namespace
+
+Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, std::vector<int32_t>& pos, SeqInfo& seq,
+                             const std::vector<float>& prior, std::vector<KvCache>& kv, PruneStats* st) {
+    const auto& tc = info.config.text;
+    Backend& B = *be;
+    const PruneOptions& po = req.prune;
+    const int L = tc.n_layers;
+    const int Nv = int(seq.visual_rows().size());
+    const int n_other = int(seq.kind.size()) - Nv;
+    const double d = tc.hidden, m = tc.intermediate;
+    st->policy = po.policy;
+    st->n_visual = Nv;
+    st->budget = po.budget;
+    st->kept.assign(size_t(L), Nv);
+    st->merged.assign(size_t(L), 0);
+    st->kept_per_view.assign(size_t(L), std::vector<int>(size_t(seq.n_views), 0));
+    const std::vector<int> full(size_t(L), Nv);
+    st->flops_unpruned = prune_plan_flops(full, Nv, n_other, d, m);
+
+    // No pruning when the budget allows everything: the result is then bit-identical to none.
+    PrunePolicy policy = po.policy;
+    if (po.budget.kind == BudgetKind::none) policy = PrunePolicy::none;
+    if (po.budget.kind == BudgetKind::tokens && po.budget.value >= Nv) policy = PrunePolicy::none;
+    if (po.budget.kind == BudgetKind::flops && po.budget.value * 1e9 >= st->flops_unpruned) policy = PrunePolicy::none;
+    if (po.policy != PrunePolicy::none && po.budget.kind == BudgetKind::none)
+        return {Code::input, std::string("policy ") + prune_policy_name(po.policy) + " needs a budget (tokens:T or flops:GFLOP)"};
+
+    PolicyPlan plan;
+    if (policy != PrunePolicy::none && policy != PrunePolicy::autoprune)
+        VLA_RETURN_IF_ERROR(prune_plan(policy, po.budget, L, Nv, n_other, d, m, po, &plan));
+    // AutoPrune: T sets N1 (for a FLOPs cap, the T that keeps the cap reachable).
+    double T = po.budget.value;
+    if (policy == PrunePolicy::autoprune && po.budget.kind == BudgetKind::flops)
+        T = autoprune_tokens_for_flops(L, Nv, po.budget.value * 1e9, n_other, d, m, po.autoprune);
+    const int n1 = std::min(int(std::floor(2.5 * T)), Nv);
+    Schedule sched;
+    st->target_tokens = policy == PrunePolicy::none ? Nv : T;
+
+    auto record = [&](int l) {
+        int kept = 0, merged = 0;
+        auto& pv = st->kept_per_view[size_t(l)];
+        std::fill(pv.begin(), pv.end(), 0);
+        for (size_t i = 0; i < seq.kind.size(); ++i) {
+            if (seq.kind[i] == SeqInfo::visual) { ++kept; ++pv[size_t(seq.view[i])]; }
+            if (seq.kind[i] == SeqInfo::merged) { ++kept; ++merged; }
+        }
+        st->kept[size_t(l)] = kept;
+        st->merged[size_t(l)] = merged;
+    };
+
+    // Pre-LLM selection (cls-prior, random): T tokens enter layer 0.
+    int entering = Nv;
+    if (plan.pre_llm >= 0) {
+        std::vector<int64_t> keep;
+        if (policy == PrunePolicy::cls_prior) {
+            keep = prune_topk(prior, plan.pre_llm);
+        } else {
+            std::vector<int64_t> all(static_cast<size_t>(Nv));
+            for (int i = 0; i < Nv; ++i) all[size_t(i)] = i;
+            std::mt19937_64 rng(po.seed);
+            std::shuffle(all.begin(), all.end(), rng);
+            all.resize(size_t(plan.pre_llm));
+            std::sort(all.begin(), all.end());
+            keep = all;
+        }
+        VLA_RETURN_IF_ERROR(compact(B, x, pos, seq, keep, {}, po.reindex_positions));
+        entering = plan.pre_llm;
+    }
+
+    std::vector<float> probs;
+    for (int l = 0; l < L; ++l) {
+        // Which query rows this layer's pruning step scores with.
+        std::vector<int32_t> rows;
+        const int64_t n = int64_t(seq.kind.size()), tail = seq.tail_start();
+        bool step = false;
+        switch (policy) {
+        case PrunePolicy::autoprune:
+            step = true;
+            for (int64_t i = tail; i < n; ++i) rows.push_back(int32_t(i));
+            break;
+        case PrunePolicy::fastv:
+            step = l == std::max(1, std::min(po.fastv_layer, L - 1)) - 1;
+            if (step) rows.push_back(int32_t(n - 1));  // the last prompt token
+            break;
+        case PrunePolicy::pdrop:
+            step = std::find(plan.pdrop_layers.begin(), plan.pdrop_layers.end(), l) != plan.pdrop_layers.end();
+            if (step) rows.push_back(int32_t(std::max(tail, n - 1 - seq.n_queries)));  // the last instruction token
+            break;
+        case PrunePolicy::sparsevlm_fixed:
+            step = std::find(plan.sparsevlm_layers.begin(), plan.sparsevlm_layers.end(), l) != plan.sparsevlm_layers.end();
+            if (step)
+                for (int64_t i = tail; i < n; ++i) rows.push_back(int32_t(i));
+            break;
+        default:
+            break;
+        }
+        const std::vector<int64_t> vis = step ? seq.visual_rows() : std::vector<int64_t>{};
+        step = step && !vis.empty() && !rows.empty();
+        VLA_RETURN_IF_ERROR(decoder_layer(l, x, pos.data(), kv[size_t(l)], step ? &rows : nullptr, &probs));
+        if (!step) {
+            record(l);
+            continue;
+        }
+        const int64_t nr = int64_t(rows.size()), ld = kv[size_t(l)].len;  // keys: this layer's whole cache
+        const std::vector<float> r = mean_scores(probs, tc.n_heads, nr, ld, vis);
+        int64_t K = int64_t(vis.size());
+        bool recycle = false;
+        if (policy == PrunePolicy::autoprune) {
+            double mi = 0;
+            for (int h = 0; h < tc.n_heads; ++h) mi += prune_mutual_information(probs.data() + size_t(int64_t(h) * nr * ld), ld, nr, vis);
+            if (l == 0) {
+                // Stage B: CLS prior + 0.3 MI_0 a_0, no merging.
+                st->mi0 = mi / double(nr);
+                std::vector<float> s0(vis.size());
+                for (size_t v = 0; v < vis.size(); ++v) s0[v] = prior[v] + float(0.3 * st->mi0) * r[v];
+                VLA_RETURN_IF_ERROR(compact(B, x, pos, seq, prune_topk(s0, n1), {}, po.reindex_positions));
+                record(l);
+                continue;
+            }
+            if (l == 1) {
+                st->mi1 = mi;
+                if (po.budget.kind == BudgetKind::flops) {
+                    bool met = true;
+                    sched = autoprune_schedule_flops(L, Nv, n1, mi, po.budget.value * 1e9, n_other, d, m, po.autoprune, &met);
+                } else {
+                    sched = autoprune_schedule(L, Nv, T, mi, po.autoprune);
+                }
+                st->k = sched.k;
+                st->scale = sched.scale;
+            }
+            K = std::min<int64_t>(int64_t(std::ceil((n1 - 1) * sched.keep_frac[size_t(l)])), int64_t(vis.size()));
+            recycle = po.recycle;
+        } else if (policy == PrunePolicy::fastv) {
+            K = plan.fastv_keep;
+        } else if (policy == PrunePolicy::pdrop) {
+            const size_t s_ = size_t(std::find(plan.pdrop_layers.begin(), plan.pdrop_layers.end(), l) - plan.pdrop_layers.begin());
+            K = int64_t(std::floor(Nv * std::pow(plan.pdrop_lambda, double(s_ + 1))));
+        } else if (policy == PrunePolicy::sparsevlm_fixed) {
+            const size_t s_ = size_t(std::find(plan.sparsevlm_layers.begin(), plan.sparsevlm_layers.end(), l) - plan.sparsevlm_layers.begin());
+            K = plan.sparsevlm_counts[s_];
+            recycle = po.recycle;
+        }
+        K = std::max<int64_t>(0, std::min<int64_t>(K, int64_t(vis.size())));
+        if (K == int64_t(vis.size())) {
+            record(l);
+            continue;
+        }
+        std::vector<int64_t> keep = prune_topk(r, K);
+        std::vector<float> merged;
+        if (recycle) {
+            // Token recycling: the best-scored 30 % (+1) of the pruned merge into C tokens.
+            std::vector<uint8_t> kept_mask(vis.size(), 0);
+            for (int64_t k : keep) kept_mask[size_t(k)] = 1;
+            std::vector<int64_t> pruned;
+            std::vector<float> pruned_scores;
+            for (size_t v = 0; v < vis.size(); ++v)
+                if (!kept_mask[v]) { pruned.push_back(int64_t(v)); pruned_scores.push_back(r[v]); }
+            const int64_t M = int64_t(0.3 * double(pruned.size())) + 1;
+            const int64_t C = prune_recycled_count(int64_t(pruned.size()));
+            std::vector<int64_t> sel = prune_topk(pruned_scores, M);
+            std::vector<int32_t> rows_sel;
+            for (int64_t si : sel) rows_sel.push_back(int32_t(vis[size_t(pruned[size_t(si)])]));
+            Tensor hs;
+            VLA_RETURN_IF_ERROR(B.alloc(int64_t(rows_sel.size()), x.cols, &hs));
+            B.gather_rows(x, rows_sel.data(), int64_t(rows_sel.size()), hs);
+            std::vector<float> hh(size_t(hs.numel()));
+            B.read(hs, hh.data(), hs.numel());
+            merged = prune_dpc_knn_merge(hh, int64_t(rows_sel.size()), x.cols, C);
+        }
+        VLA_RETURN_IF_ERROR(compact(B, x, pos, seq, keep, merged, policy == PrunePolicy::fastv ? false : po.reindex_positions));
+        record(l);
+    }
+    st->flops = prune_plan_flops(st->kept, entering, n_other, d, m);
+    double sum = 0;
+    for (int v : st->kept) sum += v;
+    st->avg_tokens = sum / double(L);
+    if (po.budget.kind == BudgetKind::tokens) st->budget_met = st->avg_tokens <= po.budget.value + 0.5;
+    else if (po.budget.kind == BudgetKind::flops) st->budget_met = st->flops <= po.budget.value * 1e9;
     return Status::OK();
 }
 
@@ -353,9 +666,12 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         if (s < 0 || s >= tc.vocab) return {Code::input, "stop id " + std::to_string(s) + " is outside the vocabulary"};
 
     // ---- vision
+    const PrunePolicy policy = req.prune.policy;
+    const bool need_prior = policy == PrunePolicy::autoprune || policy == PrunePolicy::cls_prior;
     Tensor visual;
     int64_t per_view = 0;
-    VLA_RETURN_IF_ERROR(encode_views(req.views, &visual, &per_view, &r.timings));
+    std::vector<float> prior;
+    VLA_RETURN_IF_ERROR(encode_views(req.views, &visual, &per_view, &r.timings, need_prior ? &prior : nullptr, req.prune.pad_mask));
 
     // ---- assemble the prefill sequence
     const auto t_prefill = Clock::now();
@@ -367,12 +683,22 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
                                  std::to_string(tc.max_positions)};
     Tensor x;
     VLA_RETURN_IF_ERROR(B.alloc(n, tc.hidden, &x));
+    SeqInfo seq;
+    seq.kind.assign(size_t(n), SeqInfo::other);
+    seq.view.assign(size_t(n), -1);
+    seq.n_queries = n_queries;
+    seq.n_views = int(req.views.size());
+    seq.n_orig = n;
     {
         int64_t row = 0, view = 0;
         size_t i = 0;
         while (i < req.input_ids.size()) {
             if (req.input_ids[i] == c.image_token_id) {
                 B.copy_rows(visual, view * per_view, per_view, x, row);
+                for (int64_t j = 0; j < per_view; ++j) {
+                    seq.kind[size_t(row + j)] = SeqInfo::visual;
+                    seq.view[size_t(row + j)] = int16_t(view);
+                }
                 row += per_view;
                 ++view;
                 ++i;
@@ -400,7 +726,8 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         VLA_RETURN_IF_ERROR(B.alloc(n + max_new, kvd, &c_.k));
         VLA_RETURN_IF_ERROR(B.alloc(n + max_new, kvd, &c_.v));
     }
-    for (int l = 0; l < tc.n_layers; ++l) VLA_RETURN_IF_ERROR(decoder_layer(l, x, pos.data(), kv[size_t(l)]));
+    VLA_RETURN_IF_ERROR(prefill(req, x, pos, seq, prior, kv, &r.prune));
+    const int64_t n_final = x.rows;  // rows after the last layer (pruning may have removed some)
     B.synchronize();
     r.timings.prefill_ms = ms_since(t_prefill);
 
@@ -413,7 +740,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
     if (head == ActionHead::waypoints) {
         const auto& va = c.vla;
         Tensor hn, h1, h2;
-        VLA_RETURN_IF_ERROR(final_norm_rows(x, n - n_queries, n_queries, &hn));
+        VLA_RETURN_IF_ERROR(final_norm_rows(x, n_final - n_queries, n_queries, &hn));
         VLA_RETURN_IF_ERROR(B.alloc(n_queries, va.action_mlp_hidden, &h1));
         VLA_RETURN_IF_ERROR(B.alloc(n_queries, va.waypoint_dim, &h2));
         B.matmul(hn, w.act_fc1_w, &w.act_fc1_b, h1);
@@ -429,7 +756,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         }
         if (req.return_logits && w.has_lm_head) {
             Tensor last, logits;
-            VLA_RETURN_IF_ERROR(final_norm_rows(x, n - 1, 1, &last));
+            VLA_RETURN_IF_ERROR(final_norm_rows(x, n_final - 1, 1, &last));
             VLA_RETURN_IF_ERROR(B.alloc(1, tc.vocab, &logits));
             B.matmul(last, w.lm_head, nullptr, logits);
             r.logits.resize(size_t(tc.vocab));
@@ -442,7 +769,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         VLA_RETURN_IF_ERROR(B.alloc(1, tc.vocab, &logits));
         VLA_RETURN_IF_ERROR(B.alloc(1, tc.hidden, &xt));
         std::vector<float> host(static_cast<size_t>(tc.vocab));
-        VLA_RETURN_IF_ERROR(final_norm_rows(x, n - 1, 1, &hn));
+        VLA_RETURN_IF_ERROR(final_norm_rows(x, n_final - 1, 1, &hn));
         if (req.return_hidden) {
             r.hidden.resize(size_t(hn.numel()));
             B.read(hn, r.hidden.data(), hn.numel());
@@ -460,9 +787,11 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
             r.tokens.push_back(next);
             if (step + 1 == max_new) break;
             B.get_rows(w.embed, &next, 1, xt, 0);
+            // Decode position: with re-indexed positions, this layer's own cache length (layers
+            // differ after pruning, as in the reference); with kept positions, the next one.
+            const bool reindex = req.prune.reindex_positions && policy != PrunePolicy::fastv;
             for (int l = 0; l < tc.n_layers; ++l) {
-                // Decode position: this layer's own cache length (equal across layers when unpruned).
-                const int32_t p = int32_t(kv[size_t(l)].len);
+                const int32_t p = reindex ? int32_t(kv[size_t(l)].len) : int32_t(n + step);
                 VLA_RETURN_IF_ERROR(decoder_layer(l, xt, &p, kv[size_t(l)]));
             }
             VLA_RETURN_IF_ERROR(final_norm_rows(xt, 0, 1, &hn));

@@ -254,6 +254,34 @@ public:
         });
     }
 
+    void attention_probs(const Tensor& q, const Tensor& k, const int32_t* rows, int64_t n_rows, Tensor& probs,
+                         const AttentionParams& p) override {
+        const int64_t hd = p.head_dim, n_q = q.rows;
+        const int group = p.n_head / p.n_kv_head;
+        const int64_t qb = p.causal ? n_q : n_q / p.n_batch, kb = p.causal ? p.n_kv : p.n_kv / p.n_batch;
+        pool_.parallel_for(int64_t(p.n_head) * n_rows, 4, [&](int64_t t0, int64_t t1) {
+            for (int64_t t = t0; t < t1; ++t) {
+                const int h = int(t / n_rows);
+                const int64_t i = rows[t % n_rows];
+                int64_t j0 = 0, j1 = p.n_kv;
+                if (p.causal) j1 = std::min(p.n_kv, p.kv_offset + i + 1);
+                else { j0 = (i / qb) * kb; j1 = j0 + kb; }
+                float* out = F(probs) + t * probs.cols;
+                std::fill(out, out + probs.cols, 0.f);
+                const float* qi = F(q) + i * q.cols + int64_t(h) * hd;
+                float mx = -INFINITY;
+                for (int64_t j = j0; j < j1; ++j) {
+                    out[j] = dot(qi, F(k) + j * k.cols + int64_t(h / group) * hd, hd) * p.scale;
+                    mx = std::max(mx, out[j]);
+                }
+                double sum = 0;
+                for (int64_t j = j0; j < j1; ++j) sum += (out[j] = std::exp(out[j] - mx));
+                const float inv = float(1.0 / sum);
+                for (int64_t j = j0; j < j1; ++j) out[j] *= inv;
+            }
+        });
+    }
+
     void get_rows(const Tensor& table, const int32_t* ids, int64_t n, Tensor& out, int64_t out_row0) override {
         const int64_t d = table.cols;
         for (int64_t i = 0; i < n; ++i) convert_to_f32(table.data, table.dtype, int64_t(ids[i]) * d, d, F(out) + (out_row0 + i) * d);

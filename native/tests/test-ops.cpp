@@ -284,6 +284,44 @@ TEST_CASE("attention: causal with cache offset, GQA, non-causal batches, against
     CHECK(ov[3] == doctest::Approx(5.f));
 }
 
+TEST_CASE("attention_probs: selected rows' softmax rows, consistent with attention") {
+    auto b = cpu();
+    struct Case { int nh, nkv, hd; int64_t nq, nkv_rows, off; bool causal; int batch; std::vector<int32_t> rows; };
+    const Case cases[] = {{4, 2, 8, 9, 9, 0, true, 1, {6, 7, 8}}, {2, 2, 16, 6, 6, 0, false, 3, {0, 2, 4}},
+                          {4, 1, 8, 3, 10, 7, true, 1, {0, 2}}};
+    for (auto& c : cases) {
+        AttentionParams p;
+        p.n_head = c.nh; p.n_kv_head = c.nkv; p.head_dim = c.hd;
+        p.n_kv = c.nkv_rows; p.kv_offset = c.off; p.causal = c.causal; p.n_batch = c.batch;
+        p.scale = 1.f / std::sqrt(float(c.hd));
+        auto qv = randn(size_t(c.nq * c.nh * c.hd), 31), kv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 32),
+             vv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 33);
+        Tensor q = make(*b, c.nq, c.nh * c.hd, qv), k = make(*b, c.nkv_rows, c.nkv * c.hd, kv),
+               v = make(*b, c.nkv_rows, c.nkv * c.hd, vv), o = make(*b, c.nq, c.nh * c.hd, {});
+        const int64_t nr = int64_t(c.rows.size());
+        Tensor pr = make(*b, c.nh * nr, c.nkv_rows, {});
+        b->attention_probs(q, k, c.rows.data(), nr, pr, p);
+        b->attention(q, k, v, o, p);
+        auto P = get(*b, pr), O = get(*b, o);
+        for (int h = 0; h < c.nh; ++h)
+            for (int64_t r = 0; r < nr; ++r) {
+                const float* row = P.data() + (h * nr + r) * c.nkv_rows;
+                double sum = 0;
+                for (int64_t j = 0; j < c.nkv_rows; ++j) sum += row[j];
+                CHECK(sum == doctest::Approx(1.0).epsilon(1e-5));
+                if (c.causal)  // keys after the query are masked
+                    for (int64_t j = c.off + c.rows[size_t(r)] + 1; j < c.nkv_rows; ++j) CHECK(row[j] == 0.f);
+                // probs . v reproduces the attention output of that row and head
+                const int hk = h / (c.nh / c.nkv);
+                for (int d = 0; d < c.hd; ++d) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < c.nkv_rows; ++j) acc += row[j] * vv[size_t(j * c.nkv * c.hd + hk * c.hd + d)];
+                    CHECK(O[size_t(c.rows[size_t(r)] * c.nh * c.hd + h * c.hd + d)] == doctest::Approx(acc).epsilon(1e-4));
+                }
+            }
+    }
+}
+
 TEST_CASE("row ops: get_rows converts dtypes, copy_rows, gather_rows, add_rows") {
     auto b = cpu();
     std::vector<uint16_t> table = {to_f16(1), to_f16(2), to_f16(-3), to_f16(0.5f)};  // [2, 2]

@@ -68,6 +68,63 @@ Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, do
     return s;
 }
 
+namespace {
+double schedule_flops(const std::vector<int>& kept, int n_visual, int n_other, double d, double m) {
+    double f = 0;
+    for (size_t l = 0; l < kept.size(); ++l) f += layer_flops(double(n_other + (l == 0 ? n_visual : kept[l - 1])), d, m);
+    return f;
+}
+}  // namespace
+
+Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1, double cap_flops, int n_other,
+                                  double d, double m, const AutoPruneParams& p, bool* met) {
+    Schedule s;
+    s.n1 = n1;
+    s.k = std::max(p.k0 - p.gamma * mi1, 0.0);
+    const std::vector<double> curve = autoprune_curve(n_layers, s.k, p.x0);
+    auto flops = [&](double scale) {
+        std::vector<double> q(curve.size());
+        for (size_t i = 0; i < q.size(); ++i) q[i] = scale * curve[i];
+        return schedule_flops(autoprune_simulate(q, n1), n_visual, n_other, d, m);
+    };
+    double lo = 0, hi = 20;
+    *met = flops(lo) <= cap_flops;
+    if (flops(hi) <= cap_flops) lo = hi;
+    else
+        for (int it = 0; it < 200 && hi - lo > 1e-9; ++it) {
+            const double mid = (lo + hi) / 2;
+            (flops(mid) <= cap_flops ? lo : hi) = mid;
+        }
+    s.scale = lo;
+    s.keep_frac.resize(curve.size());
+    for (size_t i = 0; i < curve.size(); ++i) s.keep_frac[i] = lo * curve[i];
+    s.kept = autoprune_simulate(s.keep_frac, n1);
+    double sum = 0;
+    for (int v : s.kept) sum += v;
+    s.avg_tokens = s.kept.empty() ? 0 : sum / double(s.kept.size());
+    return s;
+}
+
+double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, int n_other, double d, double m,
+                                  const AutoPruneParams& p) {
+    const double mi_max = p.gamma > 0 ? p.k0 / p.gamma : 0;
+    auto fits = [&](double T) {
+        for (int i = 0; i <= 8; ++i) {
+            const Schedule s = autoprune_schedule(n_layers, n_visual, T, mi_max * i / 8, p);
+            if (schedule_flops(s.kept, n_visual, n_other, d, m) > cap_flops) return false;
+        }
+        return true;
+    };
+    double lo = 0.4, hi = n_visual;  // T = 0.4 keeps one token at layer 0
+    if (fits(hi)) return hi;
+    if (!fits(lo)) return lo;
+    for (int it = 0; it < 60 && hi - lo > 1e-3; ++it) {
+        const double mid = (lo + hi) / 2;
+        (fits(mid) ? lo : hi) = mid;
+    }
+    return lo;
+}
+
 double layer_flops(double n, double d, double m) { return 4 * n * d * d + 2 * n * n * d + 3 * n * d * m; }
 
 double prefill_flops(const std::vector<int>& visual_in, int prefix, int text, double d, double m) {

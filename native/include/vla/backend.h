@@ -90,6 +90,11 @@ public:
     // out[n_q, n_head * head_dim] = softmax(q k^T * scale + mask) v.
     virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                            const AttentionParams& p) = 0;
+    // Attention probabilities of selected query rows, the small op pruning needs beside the
+    // fused attention: probs[h * n_rows + r, j] = softmax_j(q[rows[r]] . k[j] * scale + mask) for
+    // every query head h over the first p.n_kv keys (0 where masked). rows on the host.
+    virtual void attention_probs(const Tensor& q, const Tensor& k, const int32_t* rows, int64_t n_rows, Tensor& probs,
+                                 const AttentionParams& p) = 0;
     // out[out_row0 + i] = table[ids[i]] (dtype converted to F32); ids on the host, checked by caller.
     virtual void get_rows(const Tensor& table, const int32_t* ids, int64_t n, Tensor& out, int64_t out_row0) = 0;
     // dst[dst_row0 + i] = src[src_row0 + i], i < n (F32, same cols).

@@ -10,6 +10,7 @@
 
 #include "vla/backend.h"
 #include "vla/config.h"
+#include "vla/prune.h"
 #include "vla/status.h"
 
 namespace vla {
@@ -28,6 +29,7 @@ struct InferRequest {
     std::vector<int32_t> stop_ids;    // text head; eos is always a stop token
     bool return_logits = false;       // last prompt position's logits (tests, goldens)
     bool return_hidden = false;       // final-norm hidden states of the head rows (tests, goldens)
+    PruneOptions prune;               // visual-token pruning and its budget (default: none)
 };
 
 struct StageTimings {
@@ -47,6 +49,7 @@ struct InferResult {
     int64_t n_generated = 0;
     std::vector<float> logits;        // when return_logits: [vocab]
     std::vector<float> hidden;        // when return_hidden: [rows, hidden] of the head's rows
+    PruneStats prune;                 // what pruning did and spent
 };
 
 struct ModelInfo {

@@ -35,6 +35,17 @@ std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1);
 Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, double mi1,
                             const AutoPruneParams& p = {});
 
+// The same curve for a FLOPs cap instead of a token area: the largest scale whose simulated
+// prefill FLOPs (layer 0 over n_visual, layer l over n_other + kept[l - 1]) stay within
+// cap_flops, with n1 fixed by layer 0. met is false when even scale 0 is over the cap.
+Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1, double cap_flops, int n_other,
+                                  double d, double m, const AutoPruneParams& p, bool* met);
+
+// For a FLOPs cap, the token budget T whose layer-0 keep N1 = min(floor(2.5 T), N_v) leaves
+// the cap reachable for any complexity (the worst k over MI in [0, (k0 / gamma)]).
+double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, int n_other, double d, double m,
+                                  const AutoPruneParams& p);
+
 // Prefill FLOPs of one decoder layer over n tokens: 4 n d^2 + 2 n^2 d + 3 n d m (FastV/SparseVLM
 // convention, the reference's reported numbers).
 double layer_flops(double n, double d, double m);

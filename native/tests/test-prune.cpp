@@ -1,0 +1,244 @@
+// Pruning: the host-side pieces on hand-derived cases, then every policy end to end on the
+// tiny model with its budget, and the identity of an unconstraining budget.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+
+#include "vla/engine.h"
+#include "vla/prune-ops.h"
+
+using namespace vla;
+namespace fs = std::filesystem;
+
+TEST_CASE("mutual information: hand-derived values") {
+    // Two text rows, two visual columns of a wider row (ld 3). Independent rows give MI near 0
+    // (eps shifts it slightly); a perfectly aligned pattern gives about 1 bit of p(t,v) mass.
+    const float same[] = {0.5f, 0.25f, 0.25f, 0.5f, 0.25f, 0.25f};
+    const double mi0 = prune_mutual_information(same, 3, 2, {1, 2});
+    // p(t,v) = 0.125, p(t) p(v) = 0.125: ratio 0.125 / (0.125 + 1e-6)
+    CHECK(mi0 == doctest::Approx(4 * 0.125 * std::log2(0.125 / (0.125 + 1e-6))).epsilon(1e-9));
+    const float diag[] = {0.f, 0.5f, 0.f, 0.f, 0.f, 0.5f};
+    // p(t,v) = 0.25 on the diagonal, p(v) = 0.25, p(t) = 0.5: ratio 0.25 / (0.125 + 1e-6) ~ 2
+    CHECK(prune_mutual_information(diag, 3, 2, {1, 2}) == doctest::Approx(2 * 0.25 * std::log2(0.25 / (0.125 + 1e-6))));
+    CHECK(prune_mutual_information(diag, 3, 0, {1}) == 0.0);
+}
+
+TEST_CASE("top-k keeps the best, in index order, ties to the lower index") {
+    CHECK(prune_topk({0.1f, 0.9f, 0.5f, 0.9f, 0.2f}, 2) == std::vector<int64_t>{1, 3});
+    CHECK(prune_topk({1, 1, 1, 1}, 2) == std::vector<int64_t>{0, 1});
+    CHECK(prune_topk({3, 1, 2}, 5) == std::vector<int64_t>{0, 1, 2});
+    CHECK(prune_topk({3, 1, 2}, 0).empty());
+}
+
+TEST_CASE("recycled count and DPC-kNN merge") {
+    CHECK(prune_recycled_count(0) == 0);
+    CHECK(prune_recycled_count(1) == 1);     // M = 1
+    CHECK(prune_recycled_count(33) == 2);    // M = int(9.9) + 1 = 10 -> min(10 / 10 + 1, 10)
+    CHECK(prune_recycled_count(416) == 13);  // M = 125 -> 13
+    // Two tight clusters far apart merge into their means.
+    std::vector<float> x = {0, 0, 0.1f, 0, 0, 0.1f, 10, 10, 10.1f, 10, 10, 10.1f};
+    auto merged = prune_dpc_knn_merge(x, 6, 2, 2);
+    REQUIRE(merged.size() == 4);
+    std::vector<std::pair<float, float>> c = {{merged[0], merged[1]}, {merged[2], merged[3]}};
+    std::sort(c.begin(), c.end());
+    CHECK(c[0].first == doctest::Approx(0.0333333).epsilon(1e-3));
+    CHECK(c[1].first == doctest::Approx(10.0333333).epsilon(1e-3));
+    CHECK(prune_dpc_knn_merge(x, 6, 2, 1).size() == 2);
+}
+
+TEST_CASE("pad mask: square images are unmasked; letterbox bands are masked") {
+    for (uint8_t m : prune_pad_mask(336, 336, 24)) CHECK(m == 0);
+    // 1600 x 900: side 1600, band rows 350..1250 widened by 67 -> 283..1317: grid rows 0..4 and
+    // 20..23 (of 24, 66.7 px each) are padding.
+    auto mask = prune_pad_mask(1600, 900, 24);
+    for (int gy = 0; gy < 24; ++gy) {
+        const bool pad = gy * 1600 / 24 < 283 || gy * 1600 / 24 >= 1317;
+        for (int gx = 0; gx < 24; ++gx) CHECK(mask[size_t(gy * 24 + gx)] == (pad ? 1 : 0));
+    }
+}
+
+TEST_CASE("policy plans meet their budgets: tokens and FLOPs, LLaVA-1.5-7B shapes") {
+    PruneOptions o;
+    for (PrunePolicy p : {PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed, PrunePolicy::cls_prior, PrunePolicy::random}) {
+        for (double T : {64.0, 128.0, 192.0}) {
+            PolicyPlan plan;
+            Status st = prune_plan(p, {BudgetKind::tokens, T}, 32, 576, 75, 4096, 11008, o, &plan);
+            INFO(prune_policy_name(p) << " T=" << T);
+            REQUIRE(st.ok());
+            double avg = 0;
+            for (int v : plan.kept) avg += v / 32.0;
+            CHECK(avg <= T + 0.5);
+            CHECK(avg >= T - 16);  // and uses most of it
+        }
+    }
+    PolicyPlan plan;
+    REQUIRE(prune_plan(PrunePolicy::fastv, {BudgetKind::tokens, 64}, 32, 576, 75, 4096, 11008, o, &plan).ok());
+    CHECK(plan.fastv_keep == (32 * 64 - 576) / 31);  // layer 0 keeps all, then K
+    // FLOPs caps: random caps between the minimum and the unpruned cost are never exceeded.
+    std::mt19937 g(5);
+    const double full = prune_plan_flops(std::vector<int>(32, 576), 576, 75, 4096, 11008);
+    for (int i = 0; i < 40; ++i) {
+        const double cap = full * std::uniform_real_distribution<double>(0.25, 0.99)(g);
+        for (PrunePolicy p : {PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed, PrunePolicy::cls_prior}) {
+            Status st = prune_plan(p, {BudgetKind::flops, cap / 1e9}, 32, 576, 75, 4096, 11008, o, &plan);
+            if (!st.ok()) { CHECK(st.code() == Code::input); continue; }
+            CHECK(prune_plan_flops(plan.kept, plan.pre_llm >= 0 ? plan.pre_llm : 576, 75, 4096, 11008) <= cap);
+        }
+        // AutoPrune: N1 from the cap, then the scale at layer 1 for any MI stays within it.
+        const double T = autoprune_tokens_for_flops(32, 576, cap, 75, 4096, 11008, {});
+        const int n1 = std::min(int(2.5 * T), 576);
+        for (double mi : {0.0, 0.7, 1.3, 2.5}) {
+            bool met = false;
+            Schedule s = autoprune_schedule_flops(32, 576, n1, mi, cap, 75, 4096, 11008, {}, &met);
+            if (!met) continue;
+            CHECK(prune_plan_flops(s.kept, 576, 75, 4096, 11008) <= cap);
+        }
+    }
+    CHECK(prune_plan(PrunePolicy::fastv, {BudgetKind::flops, 1.0}, 32, 576, 75, 4096, 11008, o, &plan).code() == Code::input);
+}
+
+namespace {
+
+std::string model_dir(const char* name) {
+    const char* root = std::getenv("VLA_TEST_MODELS");
+    std::string dir = std::string(root ? root : "build/test-models") + "/" + name;
+    if (!fs::exists(dir + "/config.json")) FAIL("test model " << dir << " is missing: run `npm run test:models`");
+    return dir;
+}
+
+struct Frames {
+    std::vector<std::vector<uint8_t>> bufs;
+    std::vector<ImageInput> views;
+};
+
+Frames frames(int n, uint32_t seed) {
+    Frames f;
+    std::mt19937 g(seed);
+    for (int v = 0; v < n; ++v) f.bufs.emplace_back(std::vector<uint8_t>(40 * 30 * 3));
+    for (auto& b : f.bufs)
+        for (auto& x : b) x = uint8_t(g());
+    for (auto& b : f.bufs) f.views.push_back({b.data(), b.size(), 40, 30, 120, PixelFormat::rgb8});
+    return f;
+}
+
+InferRequest request(const Engine& e, const Frames& f) {
+    const auto& c = e.info().config;
+    InferRequest r;
+    r.input_ids = {c.text.bos_id, 10, 11};
+    for (size_t v = 0; v < f.views.size(); ++v) {
+        r.input_ids.push_back(c.image_token_id);
+        r.input_ids.push_back(13);
+    }
+    for (int i = 0; i < 8; ++i) r.input_ids.push_back(30 + i);
+    r.views = f.views;
+    r.max_new_tokens = 4;
+    return r;
+}
+
+}  // namespace
+
+TEST_CASE("every policy runs end to end on the tiny model, 1 and 3 views, both heads, within its budget") {
+    for (const char* model : {"tiny", "tiny-text"}) {
+        std::unique_ptr<Engine> e;
+        REQUIRE(Engine::load(model_dir(model), {}, &e).ok());
+        const int L = e->info().config.text.n_layers;
+        for (int nv : {1, 3}) {
+            auto f = frames(nv, 11);
+            InferRequest base = request(*e, f);
+            InferResult ref;
+            REQUIRE(e->infer(base, &ref).ok());
+            for (PrunePolicy p : {PrunePolicy::autoprune, PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed,
+                                  PrunePolicy::cls_prior, PrunePolicy::random}) {
+                const int nvis = nv * 16;
+                InferRequest r = base;
+                r.prune.policy = p;
+                r.prune.budget = {BudgetKind::tokens, nvis / 3.0};
+                InferResult out;
+                Status st = e->infer(r, &out);
+                INFO(model << " views=" << nv << " policy=" << prune_policy_name(p));
+                REQUIRE_MESSAGE(st.ok(), st.to_string());
+                CHECK(out.prune.policy == p);
+                CHECK(out.prune.n_visual == nvis);
+                REQUIRE(out.prune.kept.size() == size_t(L));
+                CHECK(out.prune.kept_per_view[0].size() == size_t(nv));
+                CHECK(out.prune.budget_met);
+                CHECK(out.prune.flops < out.prune.flops_unpruned);
+                CHECK(out.prune.avg_tokens <= nvis / 3.0 + 0.5);
+                for (int l = 0; l < L; ++l) {
+                    int per_view = 0;
+                    for (int k : out.prune.kept_per_view[size_t(l)]) per_view += k;
+                    CHECK(per_view + out.prune.merged[size_t(l)] == out.prune.kept[size_t(l)]);
+                }
+                if (out.head == ActionHead::waypoints) {
+                    for (float v : out.waypoints) CHECK(std::isfinite(v));
+                } else {
+                    CHECK(out.tokens.size() <= 4);
+                }
+                // Deterministic: the same request gives the same result.
+                InferResult again;
+                REQUIRE(e->infer(r, &again).ok());
+                CHECK(again.waypoints == out.waypoints);
+                CHECK(again.tokens == out.tokens);
+                CHECK(again.prune.kept == out.prune.kept);
+            }
+        }
+    }
+}
+
+TEST_CASE("a budget that allows every token is bit-identical to no pruning") {
+    std::unique_ptr<Engine> e;
+    REQUIRE(Engine::load(model_dir("tiny-text"), {}, &e).ok());
+    auto f = frames(3, 12);
+    InferRequest base = request(*e, f);
+    base.head = int(ActionHead::waypoints);
+    base.return_logits = true;
+    InferResult ref;
+    REQUIRE(e->infer(base, &ref).ok());
+    for (PrunePolicy p : {PrunePolicy::autoprune, PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed,
+                          PrunePolicy::cls_prior, PrunePolicy::random}) {
+        for (Budget b : {Budget{BudgetKind::tokens, 48}, Budget{BudgetKind::tokens, 1000}, Budget{BudgetKind::flops, 1e9}}) {
+            InferRequest r = base;
+            r.prune.policy = p;
+            r.prune.budget = b;
+            InferResult out;
+            REQUIRE(e->infer(r, &out).ok());
+            CHECK(out.waypoints == ref.waypoints);
+            CHECK(out.logits == ref.logits);
+            CHECK(out.prune.kept == std::vector<int>(size_t(e->info().config.text.n_layers), 48));
+        }
+    }
+    // A policy without a budget is a request error; an unreachable FLOPs cap too.
+    InferRequest r = base;
+    r.prune.policy = PrunePolicy::fastv;
+    InferResult out;
+    CHECK(e->infer(r, &out).code() == Code::input);
+    r.prune.budget = {BudgetKind::flops, 1e-6};
+    CHECK(e->infer(r, &out).code() == Code::input);
+}
+
+TEST_CASE("autoprune reports MI, slope and a schedule that follows the spec's accounting") {
+    std::unique_ptr<Engine> e;
+    REQUIRE(Engine::load(model_dir("tiny"), {}, &e).ok());
+    auto f = frames(3, 13);
+    InferRequest r = request(*e, f);
+    r.prune.policy = PrunePolicy::autoprune;
+    r.prune.budget = {BudgetKind::tokens, 8};
+    InferResult out;
+    REQUIRE(e->infer(r, &out).ok());
+    const auto& s = out.prune;
+    CHECK(s.kept[0] == 20);  // N1 = floor(2.5 T)
+    CHECK(s.mi0 >= 0);
+    CHECK(s.k == doctest::Approx(std::max(0.4 - 0.2 * s.mi1, 0.0)));
+    Schedule expect = autoprune_schedule(int(s.kept.size()), 48, 8, s.mi1);
+    CHECK(s.kept == expect.kept);  // the engine's counts are the simulated ones
+    // recycling off: fewer tokens, never more
+    r.prune.recycle = false;
+    InferResult plain;
+    REQUIRE(e->infer(r, &plain).ok());
+    for (size_t l = 0; l < s.kept.size(); ++l) CHECK(plain.prune.kept[l] <= s.kept[l]);
+    CHECK(plain.prune.merged == std::vector<int>(s.kept.size(), 0));
+}
