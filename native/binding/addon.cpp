@@ -5,6 +5,8 @@
 #include <memory>
 
 #include "vla/engine.h"
+#include "vla/prune-ops.h"
+#include "vla/schedule.h"
 
 namespace {
 
@@ -19,6 +21,62 @@ Napi::Error input_error(Napi::Env env, const std::string& msg) {
 }
 
 class EngineWrap;
+
+double get_num(Napi::Env env, const Napi::Object& o, const char* key, double dflt, double lo, double hi) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return dflt;
+    if (!v.IsNumber()) throw input_error(env, std::string(key) + " must be a number");
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d >= lo && d <= hi)) throw input_error(env, std::string(key) + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+    return d;
+}
+
+bool get_bool(Napi::Env env, const Napi::Object& o, const char* key, bool dflt) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return dflt;
+    if (!v.IsBoolean()) throw input_error(env, std::string(key) + " must be a boolean");
+    return v.As<Napi::Boolean>().Value();
+}
+
+// { policy, budget: { kind: 'tokens' | 'flops', value }, x0, k0, gamma, recycle, reindexPositions,
+//   padMask, fastvLayer, seed }
+vla::PruneOptions parse_prune(Napi::Env env, const Napi::Value& v) {
+    vla::PruneOptions o;
+    if (v.IsUndefined() || v.IsNull()) return o;
+    if (!v.IsObject()) throw input_error(env, "prune must be an object");
+    Napi::Object p = v.As<Napi::Object>();
+    Napi::Value pol = p.Get("policy");
+    if (!pol.IsUndefined()) {
+        if (!pol.IsString() || !vla::prune_policy_parse(pol.As<Napi::String>().Utf8Value(), &o.policy))
+            throw input_error(env, "prune.policy must be one of none, autoprune, fastv, pdrop, sparsevlm-fixed, cls-prior, random");
+    }
+    Napi::Value b = p.Get("budget");
+    if (!b.IsUndefined() && !b.IsNull()) {
+        if (!b.IsObject()) throw input_error(env, "prune.budget must be an object { kind, value }");
+        Napi::Object bo = b.As<Napi::Object>();
+        Napi::Value kind = bo.Get("kind");
+        const std::string k = kind.IsString() ? kind.As<Napi::String>().Utf8Value() : "";
+        if (k == "tokens") o.budget.kind = vla::BudgetKind::tokens;
+        else if (k == "flops") o.budget.kind = vla::BudgetKind::flops;
+        else throw input_error(env, "prune.budget.kind must be 'tokens' or 'flops'");
+        o.budget.value = get_num(env, bo, "value", 0, 1e-9, 1e12);
+    }
+    o.autoprune.x0 = get_num(env, p, "x0", o.autoprune.x0, -1e6, 1e6);
+    o.autoprune.k0 = get_num(env, p, "k0", o.autoprune.k0, 0, 1e6);
+    o.autoprune.gamma = get_num(env, p, "gamma", o.autoprune.gamma, 0, 1e6);
+    o.recycle = get_bool(env, p, "recycle", o.recycle);
+    o.reindex_positions = get_bool(env, p, "reindexPositions", o.reindex_positions);
+    o.pad_mask = get_bool(env, p, "padMask", o.pad_mask);
+    o.fastv_layer = int(get_num(env, p, "fastvLayer", o.fastv_layer, 1, 1024));
+    o.seed = uint64_t(get_num(env, p, "seed", 0, 0, 9007199254740991.0));
+    return o;
+}
+
+Napi::Array int_array(Napi::Env env, const std::vector<int>& v) {
+    Napi::Array a = Napi::Array::New(env, v.size());
+    for (size_t i = 0; i < v.size(); ++i) a.Set(uint32_t(i), v[i]);
+    return a;
+}
 
 class LoadWorker final : public Napi::AsyncWorker {
 public:
@@ -177,6 +235,33 @@ void InferWorker::OnOK() {
     o.Set("nVisualTokens", double(r.n_visual_tokens));
     o.Set("nTextTokens", double(r.n_text_tokens));
     o.Set("nGenerated", double(r.n_generated));
+    {
+        const auto& ps = r.prune;
+        Napi::Object p = Napi::Object::New(env);
+        p.Set("policy", vla::prune_policy_name(ps.policy));
+        p.Set("nVisual", ps.n_visual);
+        p.Set("kept", int_array(env, ps.kept));
+        p.Set("merged", int_array(env, ps.merged));
+        Napi::Array pv = Napi::Array::New(env, ps.kept_per_view.size());
+        for (size_t l = 0; l < ps.kept_per_view.size(); ++l) pv.Set(uint32_t(l), int_array(env, ps.kept_per_view[l]));
+        p.Set("keptPerView", pv);
+        p.Set("mi0", ps.mi0);
+        p.Set("mi1", ps.mi1);
+        p.Set("k", ps.k);
+        p.Set("scale", ps.scale);
+        p.Set("targetTokens", ps.target_tokens);
+        p.Set("avgTokens", ps.avg_tokens);
+        p.Set("flops", ps.flops);
+        p.Set("flopsUnpruned", ps.flops_unpruned);
+        if (ps.budget.kind != vla::BudgetKind::none) {
+            Napi::Object b = Napi::Object::New(env);
+            b.Set("kind", ps.budget.kind == vla::BudgetKind::tokens ? "tokens" : "flops");
+            b.Set("value", ps.budget.value);
+            p.Set("budget", b);
+        }
+        p.Set("budgetMet", ps.budget_met);
+        o.Set("prune", p);
+    }
     if (!r.logits.empty()) o.Set("logits", f32(r.logits));
     if (!r.hidden.empty()) o.Set("hidden", f32(r.hidden));
     deferred_.Resolve(o);
@@ -246,6 +331,7 @@ Napi::Value EngineWrap::Infer(const Napi::CallbackInfo& info) {
             Napi::Int32Array sa = stops.As<Napi::Int32Array>();
             w->req.stop_ids.assign(sa.Data(), sa.Data() + sa.ElementLength());
         }
+        w->req.prune = parse_prune(env, rq.Get("prune"));
         w->req.return_logits = rq.Get("returnLogits").ToBoolean();
         w->req.return_hidden = rq.Get("returnHidden").ToBoolean();
     } catch (...) {
@@ -276,9 +362,56 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     return p;
 }
 
+// schedule({ layers, visualTokens, budgetTokens | budgetFlops (GFLOP), mi, x0, k0, gamma, hidden,
+// ffn, prefixTokens, textTokens }): AutoPrune's schedule and its FLOPs without a model. Pure
+// arithmetic of a few thousand steps: synchronous.
+Napi::Value Schedule(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsObject()) throw input_error(env, "schedule(options): options must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    const int L = int(get_num(env, o, "layers", 32, 2, 1024));
+    const int Nv = int(get_num(env, o, "visualTokens", 576, 1, 1 << 20));
+    const double mi = get_num(env, o, "mi", 0, 0, 1e9);
+    const double d = get_num(env, o, "hidden", 4096, 1, 1 << 20), m = get_num(env, o, "ffn", 11008, 1, 1 << 22);
+    const int P = int(get_num(env, o, "prefixTokens", 35, 0, 1 << 20)), Nt = int(get_num(env, o, "textTokens", 40, 0, 1 << 20));
+    vla::AutoPruneParams ap;
+    ap.x0 = get_num(env, o, "x0", ap.x0, -1e6, 1e6);
+    ap.k0 = get_num(env, o, "k0", ap.k0, 0, 1e6);
+    ap.gamma = get_num(env, o, "gamma", ap.gamma, 0, 1e6);
+    const bool by_flops = !o.Get("budgetFlops").IsUndefined();
+    vla::Schedule s;
+    bool met = true;
+    const std::vector<int> full(size_t(L), Nv);
+    const double full_flops = vla::prune_plan_flops(full, Nv, P + Nt, d, m);
+    if (by_flops) {
+        const double cap = get_num(env, o, "budgetFlops", 0, 1e-9, 1e12) * 1e9;
+        const double T = vla::autoprune_tokens_for_flops(L, Nv, cap, P + Nt, d, m, ap);
+        s = vla::autoprune_schedule_flops(L, Nv, std::min(int(2.5 * T), Nv), mi, cap, P + Nt, d, m, ap, &met);
+    } else {
+        const double T = get_num(env, o, "budgetTokens", 64, 1e-9, 1 << 20);
+        s = vla::autoprune_schedule(L, Nv, T, mi, ap);
+    }
+    const double flops = vla::prune_plan_flops(s.kept, Nv, P + Nt, d, m);
+    Napi::Object r = Napi::Object::New(env);
+    r.Set("k", s.k);
+    r.Set("scale", s.scale);
+    r.Set("n1", s.n1);
+    r.Set("kept", int_array(env, s.kept));
+    Napi::Array kf = Napi::Array::New(env, s.keep_frac.size());
+    for (size_t i = 0; i < s.keep_frac.size(); ++i) kf.Set(uint32_t(i), s.keep_frac[i]);
+    r.Set("keepFrac", kf);
+    r.Set("avgTokens", s.avg_tokens);
+    r.Set("flops", flops);
+    r.Set("flopsUnpruned", full_flops);
+    r.Set("relFlops", flops / full_flops);
+    r.Set("budgetMet", met);
+    return r;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
     EngineWrap::Init(env, exports);
     exports.Set("load", Napi::Function::New(env, Load));
+    exports.Set("schedule", Napi::Function::New(env, Schedule));
     Napi::Array names = Napi::Array::New(env);
     uint32_t i = 0;
     for (const auto& n : vla::backend_list()) names.Set(i++, n);

@@ -13,6 +13,75 @@ export interface NativeView {
   encoding: PixelEncoding;
 }
 
+export type PrunePolicyName = 'none' | 'autoprune' | 'fastv' | 'pdrop' | 'sparsevlm-fixed' | 'cls-prior' | 'random';
+
+/** tokens: average visual tokens per decoder layer (T); flops: a cap on prefill GFLOP. */
+export interface BudgetSpec {
+  kind: 'tokens' | 'flops';
+  value: number;
+}
+
+export interface NativePruneOptions {
+  policy?: PrunePolicyName;
+  budget?: BudgetSpec;
+  x0?: number;
+  k0?: number;
+  gamma?: number;
+  recycle?: boolean;
+  reindexPositions?: boolean;
+  padMask?: boolean;
+  fastvLayer?: number;
+  seed?: number;
+}
+
+export interface NativePruneStats {
+  policy: PrunePolicyName;
+  nVisual: number;
+  /** Visual tokens after each decoder layer (merged included). */
+  kept: number[];
+  merged: number[];
+  /** [layer][view]: original tokens of each view kept. */
+  keptPerView: number[][];
+  mi0: number;
+  mi1: number;
+  k: number;
+  scale: number;
+  targetTokens: number;
+  avgTokens: number;
+  flops: number;
+  flopsUnpruned: number;
+  budget?: BudgetSpec;
+  budgetMet: boolean;
+}
+
+export interface NativeScheduleOptions {
+  layers?: number;
+  visualTokens?: number;
+  budgetTokens?: number;
+  budgetFlops?: number;
+  mi?: number;
+  x0?: number;
+  k0?: number;
+  gamma?: number;
+  hidden?: number;
+  ffn?: number;
+  prefixTokens?: number;
+  textTokens?: number;
+}
+
+export interface NativeSchedule {
+  k: number;
+  scale: number;
+  n1: number;
+  kept: number[];
+  keepFrac: number[];
+  avgTokens: number;
+  flops: number;
+  flopsUnpruned: number;
+  relFlops: number;
+  budgetMet: boolean;
+}
+
 export interface NativeRequest {
   inputIds: Int32Array; // one imageTokenId per view, camera order
   views: NativeView[];
@@ -21,6 +90,7 @@ export interface NativeRequest {
   stopIds?: Int32Array;
   returnLogits?: boolean;
   returnHidden?: boolean;
+  prune?: NativePruneOptions;
 }
 
 export interface NativeTimings {
@@ -45,6 +115,7 @@ export interface NativeResult {
   nGenerated: number;
   logits?: Float32Array;
   hidden?: Float32Array;
+  prune: NativePruneStats;
 }
 
 export interface NativeModelInfo {
@@ -83,5 +154,7 @@ export interface NativeEngine {
 
 export interface NativeAddon {
   load(dir: string, options?: { backend?: string; threads?: number }): Promise<NativeEngine>;
+  /** AutoPrune's schedule and FLOPs without a model (synchronous, microseconds). */
+  schedule(options: NativeScheduleOptions): NativeSchedule;
   backends: string[];
 }

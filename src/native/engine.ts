@@ -6,7 +6,7 @@ import { componentLogger, type Logger } from '../util/logger.js';
 import { buildPrompt, DEFAULT_PROMPT, type PromptConfig } from '../model/prompt.js';
 import { loadTokenizer, type VlaTokenizer } from '../model/tokenizer.js';
 import { loadAddon } from './addon.js';
-import type { HeadKind, NativeEngine, NativeModelInfo, NativeResult, NativeView } from './addon-types.js';
+import type { BudgetSpec, HeadKind, NativeEngine, NativeModelInfo, NativePruneOptions, NativePruneStats, NativeResult, NativeView } from './addon-types.js';
 import { toNativeView, type ImageInput } from './image.js';
 
 export type BackendName = 'cpu' | 'cuda' | 'auto';
@@ -28,6 +28,8 @@ export interface InferInput {
   maxNewTokens?: number;
   returnLogits?: boolean;
   returnHidden?: boolean;
+  /** Visual-token pruning for this inference; default none. */
+  prune?: NativePruneOptions;
 }
 
 export interface Waypoint {
@@ -65,6 +67,8 @@ export interface InferOutput {
   cameras: string[];
   timings: StageTimingsMs;
   tokens: { prompt: number; visual: number; text: number; generated: number };
+  /** What pruning did: kept tokens per layer and view, MI, slope, FLOPs against the budget. */
+  prune: NativePruneStats;
   logits?: Float32Array;
   hidden?: Float32Array;
 }
@@ -217,6 +221,7 @@ export class Engine {
         stopIds: this.stopIds,
         returnLogits: input.returnLogits,
         returnHidden: input.returnHidden,
+        prune: input.prune,
       });
     } catch (err) {
       throw VlaError.from(err);
@@ -238,6 +243,7 @@ export class Engine {
         totalMs: performance.now() - t0,
       },
       tokens: { prompt: r.nPromptTokens, visual: r.nVisualTokens, text: r.nTextTokens, generated: r.nGenerated },
+      prune: r.prune,
     };
     const dt = this.info.waypointDtS;
     if (r.head === 'waypoints') {
@@ -255,6 +261,14 @@ export class Engine {
     if (r.hidden) out.hidden = r.hidden;
     return out;
   }
+}
+
+/** Parses a budget given as `tokens:64` or `flops:1200` (GFLOP). */
+export function parseBudget(spec: string): BudgetSpec {
+  const m = /^(tokens|flops):([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$/.exec(spec.trim());
+  const value = m ? Number(m[2]) : NaN;
+  if (!m || !(value > 0)) throw new VlaError(ErrorCodes.ARGS, `budget must be tokens:<T> or flops:<GFLOP> with a positive number, got '${spec}'`);
+  return { kind: m[1] as BudgetSpec['kind'], value };
 }
 
 /**

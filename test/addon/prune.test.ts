@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+
+import { main } from '../../src/cli.js';
+import { Engine, parseBudget } from '../../src/native/engine.js';
+import { ErrorCodes, VlaError } from '../../src/util/errors.js';
+import { requireBuilt, syntheticFrame, testModels } from './helpers.js';
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(['node', 'autoprune-ros', ...args], { out: (s) => out.push(s), err: (s) => err.push(s) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('pruning through the TypeScript API and the CLI (addon)', () => {
+  before(requireBuilt);
+
+  it('schedule prints the spec worked schedule for T = 64, MI = 0 and relative FLOPs in the band', async () => {
+    const r = await cli('schedule', '--layers', '32', '--visual-tokens', '576', '--budget', 'tokens:64', '--mi', '0', '--hidden', '4096', '--ffn', '11008', '--prefix-tokens', '35', '--text-tokens', '40');
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out);
+    assert.deepEqual(j.kept, [160, 126, 125, 125, 125, 124, 123, 122, 119, 117, 113, 107, 100, 90, 79, 67, 55, 43, 33, 25, 18, 13, 9, 7, 5, 4, 3, 3, 2, 2, 2, 2]);
+    assert.ok(Math.abs(j.k - 0.4) < 1e-12);
+    assert.ok(Math.abs(j.avgTokens - 64) < 1e-9);
+    assert.ok(j.relFlops > 0.21 && j.relFlops < 0.26, String(j.relFlops));
+    const f = await cli('schedule', '--budget', `flops:${(j.flops / 1e9).toFixed(3)}`, '--mi', '1');
+    assert.equal(f.code, 0, f.err);
+    const jf = JSON.parse(f.out);
+    assert.ok(jf.flops <= j.flops + 1e-3 * 1e9);
+    assert.ok(jf.budgetMet);
+    const bad = await cli('schedule', '--budget', 'watts:3');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /^VLA_E_ARGS: budget must be/);
+  });
+
+  it('infer with a policy reports the statistics and stays within the budget', async () => {
+    const e = await Engine.load(path.join(testModels, 'tiny'), { backend: 'cpu' });
+    try {
+      const frame = (s: number) => ({ data: syntheticFrame(48, 36, s), width: 48, height: 36, encoding: 'rgb8' as const });
+      const views = { front: frame(1), front_left: frame(2), front_right: frame(3) };
+      const none = await e.infer({ views, instruction: 'keep lane' });
+      assert.equal(none.prune.policy, 'none');
+      assert.deepEqual(none.prune.kept, Array(e.info.textLayers).fill(48));
+      for (const policy of ['autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior', 'random'] as const) {
+        const r = await e.infer({ views, instruction: 'keep lane', prune: { policy, budget: parseBudget('tokens:16') } });
+        assert.equal(r.prune.policy, policy);
+        assert.ok(r.prune.budgetMet, policy);
+        assert.ok(r.prune.avgTokens <= 16.5, `${policy} ${r.prune.avgTokens}`);
+        assert.ok(r.prune.flops < r.prune.flopsUnpruned);
+        assert.equal(r.prune.keptPerView[0]!.length, 3);
+        assert.equal(r.waypoints.length, 6);
+      }
+      await assert.rejects(e.infer({ views, instruction: 'x', prune: { policy: 'fastv' } }), (err: VlaError) => err.code === ErrorCodes.INPUT);
+      await assert.rejects(e.infer({ views, instruction: 'x', prune: { policy: 'bogus' as never, budget: { kind: 'tokens', value: 3 } } }), (err: VlaError) => err.code === ErrorCodes.INPUT);
+    } finally {
+      await e.dispose();
+    }
+  });
+
+  it('the CLI takes --policy and --budget', async () => {
+    const sample = path.join(testModels, '..', '..', 'assets', 'sample', 'front.jpg');
+    void sample;
+    const r = await cli('infer', '--model', path.join(testModels, 'tiny'), '--image', `front=${path.join(testModels, '..', '..', 'assets', 'sample', 'front.jpg')}`, '--instruction', 'x', '--policy', 'autoprune', '--budget', 'tokens:4', '--json');
+    if (r.code === 0) {
+      const j = JSON.parse(r.out);
+      assert.equal(j.prune.policy, 'autoprune');
+      assert.equal(j.prune.kept[0], 10);
+    } else {
+      assert.match(r.err, /VLA_E_IO/); // sample frames not generated yet
+    }
+    const bad = await cli('infer', '--model', path.join(testModels, 'tiny'), '--image', 'front=x.jpg', '--instruction', 'x', '--policy', 'fastv');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /needs --budget/);
+  });
+});
