@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// CPU benchmark: the tiny model and a generated mid-size (~300M parameter) model, 1 and 6 views.
+// CPU benchmark: the tiny model and a generated mid-size (~270M parameter) model, 1 and 6 views,
+// and (--prune) every pruning policy at T = 64/128/192 on the mid model with 6 views.
 // Prints one JSON object: { tiny: {...}, mid: {...} } as bench-cpu reports them.
-//   node scripts/bench-cpu.js [--threads N] [--iters N] [--skip-mid]
+//   node scripts/bench-cpu.js [--threads N] [--iters N] [--skip-mid] [--prune]
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -25,7 +26,8 @@ for (const [name, m] of Object.entries(models)) {
   if (name === 'mid' && args.includes('--skip-mid')) continue;
   const dir = path.join(root, 'build', 'models', `bench-${name}`);
   if (!existsSync(path.join(dir, 'config.json'))) await makeModel(dir, { preset: m.preset });
-  const r = spawnSync(bin, ['--model', dir, '--views', m.views, '--iters', opt('--iters', name === 'mid' ? '2' : '20'), '--threads', opt('--threads', '0'), '--gemm'], { encoding: 'utf8' });
+  const extra = name === 'mid' && args.includes('--prune') ? ['--prune'] : [];
+  const r = spawnSync(bin, ['--model', dir, '--views', m.views, '--iters', opt('--iters', name === 'mid' ? '2' : '20'), '--threads', opt('--threads', '0'), '--gemm', ...extra], { encoding: 'utf8' });
   if (r.status !== 0) {
     process.stderr.write(r.stderr);
     process.exit(r.status ?? 1);

@@ -1,5 +1,5 @@
 // CPU backend benchmark; prints one JSON object.
-//   bench-cpu --model DIR [--views 1,6] [--iters N] [--threads T] [--gemm]
+//   bench-cpu --model DIR [--views 1,6] [--iters N] [--threads T] [--gemm] [--prune]
 // Per view count: ms per inference (min and mean over iterations) with stage timings, model
 // FLOPs of vision + prefill and the GFLOP/s they imply; with --gemm also the threaded GEMM
 // against the plain single-threaded loop on the model's own shapes.
@@ -14,6 +14,7 @@
 
 #include "gemm.h"
 #include "vla/engine.h"
+#include "vla/prune.h"
 
 using namespace vla;
 using Clock = std::chrono::steady_clock;
@@ -47,7 +48,7 @@ int main(int argc, char** argv) {
     std::string model;
     std::vector<int> views{1, 6};
     int iters = 3, threads = 0;
-    bool gemm = false;
+    bool gemm = false, prune = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto next = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
         else if (a == "--iters") iters = std::max(1, std::atoi(next().c_str()));
         else if (a == "--threads") threads = std::atoi(next().c_str());
         else if (a == "--gemm") gemm = true;
+        else if (a == "--prune") prune = true;
         else if (a == "--views") {
             views.clear();
             std::stringstream ss(next());
@@ -120,6 +122,53 @@ int main(int argc, char** argv) {
         first = false;
     }
     std::printf("]");
+    if (prune) {
+        const int nv = std::min<int>(views.empty() ? 1 : *std::max_element(views.begin(), views.end()), int(c.vla.cameras.size()));
+        const int W = 640, H = 360;
+        std::vector<std::vector<uint8_t>> bufs(static_cast<size_t>(nv), std::vector<uint8_t>(size_t(W * H * 3)));
+        std::mt19937 g(9);
+        InferRequest r;
+        r.input_ids = {c.text.bos_id};
+        for (int i = 0; i < 30; ++i) r.input_ids.push_back(3 + i);
+        for (int v = 0; v < nv; ++v) {
+            for (auto& x : bufs[size_t(v)]) x = uint8_t(g());
+            r.views.push_back({bufs[size_t(v)].data(), bufs[size_t(v)].size(), W, H, W * 3, PixelFormat::rgb8});
+            r.input_ids.push_back(c.image_token_id);
+        }
+        for (int i = 0; i < 20; ++i) r.input_ids.push_back(40 + i);
+        auto best_prefill = [&](const InferRequest& q, InferResult* keep) {
+            double best = 1e30;
+            for (int i = 0; i < iters; ++i) {
+                InferResult res;
+                if (!e->infer(q, &res).ok()) return -1.0;
+                if (res.timings.prefill_ms < best) { best = res.timings.prefill_ms; *keep = res; }
+            }
+            return best;
+        };
+        InferResult base;
+        const double base_ms = best_prefill(r, &base);
+        std::printf(", \"prune\": {\"views\": %d, \"visual_tokens\": %lld, \"none_prefill_ms\": %s, \"runs\": [", nv,
+                    (long long)base.n_visual_tokens, json_num(base_ms).c_str());
+        bool first_p = true;
+        for (PrunePolicy p : {PrunePolicy::autoprune, PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed,
+                              PrunePolicy::cls_prior, PrunePolicy::random}) {
+            for (double T : {64.0, 128.0, 192.0}) {
+                InferRequest q = r;
+                q.prune.policy = p;
+                q.prune.budget = {BudgetKind::tokens, T};
+                InferResult res;
+                const double ms = best_prefill(q, &res);
+                if (ms < 0) continue;
+                std::printf("%s{\"policy\": \"%s\", \"T\": %g, \"prefill_ms\": %s, \"time_ratio\": %s, \"flops_ratio\": %s, "
+                            "\"avg_tokens\": %s, \"budget_met\": %s}",
+                            first_p ? "" : ", ", prune_policy_name(p), T, json_num(ms).c_str(), json_num(ms / base_ms).c_str(),
+                            json_num(res.prune.flops / res.prune.flops_unpruned).c_str(), json_num(res.prune.avg_tokens).c_str(),
+                            res.prune.budget_met ? "true" : "false");
+                first_p = false;
+            }
+        }
+        std::printf("]}");
+    }
     if (gemm) {
         // The decoder's FFN up-projection shape at a 6-view-like prompt, and a decode GEMV.
         ThreadPool pool(threads);
