@@ -16,6 +16,9 @@ const models = {
   'tiny-text': { preset: 'tiny', seed: 1, head: 'text' },
   'tiny-f16': { preset: 'tiny', seed: 1, dtype: 'F16' },
   'tiny-bf16': { preset: 'tiny', seed: 1, dtype: 'BF16' },
+  // six cameras, as a car's surround rig: multi-view pruning tests
+  'tiny-6cam': { preset: 'tiny', seed: 2, cameras: ['front', 'front_left', 'front_right', 'back', 'back_left', 'back_right'] },
+  'tiny-6cam-text': { preset: 'tiny', seed: 2, head: 'text', cameras: ['front', 'front_left', 'front_right', 'back', 'back_left', 'back_right'] },
 };
 for (const [name, opts] of Object.entries(models)) {
   const dir = path.join(out, name);

@@ -386,6 +386,8 @@ Napi::Value Schedule(const Napi::CallbackInfo& info) {
     if (by_flops) {
         const double cap = get_num(env, o, "budgetFlops", 0, 1e-9, 1e12) * 1e9;
         const double T = vla::autoprune_tokens_for_flops(L, Nv, cap, P + Nt, d, m, ap);
+        if (T < 0)
+            throw input_error(env, "budget flops:" + std::to_string(cap / 1e9) + " GFLOP is below the least any schedule needs (layer 0 over every visual token)");
         s = vla::autoprune_schedule_flops(L, Nv, std::min(int(2.5 * T), Nv), mi, cap, P + Nt, d, m, ap, &met);
     } else {
         const double T = get_num(env, o, "budgetTokens", 64, 1e-9, 1 << 20);

@@ -476,8 +476,12 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, std::vector<int
         VLA_RETURN_IF_ERROR(prune_plan(policy, po.budget, L, Nv, n_other, d, m, po, &plan));
     // AutoPrune: T sets N1 (for a FLOPs cap, the T that keeps the cap reachable).
     double T = po.budget.value;
-    if (policy == PrunePolicy::autoprune && po.budget.kind == BudgetKind::flops)
+    if (policy == PrunePolicy::autoprune && po.budget.kind == BudgetKind::flops) {
         T = autoprune_tokens_for_flops(L, Nv, po.budget.value * 1e9, n_other, d, m, po.autoprune);
+        if (T < 0)
+            return {Code::input, "budget flops:" + std::to_string(po.budget.value) + " GFLOP cannot be met by policy autoprune: layer 0 over all " +
+                                     std::to_string(Nv) + " visual tokens plus the smallest schedule is over it"};
+    }
     const int n1 = std::min(int(std::floor(2.5 * T)), Nv);
     Schedule sched;
     st->target_tokens = policy == PrunePolicy::none ? Nv : T;

@@ -141,12 +141,13 @@ InferRequest request(const Engine& e, const Frames& f) {
 
 }  // namespace
 
-TEST_CASE("every policy runs end to end on the tiny model, 1 and 3 views, both heads, within its budget") {
-    for (const char* model : {"tiny", "tiny-text"}) {
+TEST_CASE("every policy runs end to end on the tiny model, 1, 3 and 6 views, both heads, within its budget") {
+    for (const char* model : {"tiny", "tiny-text", "tiny-6cam", "tiny-6cam-text"}) {
         std::unique_ptr<Engine> e;
         REQUIRE(Engine::load(model_dir(model), {}, &e).ok());
         const int L = e->info().config.text.n_layers;
-        for (int nv : {1, 3}) {
+        const int cams = int(e->info().config.vla.cameras.size());
+        for (int nv : {1, cams}) {
             auto f = frames(nv, 11);
             InferRequest base = request(*e, f);
             InferResult ref;
@@ -241,4 +242,36 @@ TEST_CASE("autoprune reports MI, slope and a schedule that follows the spec's ac
     REQUIRE(e->infer(r, &plain).ok());
     for (size_t l = 0; l < s.kept.size(); ++l) CHECK(plain.prune.kept[l] <= s.kept[l]);
     CHECK(plain.prune.merged == std::vector<int>(s.kept.size(), 0));
+}
+
+TEST_CASE("FLOPs caps are never exceeded end to end, across caps, complexities and prompt lengths") {
+    std::unique_ptr<Engine> e;
+    REQUIRE(Engine::load(model_dir("tiny-6cam"), {}, &e).ok());
+    std::mt19937 g(21);
+    int ran = 0;
+    for (int i = 0; i < 24; ++i) {
+        const int nv = 1 + int(g() % 6);
+        auto f = frames(nv, uint32_t(100 + i));
+        InferRequest r = request(*e, f);
+        const int extra = int(g() % 40);  // prompt length varies
+        for (int j = 0; j < extra; ++j) r.input_ids.push_back(40 + int(g() % 100));
+        InferResult base;
+        REQUIRE(e->infer(r, &base).ok());
+        const double full = base.prune.flops_unpruned;
+        const PrunePolicy pols[] = {PrunePolicy::autoprune, PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed,
+                                    PrunePolicy::cls_prior, PrunePolicy::random};
+        r.prune.policy = pols[i % 6];
+        r.prune.budget = {BudgetKind::flops, full * std::uniform_real_distribution<double>(0.55, 0.98)(g) / 1e9};
+        InferResult out;
+        Status st = e->infer(r, &out);
+        INFO("policy " << std::string(prune_policy_name(r.prune.policy)) << " views " << nv << " cap " << r.prune.budget.value);
+        if (!st.ok()) {  // a cap below what the policy can reach is refused, never overrun
+            CHECK(st.code() == Code::input);
+            continue;
+        }
+        ++ran;
+        CHECK(out.prune.flops <= r.prune.budget.value * 1e9);
+        CHECK(out.prune.budget_met);
+    }
+    CHECK(ran >= 12);
 }

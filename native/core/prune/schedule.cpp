@@ -117,7 +117,7 @@ double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, 
     };
     double lo = 0.4, hi = n_visual;  // T = 0.4 keeps one token at layer 0
     if (fits(hi)) return hi;
-    if (!fits(lo)) return lo;
+    if (!fits(lo)) return -1;  // the cap is below layer 0 over every token plus the least the rest can take
     for (int it = 0; it < 60 && hi - lo > 1e-3; ++it) {
         const double mid = (lo + hi) / 2;
         (fits(mid) ? lo : hi) = mid;

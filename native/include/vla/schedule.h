@@ -42,7 +42,8 @@ Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1
                                   double d, double m, const AutoPruneParams& p, bool* met);
 
 // For a FLOPs cap, the token budget T whose layer-0 keep N1 = min(floor(2.5 T), N_v) leaves
-// the cap reachable for any complexity (the worst k over MI in [0, (k0 / gamma)]).
+// the cap reachable for any complexity (the worst k over MI in [0, (k0 / gamma)]); -1 when
+// no T does.
 double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, int n_other, double d, double m,
                                   const AutoPruneParams& p);
 
