@@ -121,7 +121,7 @@ export function buildProgram(io: Io): Command {
     .name('autoprune-ros')
     .description('Run a LLaVA-style driving VLA with AutoPrune visual-token pruning (default: the bundled tiny model on sample frames)')
     .exitOverride()
-    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) });
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()), outputError: () => undefined });
   const backend = () => new Option('--backend <name>', 'compute backend').choices(['cpu', 'cuda', 'auto']).default('auto');
   const threads = () => new Option('--threads <n>', 'CPU threads (0 = all cores)').argParser(int('--threads')).default(0);
   const POLICIES: PrunePolicyName[] = ['none', 'autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior', 'random'];
