@@ -136,11 +136,16 @@ int main(int argc, char** argv) {
             r.input_ids.push_back(c.image_token_id);
         }
         for (int i = 0; i < 20; ++i) r.input_ids.push_back(40 + i);
+        std::string last_error;
         auto best_prefill = [&](const InferRequest& q, InferResult* keep) {
             double best = 1e30;
             for (int i = 0; i < iters; ++i) {
                 InferResult res;
-                if (!e->infer(q, &res).ok()) return -1.0;
+                Status s = e->infer(q, &res);
+                if (!s.ok()) {
+                    last_error = s.to_string();
+                    return -1.0;
+                }
                 if (res.timings.prefill_ms < best) { best = res.timings.prefill_ms; *keep = res; }
             }
             return best;
@@ -158,7 +163,14 @@ int main(int argc, char** argv) {
                 q.prune.budget = {BudgetKind::tokens, T};
                 InferResult res;
                 const double ms = best_prefill(q, &res);
-                if (ms < 0) continue;
+                if (ms < 0) {  // a budget the policy cannot meet on this model: say so
+                    std::string msg;
+                    for (char ch : last_error) msg += (ch == '"' || ch == '\\') ? '\'' : ch;
+                    std::printf("%s{\"policy\": \"%s\", \"T\": %g, \"error\": \"%s\"}", first_p ? "" : ", ", prune_policy_name(p), T,
+                                msg.c_str());
+                    first_p = false;
+                    continue;
+                }
                 std::printf("%s{\"policy\": \"%s\", \"T\": %g, \"prefill_ms\": %s, \"time_ratio\": %s, \"flops_ratio\": %s, "
                             "\"avg_tokens\": %s, \"budget_met\": %s}",
                             first_p ? "" : ", ", prune_policy_name(p), T, json_num(ms).c_str(), json_num(ms / base_ms).c_str(),

@@ -264,16 +264,20 @@ Status prune_plan(PrunePolicy policy, const Budget& budget, int L, int Nv, int n
         break;
     }
     case PrunePolicy::sparsevlm_fixed: {
-        // SparseVLM v1.0's schedule for 192 ([300, 200, 110] of 576 at layers 2, 6, 15), scaled.
+        // SparseVLM v1.0's schedules (of 576, after layers 2, 6, 15): [300, 200, 110] for 192,
+        // [303, 110, 36] for 128, [66, 30, 17] for 64. The nearest one's shape, scaled so the
+        // average meets this budget exactly.
         const std::vector<int> layers = scale_layers({1, 5, 14}, L);
+        const double t576 = budget.kind == BudgetKind::tokens ? budget.value * 576.0 / Nv : 192.0;
+        const double shapes[3][3] = {{66, 30, 17}, {303, 110, 36}, {300, 200, 110}};
+        const double* base = shapes[t576 <= 96 ? 0 : t576 <= 160 ? 1 : 2];
         auto keep_for = [&](double f) {
             std::vector<int> k;
-            const double base[] = {300.0, 200.0, 110.0};
             for (size_t i = 0; i < layers.size(); ++i) k.push_back(std::min(Nv, int(std::floor(base[i] / 576.0 * Nv * f))));
             return k;
         };
         auto counts = [&](double f) { return staged(L, Nv, layers, keep_for(f), opts.recycle); };
-        if (!solve(576.0 / 110.0, false, [&](double f) { return meets(counts(f), Nv); }, &x))
+        if (!solve(576.0 / base[2], false, [&](double f) { return meets(counts(f), Nv); }, &x))
             return unmet("the layers before the first drop are over it");
         plan.sparsevlm_factor = x;
         plan.sparsevlm_layers = layers;
