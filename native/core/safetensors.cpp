@@ -105,13 +105,19 @@ struct Mapping {
     }
 };
 
+// Opens a regular file read-only; Code::io naming it otherwise.
+Status open_regular(const std::string& path, Fd* f, struct stat* st) {
+    f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0) return Status(Code::io, path + ": cannot open: " + errno_text(errno));
+    if (::fstat(f->fd, st) != 0) return Status(Code::io, path + ": cannot stat: " + errno_text(errno));
+    if (!S_ISREG(st->st_mode)) return Status(Code::io, path + ": not a regular file");
+    return Status::OK();
+}
+
 Status read_small_file(const std::string& path, uint64_t limit, std::string* out) {
     Fd f;
-    f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (f.fd < 0) return Status(Code::io, path + ": cannot open: " + errno_text(errno));
     struct stat st;
-    if (::fstat(f.fd, &st) != 0) return Status(Code::io, path + ": cannot stat: " + errno_text(errno));
-    if (!S_ISREG(st.st_mode)) return Status(Code::io, path + ": not a regular file");
+    VLA_RETURN_IF_ERROR(open_regular(path, &f, &st));
     if (static_cast<uint64_t>(st.st_size) > limit)
         return format_error(path, "file is " + std::to_string(st.st_size) + " bytes, over the " +
                                       std::to_string(limit) + "-byte limit");
@@ -298,11 +304,8 @@ Status SafetensorsFile::open(const std::string& path, std::unique_ptr<Safetensor
     out->reset();
     return guarded(path, [&]() -> Status {
         Fd f;
-        f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (f.fd < 0) return Status(Code::io, path + ": cannot open: " + errno_text(errno));
         struct stat st;
-        if (::fstat(f.fd, &st) != 0) return Status(Code::io, path + ": cannot stat: " + errno_text(errno));
-        if (!S_ISREG(st.st_mode)) return Status(Code::io, path + ": not a regular file");
+        VLA_RETURN_IF_ERROR(open_regular(path, &f, &st));
         const size_t size = static_cast<size_t>(st.st_size);
         if (size == 0) {  // mmap refuses length 0; parse() words the error
             static const uint8_t none = 0;
