@@ -87,11 +87,21 @@ std::string slurp(const std::string& p) {
     return ss.str();
 }
 
+// Temporary model copies, removed when the test binary exits.
+struct TempDirs {
+    std::vector<std::string> dirs;
+    ~TempDirs() {
+        std::error_code ec;
+        for (auto& d : dirs) fs::remove_all(d, ec);
+    }
+} g_temp_dirs;
+
 // A copy of the tiny model with config.json or the weights altered.
 std::string mutated_copy(const std::string& name, const std::function<void(const std::string&)>& mutate) {
     std::string dir = (fs::temp_directory_path() / ("vla-test-" + name + "-" + std::to_string(::getpid()))).string();
     fs::remove_all(dir);
     fs::copy(model_dir(), dir);
+    g_temp_dirs.dirs.push_back(dir);
     mutate(dir);
     return dir;
 }

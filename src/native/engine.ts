@@ -75,7 +75,7 @@ export interface InferOutput {
 
 export interface ModelInfo extends NativeModelInfo {
   dir: string;
-  prompt: PromptConfig;
+  prompt: PromptConfig & { image_token: string; stop_tokens: string[] };
 }
 
 const MAX_INSTRUCTION_CHARS = 4096;
@@ -199,6 +199,10 @@ export class Engine {
     if (typeof input?.instruction !== 'string') throw new VlaError(ErrorCodes.INPUT, 'instruction must be a string');
     if (input.instruction.length > MAX_INSTRUCTION_CHARS) {
       throw new VlaError(ErrorCodes.INPUT, `instruction is ${input.instruction.length} characters, the limit is ${MAX_INSTRUCTION_CHARS}`);
+    }
+    if (input.instruction.includes(this.info.prompt.image_token)) {
+      // The tokenizer would read it as one more image slot: refuse rather than misalign views.
+      throw new VlaError(ErrorCodes.INPUT, `instruction contains the image token ${this.info.prompt.image_token}`);
     }
     const { names, images } = this.orderViews(input.views);
 

@@ -99,6 +99,7 @@ describe('Engine (addon, tiny model)', function () {
     await rejectsWith(engine.infer({ views: {}, instruction: 'x' }), ErrorCodes.INPUT);
     await rejectsWith(engine.infer({ views: [raw(1), raw(2), raw(3), raw(4)], instruction: 'x' }), ErrorCodes.INPUT);
     await rejectsWith(engine.infer({ views: [raw(1)], instruction: 'x'.repeat(5000) }), ErrorCodes.INPUT, /limit/);
+    await rejectsWith(engine.infer({ views: [raw(1)], instruction: 'go <image> left' }), ErrorCodes.INPUT, /image token/);
     await rejectsWith(engine.infer({ views: [{ ...raw(1), step: 10 }], instruction: 'x' }), ErrorCodes.IMAGE, /camera 'front'.*step/);
     await rejectsWith(engine.infer({ views: [{ ...raw(1), data: new Uint8Array(100) }], instruction: 'x' }), ErrorCodes.IMAGE, /needs/);
     await rejectsWith(engine.infer({ views: [{ ...raw(1), encoding: 'yuv422' as never }], instruction: 'x' }), ErrorCodes.IMAGE);
