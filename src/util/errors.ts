@@ -23,6 +23,8 @@ export const ErrorCodes = {
   TOKENIZER: 'VLA_E_TOKENIZER',
   IMAGE_DECODE: 'VLA_E_IMAGE_DECODE',
   ARGS: 'VLA_E_ARGS',
+  MSG_TYPE: 'VLA_E_MSG_TYPE',
+  CDR: 'VLA_E_CDR',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -1,0 +1,140 @@
+/**
+ * One CDR codec for every path (live ROS, in-memory tests, bag replay): message definitions
+ * come from `.msg` text — our own in msg/msg/, the standard ROS 2 ones shipped by
+ * @foxglove/rosmsg-msgs-common — and @foxglove/rosmsg2-serialization reads and writes the bytes.
+ * No rclnodejs here.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+import { parse } from '@foxglove/rosmsg';
+import { MessageReader, MessageWriter } from '@foxglove/rosmsg2-serialization';
+
+import { packageRoot } from '../native/addon.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
+
+/** The separator rosbag2 and MCAP use between a definition and its dependencies. */
+const SEPARATOR = '='.repeat(80);
+const PRIMITIVES = new Set(['bool', 'byte', 'char', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'float32', 'float64', 'string', 'wstring', 'time', 'duration']);
+
+export const OWN_PACKAGE = 'autoprune_ros_msgs';
+const OWN_MSG_DIR = path.join(packageRoot, 'msg', 'msg');
+
+function standardMsgDir(): string {
+  const require = createRequire(import.meta.url);
+  const pkg = path.dirname(require.resolve('@foxglove/rosmsg-msgs-common/package.json'));
+  return path.join(pkg, 'msgdefs', 'ros2jazzy');
+}
+
+/** "pkg/msg/Type" or "pkg/Type" -> ["pkg", "Type"]. */
+function splitType(type: string): [string, string] {
+  const parts = type.split('/');
+  if (parts.length === 3 && parts[1] === 'msg' && parts[0] && parts[2]) return [parts[0], parts[2]];
+  if (parts.length === 2 && parts[0] && parts[1]) return [parts[0], parts[1]];
+  throw new VlaError(ErrorCodes.MSG_TYPE, `'${type}' is not a message type name (pkg/msg/Type)`);
+}
+
+interface Entry {
+  reader: MessageReader;
+  writer: MessageWriter;
+  text: string;
+}
+
+export class MessageCodec {
+  private readonly own = new Map<string, string>(); // "pkg/Type" -> its own .msg text
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly stdDir: string = standardMsgDir(), ownDir: string = OWN_MSG_DIR) {
+    if (existsSync(ownDir)) {
+      for (const f of readdirSync(ownDir)) if (f.endsWith('.msg')) this.own.set(`${OWN_PACKAGE}/${f.slice(0, -4)}`, readFileSync(path.join(ownDir, f), 'utf8'));
+    }
+  }
+
+  /** The type's own definition text (no dependencies). */
+  private ownText(pkgType: string): string {
+    const mine = this.own.get(pkgType);
+    if (mine !== undefined) return mine;
+    const [pkg, name] = pkgType.split('/') as [string, string];
+    const file = path.join(this.stdDir, pkg, 'msg', `${name}.msg`);
+    if (!existsSync(file)) throw new VlaError(ErrorCodes.MSG_TYPE, `unknown message type ${pkg}/msg/${name}`);
+    return readFileSync(file, 'utf8').split(`\n${SEPARATOR}\n`)[0] as string;
+  }
+
+  /**
+   * The full definition as rosbag2 stores it (MCAP schema `ros2msg`): the type's text, then each
+   * dependency once as `MSG: pkg/Type` blocks.
+   */
+  definitionText(type: string): string {
+    return this.entry(type).text;
+  }
+
+  private entry(type: string): Entry {
+    const [pkg, name] = splitType(type);
+    const key = `${pkg}/${name}`;
+    const hit = this.entries.get(key);
+    if (hit) return hit;
+    const blocks: string[] = [this.ownText(key)];
+    const seen = new Set([key]);
+    const queue = [key];
+    while (queue.length) {
+      const cur = queue.shift() as string;
+      const curPkg = cur.split('/')[0] as string;
+      for (const dep of fieldTypes(this.ownText(cur))) {
+        const full = dep.includes('/') ? dep.replace('/msg/', '/') : dep === 'Header' ? 'std_msgs/Header' : `${curPkg}/${dep}`;
+        if (seen.has(full)) continue;
+        seen.add(full);
+        queue.push(full);
+        blocks.push(`MSG: ${full}\n${this.ownText(full)}`);
+      }
+    }
+    const text = blocks.join(`\n${SEPARATOR}\n`);
+    let defs;
+    try {
+      defs = parse(text, { ros2: true });
+    } catch (err) {
+      throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse its definition: ${(err as Error).message}`, undefined, { cause: err });
+    }
+    const e: Entry = { reader: new MessageReader(defs), writer: new MessageWriter(defs), text };
+    this.entries.set(key, e);
+    return e;
+  }
+
+  encode(type: string, message: unknown): Uint8Array {
+    const e = this.entry(type);
+    try {
+      return e.writer.writeMessage(message);
+    } catch (err) {
+      throw new VlaError(ErrorCodes.CDR, `cannot encode ${type}: ${(err as Error).message}`, undefined, { cause: err });
+    }
+  }
+
+  /** Decodes CDR bytes; truncated or malformed input is VLA_E_CDR, never a crash. */
+  decode<T = Record<string, unknown>>(type: string, bytes: Uint8Array): T {
+    const e = this.entry(type);
+    if (bytes.byteLength < 4) throw new VlaError(ErrorCodes.CDR, `cannot decode ${type}: ${bytes.byteLength} bytes is shorter than the CDR header`);
+    try {
+      const msg = e.reader.readMessage<T>(bytes);
+      // Byte arrays are read as views, which clamp silently at the end: check what was consumed.
+      const used = e.reader.lastReadByteLength();
+      if (used > bytes.byteLength) throw new Error(`the message needs ${used} bytes (truncated)`);
+      return msg;
+    } catch (err) {
+      throw new VlaError(ErrorCodes.CDR, `cannot decode ${type} from ${bytes.byteLength} bytes: ${(err as Error).message}`, { type, bytes: bytes.byteLength }, { cause: err });
+    }
+  }
+}
+
+/** Non-primitive field types named in a .msg text (constants and comments skipped). */
+function fieldTypes(text: string): string[] {
+  const out: string[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line) continue;
+    const m = /^([A-Za-z_][\w/]*)(?:<=\d+)?(?:\[[^\]]*\])?\s+\w+(\s*=.*)?/.exec(line);
+    if (!m || m[2]) continue; // constants have primitive types
+    const base = m[1] as string;
+    if (!PRIMITIVES.has(base)) out.push(base);
+  }
+  return out;
+}
