@@ -1,0 +1,320 @@
+/**
+ * The node logic: camera frames and an instruction in (CDR through a RosPort), synchronised
+ * sets through the engine one at a time, trajectory, path, metrics and diagnostics out, stamped
+ * with the camera stamp of the set. No rclnodejs here: the same class runs live, in memory and
+ * in replay. Bad input is logged with its code, counted and reported; the node keeps running.
+ */
+import type { NativePruneOptions } from '../native/addon-types.js';
+import type { InferInput, InferOutput } from '../native/engine.js';
+import type { ImageInput } from '../native/image.js';
+import { CHANNELS } from '../native/image.js';
+import { MessageCodec } from '../ros/codec.js';
+import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, type QosProfile, type RosPort } from '../ros/port.js';
+import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
+import { componentLogger, type Logger } from '../util/logger.js';
+import { FrameSync, type FrameSet, type MissingCameraPolicy } from './sync.js';
+
+export type ImageType = 'sensor_msgs/msg/Image' | 'sensor_msgs/msg/CompressedImage';
+
+export interface CameraInput {
+  camera: string;
+  topic: string;
+  type: ImageType;
+  qos?: QosProfile;
+}
+
+export interface NodeParams {
+  cameras: CameraInput[];
+  instructionTopic: string;
+  /** Used until an instruction arrives. */
+  defaultInstruction: string;
+  outputFrame: string;
+  slopMs: number;
+  maxAgeMs: number;
+  missingCamera: MissingCameraPolicy;
+  /** How often the node looks for a complete set, ms. */
+  tickMs: number;
+  /** Stamps further ahead of the clock than this are rejected, ms. */
+  futureToleranceMs: number;
+  latencyWarnMs: number;
+  maxInstructionChars: number;
+  modelName: string;
+  prune?: NativePruneOptions;
+}
+
+/** What the node needs of an engine (a fake in tests). */
+export interface EngineLike {
+  readonly cameras: string[];
+  infer(input: InferInput): Promise<InferOutput>;
+}
+
+export interface NodeCounters {
+  framesIn: number;
+  setsInferred: number;
+  published: number;
+  failed: number;
+  badInput: number;
+  droppedStale: number;
+  droppedSuperseded: number;
+  lastErrorCode: ErrorCode | '';
+  lastError: string;
+}
+
+const TOPICS = {
+  path: '~/output/path',
+  trajectory: '~/output/trajectory',
+  metrics: '~/output/metrics',
+  diagnostics: '/diagnostics',
+};
+
+interface HeaderMsg {
+  stamp: { sec: number; nanosec: number };
+  frame_id: string;
+}
+
+function stampNs(h: HeaderMsg): bigint {
+  return BigInt(h.stamp.sec) * 1_000_000_000n + BigInt(h.stamp.nanosec);
+}
+
+function toStamp(ns: bigint): { sec: number; nanosec: number } {
+  return { sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) };
+}
+
+export class VlaNodeLogic {
+  readonly counters: NodeCounters = { framesIn: 0, setsInferred: 0, published: 0, failed: 0, badInput: 0, droppedStale: 0, droppedSuperseded: 0, lastErrorCode: '', lastError: '' };
+  private readonly sync: FrameSync<ImageInput>;
+  private instruction: string;
+  private inFlight: Promise<void> | undefined;
+  private readonly pub: Record<keyof typeof TOPICS, (cdr: Uint8Array) => void>;
+  private readonly stops: Array<() => void> = [];
+  private lastLatencyMs = 0;
+  private readonly lastSeenNs = new Map<string, bigint>();
+  private lastBudgetMet = true;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly port: RosPort,
+    private readonly engine: EngineLike,
+    private readonly params: NodeParams,
+    private readonly codec = new MessageCodec(),
+    log?: Logger,
+  ) {
+    this.log = log ?? componentLogger('node');
+    for (const c of params.cameras) {
+      if (!engine.cameras.includes(c.camera)) throw new VlaError(ErrorCodes.INPUT, `camera '${c.camera}' is not one of the model's (${engine.cameras.join(', ')})`);
+    }
+    const order = engine.cameras.filter((c) => params.cameras.some((p) => p.camera === c));
+    this.sync = new FrameSync<ImageInput>({ cameras: order, slopMs: params.slopMs, maxAgeMs: params.maxAgeMs, missingCamera: params.missingCamera });
+    this.instruction = params.defaultInstruction;
+    this.pub = {
+      path: port.advertise(TOPICS.path, 'nav_msgs/msg/Path', QOS_DEFAULT),
+      trajectory: port.advertise(TOPICS.trajectory, 'autoprune_ros_msgs/msg/Trajectory', QOS_DEFAULT),
+      metrics: port.advertise(TOPICS.metrics, 'autoprune_ros_msgs/msg/Metrics', QOS_DEFAULT),
+      diagnostics: port.advertise(TOPICS.diagnostics, 'diagnostic_msgs/msg/DiagnosticArray', QOS_DEFAULT),
+    };
+  }
+
+  start(): void {
+    for (const c of this.params.cameras) {
+      this.stops.push(this.port.subscribe(c.topic, c.type, c.qos ?? QOS_SENSOR_DATA, (cdr) => this.onFrame(c, cdr)));
+    }
+    this.stops.push(this.port.subscribe(this.params.instructionTopic, 'std_msgs/msg/String', QOS_LATCHED, (cdr) => this.onInstruction(cdr)));
+    this.stops.push(this.port.timer(this.params.tickMs, () => this.tick()));
+    this.stops.push(this.port.timer(1000, () => this.publishDiagnostics()));
+  }
+
+  /** Stops subscriptions and timers; resolves when the running inference has finished. */
+  async stop(): Promise<void> {
+    for (const s of this.stops.splice(0)) s();
+    await this.inFlight;
+  }
+
+  /** The running inference, if any (tests and replay wait on it). */
+  get busy(): Promise<void> | undefined {
+    return this.inFlight;
+  }
+
+  get currentInstruction(): string {
+    return this.instruction;
+  }
+
+  private bad(code: ErrorCode, message: string, fields: Record<string, unknown> = {}): void {
+    this.counters.badInput++;
+    this.counters.lastErrorCode = code;
+    this.counters.lastError = message;
+    this.log.warn({ code, ...fields }, message);
+  }
+
+  private onFrame(c: CameraInput, cdr: Uint8Array): void {
+    this.counters.framesIn++;
+    this.lastSeenNs.set(c.camera, this.port.now());
+    let img: ImageInput;
+    let header: HeaderMsg;
+    try {
+      if (c.type === 'sensor_msgs/msg/Image') {
+        const m = this.codec.decode<HeaderMsg & { header: HeaderMsg; width: number; height: number; step: number; encoding: string; is_bigendian: number; data: Uint8Array }>(c.type, cdr);
+        header = m.header;
+        const ch = CHANNELS[m.encoding as keyof typeof CHANNELS];
+        if (ch === undefined) throw new VlaError(ErrorCodes.IMAGE, `camera '${c.camera}': encoding '${m.encoding}' is not supported (${Object.keys(CHANNELS).join(', ')})`);
+        if (m.step < m.width * ch || m.data.byteLength < m.step * m.height || m.width === 0 || m.height === 0) {
+          throw new VlaError(ErrorCodes.IMAGE, `camera '${c.camera}': ${m.width}x${m.height} ${m.encoding} with step ${m.step} does not fit ${m.data.byteLength} bytes`);
+        }
+        img = { data: m.data, width: m.width, height: m.height, step: m.step, encoding: m.encoding as keyof typeof CHANNELS };
+      } else {
+        const m = this.codec.decode<{ header: HeaderMsg; format: string; data: Uint8Array }>(c.type, cdr);
+        header = m.header;
+        img = { kind: 'compressed', data: m.data, format: m.format };
+      }
+    } catch (err) {
+      const e = VlaError.from(err, ErrorCodes.CDR);
+      this.bad(e.code, e.message, { camera: c.camera, topic: c.topic });
+      return;
+    }
+    const t = stampNs(header);
+    if (t > this.port.now() + BigInt(Math.round(this.params.futureToleranceMs * 1e6))) {
+      this.bad(ErrorCodes.INPUT, `camera '${c.camera}': stamp ${t} ns is ahead of the clock ${this.port.now()} ns`, { camera: c.camera });
+      return;
+    }
+    if (!this.sync.push({ camera: c.camera, stampNs: t, data: img })) {
+      this.bad(ErrorCodes.INPUT, `camera '${c.camera}': stamp ${t} ns is not newer than the last frame used`, { camera: c.camera });
+    }
+  }
+
+  private onInstruction(cdr: Uint8Array): void {
+    let text: string;
+    try {
+      text = this.codec.decode<{ data: string }>('std_msgs/msg/String', cdr).data;
+    } catch (err) {
+      const e = VlaError.from(err, ErrorCodes.CDR);
+      this.bad(e.code, e.message, { topic: this.params.instructionTopic });
+      return;
+    }
+    const trimmed = text.trim();
+    if (!trimmed) return this.bad(ErrorCodes.INPUT, 'empty instruction ignored; keeping the previous one');
+    if (trimmed.length > this.params.maxInstructionChars) {
+      return this.bad(ErrorCodes.INPUT, `instruction of ${trimmed.length} characters ignored (limit ${this.params.maxInstructionChars})`);
+    }
+    this.instruction = trimmed;
+    this.log.info({ instruction: trimmed }, 'instruction');
+  }
+
+  /** Takes the newest complete set if the engine is idle; never queues more than one. */
+  tick(): void {
+    const s = this.sync.stats;
+    this.counters.droppedStale = s.droppedStale;
+    this.counters.droppedSuperseded = s.droppedSuperseded;
+    if (this.inFlight) return;
+    const set = this.sync.take(this.port.now());
+    if (!set) return;
+    this.inFlight = this.run(set).finally(() => {
+      this.inFlight = undefined;
+    });
+  }
+
+  private async run(set: FrameSet<ImageInput>): Promise<void> {
+    const views: Record<string, ImageInput> = {};
+    for (const f of set.frames) views[f.camera] = f.data;
+    const instruction = this.instruction;
+    let r: InferOutput;
+    try {
+      r = await this.engine.infer({ views, instruction, prune: this.params.prune });
+    } catch (err) {
+      const e = VlaError.from(err);
+      this.counters.failed++;
+      this.counters.lastErrorCode = e.code;
+      this.counters.lastError = e.message;
+      this.log.error({ code: e.code, stampNs: String(set.stampNs) }, e.message);
+      return;
+    }
+    this.counters.setsInferred++;
+    this.publish(set, instruction, r);
+  }
+
+  private publish(set: FrameSet<ImageInput>, instruction: string, r: InferOutput): void {
+    const header = { stamp: toStamp(set.stampNs), frame_id: this.params.outputFrame };
+    const c = this.codec;
+    const wps = r.waypoints;
+    const poses = wps.map((w, i) => {
+      const prev = i > 0 ? wps[i - 1] : { x: 0, y: 0 };
+      const yaw = w.yaw ?? Math.atan2(w.y - (prev?.y ?? 0), w.x - (prev?.x ?? 0));
+      return {
+        header: { stamp: toStamp(set.stampNs + BigInt(Math.round(w.tS * 1e9))), frame_id: this.params.outputFrame },
+        pose: { position: { x: w.x, y: w.y, z: 0 }, orientation: { x: 0, y: 0, z: Math.sin(yaw / 2), w: Math.cos(yaw / 2) } },
+      };
+    });
+    this.pub.path(c.encode('nav_msgs/msg/Path', { header, poses }));
+    this.pub.trajectory(
+      c.encode('autoprune_ros_msgs/msg/Trajectory', {
+        header,
+        waypoints: wps.map((w) => ({ time_from_start: toStamp(BigInt(Math.round(w.tS * 1e9))), x_m: w.x, y_m: w.y, yaw_rad: w.yaw ?? 0, has_yaw: w.yaw !== undefined })),
+        instruction,
+        model: this.params.modelName,
+      }),
+    );
+    const p = r.prune;
+    const t = r.timings;
+    this.lastLatencyMs = Number(this.port.now() - set.stampNs) / 1e6;
+    this.lastBudgetMet = p.budgetMet;
+    this.pub.metrics(
+      c.encode('autoprune_ros_msgs/msg/Metrics', {
+        header,
+        decode_ms: t.decodeMs,
+        tokenize_ms: t.tokenizeMs,
+        preprocess_ms: t.preprocessMs,
+        vision_ms: t.visionMs,
+        prefill_ms: t.prefillMs,
+        head_ms: t.headMs,
+        engine_ms: t.engineMs,
+        total_ms: t.totalMs,
+        sensor_to_publish_ms: this.lastLatencyMs,
+        policy: p.policy,
+        visual_tokens_in: p.nVisual,
+        visual_tokens_kept: p.kept,
+        visual_tokens_kept_per_view: p.keptPerView.flat(),
+        views: r.cameras,
+        mutual_information: p.mi1,
+        slope_k: p.k,
+        budget_kind: p.budget?.kind ?? 'none',
+        budget_value: p.budget?.value ?? 0,
+        budget_met: p.budgetMet,
+        prefill_gflop: p.flops / 1e9,
+        prefill_gflop_unpruned: p.flopsUnpruned / 1e9,
+        frames_dropped: BigInt(this.counters.droppedStale + this.counters.droppedSuperseded),
+        frames_failed: BigInt(this.counters.failed),
+      }),
+    );
+    this.counters.published++;
+  }
+
+  /** diagnostic_msgs/DiagnosticArray: OK, or WARN with the reasons. */
+  publishDiagnostics(): void {
+    const reasons: string[] = [];
+    if (this.counters.badInput) reasons.push(`bad input ${this.counters.badInput} (last: ${this.counters.lastErrorCode})`);
+    if (this.counters.failed) reasons.push(`failed inferences ${this.counters.failed}`);
+    if (!this.lastBudgetMet) reasons.push('compute budget missed');
+    const now = this.port.now();
+    for (const c of this.params.cameras) {
+      const seen = this.lastSeenNs.get(c.camera);
+      if (seen === undefined || Number(now - seen) / 1e6 > this.params.maxAgeMs) reasons.push(`camera '${c.camera}' silent`);
+    }
+    if (this.lastLatencyMs > this.params.latencyWarnMs) reasons.push(`latency ${this.lastLatencyMs.toFixed(1)} ms over ${this.params.latencyWarnMs} ms`);
+    const kv = (key: string, value: unknown) => ({ key, value: String(value) });
+    const status = {
+      level: reasons.length ? 1 : 0,
+      name: 'autoprune_ros: pipeline',
+      message: reasons.length ? reasons.join('; ') : 'OK',
+      hardware_id: this.params.modelName,
+      values: [
+        kv('frames_in', this.counters.framesIn),
+        kv('sets_inferred', this.counters.setsInferred),
+        kv('frames_dropped_stale', this.counters.droppedStale),
+        kv('frames_dropped_superseded', this.counters.droppedSuperseded),
+        kv('bad_input', this.counters.badInput),
+        kv('failed', this.counters.failed),
+        kv('last_error', this.counters.lastError),
+        kv('sensor_to_publish_ms', this.lastLatencyMs.toFixed(3)),
+      ],
+    };
+    this.pub.diagnostics(this.codec.encode('diagnostic_msgs/msg/DiagnosticArray', { header: { stamp: toStamp(this.port.now()), frame_id: '' }, status: [status] }));
+  }
+}
