@@ -25,6 +25,7 @@ export const ErrorCodes = {
   ARGS: 'VLA_E_ARGS',
   MSG_TYPE: 'VLA_E_MSG_TYPE',
   CDR: 'VLA_E_CDR',
+  PARAMS: 'VLA_E_PARAMS',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
