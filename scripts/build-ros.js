@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+// On a machine with ROS 2 sourced: builds rclnodejs's native part (install scripts are off in
+// .npmrc), builds our message package (msg/) with colcon, and generates rclnodejs's message
+// bindings with it on the path. Without ROS 2 it says so and does nothing: the CLI, the engine,
+// replay and the tests do not need it.
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+if (!process.env.ROS_DISTRO) {
+  process.stdout.write('build:ros: ROS 2 is not sourced; the ROS 2 node is not built (everything else is)\n');
+  process.exit(0);
+}
+const install = path.join(root, 'build', 'ros-install');
+const env = { ...process.env, AMENT_PREFIX_PATH: [install, process.env.AMENT_PREFIX_PATH].filter(Boolean).join(':') };
+function run(cmd, args) {
+  process.stdout.write(`build:ros: ${cmd} ${args.join(' ')}\n`);
+  const r = spawnSync(cmd, args, { stdio: 'inherit', cwd: root, env });
+  if (r.status !== 0) {
+    process.stderr.write(`VLA_E_ADDON_MISSING: build:ros: '${cmd} ${args.join(' ')}' failed (${r.status ?? r.signal})\n`);
+    process.exit(1);
+  }
+}
+run('npm', ['rebuild', 'rclnodejs', '--ignore-scripts=false']);
+run('colcon', ['build', '--base-paths', 'msg', '--build-base', 'build/colcon', '--install-base', install, '--merge-install']);
+run('npx', ['--no-install', 'generate-ros-messages']);
+process.stdout.write(`build:ros: done; source ${install}/setup.bash before ros2 launch so other nodes see autoprune_ros_msgs\n`);
