@@ -12,6 +12,7 @@ import { MessageCodec } from '../ros/codec.js';
 import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, type QosProfile, type RosPort } from '../ros/port.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
+import { DeadlineController } from './budget.js';
 import { FrameSync, type FrameSet, type MissingCameraPolicy } from './sync.js';
 
 export type ImageType = 'sensor_msgs/msg/Image' | 'sensor_msgs/msg/CompressedImage';
@@ -40,6 +41,8 @@ export interface NodeParams {
   maxInstructionChars: number;
   modelName: string;
   prune?: NativePruneOptions;
+  /** Deadline mode: the token budget is set between frames to keep the p95 latency under this, ms. */
+  deadlineMs?: number;
 }
 
 /** What the node needs of an engine (a fake in tests). */
@@ -91,6 +94,7 @@ export class VlaNodeLogic {
   private readonly lastSeenNs = new Map<string, bigint>();
   private lastBudgetMet = true;
   private readonly log: Logger;
+  private readonly deadline: DeadlineController | undefined;
 
   constructor(
     private readonly port: RosPort,
@@ -106,6 +110,7 @@ export class VlaNodeLogic {
     const order = engine.cameras.filter((c) => params.cameras.some((p) => p.camera === c));
     this.sync = new FrameSync<ImageInput>({ cameras: order, slopMs: params.slopMs, maxAgeMs: params.maxAgeMs, missingCamera: params.missingCamera });
     this.instruction = params.defaultInstruction;
+    if (params.deadlineMs !== undefined) this.deadline = new DeadlineController({ deadlineMs: params.deadlineMs, minTokens: 4, maxTokens: 4096 });
     this.pub = {
       path: port.advertise(TOPICS.path, 'nav_msgs/msg/Path', QOS_DEFAULT),
       trajectory: port.advertise(TOPICS.trajectory, 'autoprune_ros_msgs/msg/Trajectory', QOS_DEFAULT),
@@ -132,6 +137,11 @@ export class VlaNodeLogic {
   /** The running inference, if any (tests and replay wait on it). */
   get busy(): Promise<void> | undefined {
     return this.inFlight;
+  }
+
+  /** Camera frames waiting for a set (bounded by cameras x ring depth). */
+  get heldFrames(): number {
+    return this.sync.held;
   }
 
   get currentInstruction(): string {
@@ -211,13 +221,22 @@ export class VlaNodeLogic {
     });
   }
 
+  /** The token budget deadline mode will use for the next frame. */
+  get deadlineBudgetTokens(): number | undefined {
+    return this.deadline?.budgetTokens;
+  }
+
   private async run(set: FrameSet<ImageInput>): Promise<void> {
     const views: Record<string, ImageInput> = {};
     for (const f of set.frames) views[f.camera] = f.data;
     const instruction = this.instruction;
+    const waitedMs = Number(this.port.now() - set.stampNs) / 1e6;
+    let prune = this.params.prune;
+    const budgetTokens = this.deadline?.budgetTokens;
+    if (budgetTokens !== undefined) prune = { ...prune, policy: prune?.policy ?? 'autoprune', budget: { kind: 'tokens', value: budgetTokens } };
     let r: InferOutput;
     try {
-      r = await this.engine.infer({ views, instruction, prune: this.params.prune });
+      r = await this.engine.infer({ views, instruction, prune });
     } catch (err) {
       const e = VlaError.from(err);
       this.counters.failed++;
@@ -227,10 +246,14 @@ export class VlaNodeLogic {
       return;
     }
     this.counters.setsInferred++;
-    this.publish(set, instruction, r);
+    // Sensor to publish: the set's age when it was taken plus the inference's own wall time
+    // (holds for a live clock and for the virtual clock of tests and replay alike).
+    const latencyMs = waitedMs + r.timings.totalMs;
+    if (this.deadline && budgetTokens !== undefined) this.deadline.observe(Math.min(budgetTokens, r.prune.nVisual), latencyMs);
+    this.publish(set, instruction, r, latencyMs);
   }
 
-  private publish(set: FrameSet<ImageInput>, instruction: string, r: InferOutput): void {
+  private publish(set: FrameSet<ImageInput>, instruction: string, r: InferOutput, latencyMs: number): void {
     const header = { stamp: toStamp(set.stampNs), frame_id: this.params.outputFrame };
     const c = this.codec;
     const wps = r.waypoints;
@@ -253,8 +276,9 @@ export class VlaNodeLogic {
     );
     const p = r.prune;
     const t = r.timings;
-    this.lastLatencyMs = Number(this.port.now() - set.stampNs) / 1e6;
-    this.lastBudgetMet = p.budgetMet;
+    this.lastLatencyMs = latencyMs;
+    const deadlineMs = this.params.deadlineMs;
+    this.lastBudgetMet = deadlineMs !== undefined ? latencyMs <= deadlineMs : p.budgetMet;
     this.pub.metrics(
       c.encode('autoprune_ros_msgs/msg/Metrics', {
         header,
@@ -274,9 +298,9 @@ export class VlaNodeLogic {
         views: r.cameras,
         mutual_information: p.mi1,
         slope_k: p.k,
-        budget_kind: p.budget?.kind ?? 'none',
-        budget_value: p.budget?.value ?? 0,
-        budget_met: p.budgetMet,
+        budget_kind: deadlineMs !== undefined ? 'latency' : (p.budget?.kind ?? 'none'),
+        budget_value: deadlineMs ?? p.budget?.value ?? 0,
+        budget_met: this.lastBudgetMet,
         prefill_gflop: p.flops / 1e9,
         prefill_gflop_unpruned: p.flopsUnpruned / 1e9,
         frames_dropped: BigInt(this.counters.droppedStale + this.counters.droppedSuperseded),

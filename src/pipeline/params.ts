@@ -69,7 +69,7 @@ export interface RawParams {
   latency_warn_ms: number;
   max_instruction_chars: number;
   pruning_policy: PrunePolicyName;
-  budget_kind: 'none' | 'tokens' | 'flops';
+  budget_kind: 'none' | 'tokens' | 'flops' | 'latency';
   budget_value: number;
   autoprune_x0: number;
   autoprune_k0: number;
@@ -118,10 +118,18 @@ function describe(e: ErrorObject): string {
 /** Validates a full parameter set (at start, or after a change) and maps it to options. */
 export function configFromParams(values: Record<string, unknown>, where = 'parameters'): NodeConfig {
   const raw = validate(values, where);
+  const latency = raw.budget_kind === 'latency';
   const prune: NativePruneOptions | undefined =
     raw.pruning_policy === 'none'
       ? undefined
-      : { policy: raw.pruning_policy, budget: { kind: raw.budget_kind as 'tokens' | 'flops', value: raw.budget_value }, x0: raw.autoprune_x0, k0: raw.autoprune_k0, gamma: raw.autoprune_gamma };
+      : {
+          policy: raw.pruning_policy,
+          // deadline mode: the controller sets a tokens budget per frame
+          ...(latency ? {} : { budget: { kind: raw.budget_kind as 'tokens' | 'flops', value: raw.budget_value } }),
+          x0: raw.autoprune_x0,
+          k0: raw.autoprune_k0,
+          gamma: raw.autoprune_gamma,
+        };
   const qos = { ...QOS_SENSOR_DATA, reliability: raw.camera_reliability, depth: raw.camera_qos_depth };
   return {
     raw,
@@ -144,6 +152,7 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
       latencyWarnMs: raw.latency_warn_ms,
       maxInstructionChars: raw.max_instruction_chars,
       prune,
+      ...(latency ? { deadlineMs: raw.budget_value } : {}),
     },
   };
 }
