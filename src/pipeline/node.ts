@@ -43,6 +43,10 @@ export interface NodeParams {
   prune?: NativePruneOptions;
   /** Deadline mode: the token budget is set between frames to keep the p95 latency under this, ms. */
   deadlineMs?: number;
+  /** nav_msgs/Odometry: the ego speed goes into the prompt while fresh (maxAgeMs). */
+  odometryTopic?: string;
+  /** Also publish autoware_planning_msgs/Trajectory on ~/output/autoware_trajectory. */
+  publishAutowareTrajectory?: boolean;
 }
 
 /** What the node needs of an engine (a fake in tests). */
@@ -66,6 +70,7 @@ export interface NodeCounters {
 const TOPICS = {
   path: '~/output/path',
   trajectory: '~/output/trajectory',
+  autoware: '~/output/autoware_trajectory',
   metrics: '~/output/metrics',
   diagnostics: '/diagnostics',
 };
@@ -88,7 +93,9 @@ export class VlaNodeLogic {
   private readonly sync: FrameSync<ImageInput>;
   private instruction: string;
   private inFlight: Promise<void> | undefined;
-  private readonly pub: Record<keyof typeof TOPICS, (cdr: Uint8Array) => void>;
+  private readonly pub: Record<Exclude<keyof typeof TOPICS, 'autoware'>, (cdr: Uint8Array) => void>;
+  private readonly pubAutoware: ((cdr: Uint8Array) => void) | undefined;
+  private ego: { speedMps: number; atNs: bigint } | undefined;
   private readonly stops: Array<() => void> = [];
   private lastLatencyMs = 0;
   private readonly lastSeenNs = new Map<string, bigint>();
@@ -117,6 +124,7 @@ export class VlaNodeLogic {
       metrics: port.advertise(TOPICS.metrics, 'autoprune_ros_msgs/msg/Metrics', QOS_DEFAULT),
       diagnostics: port.advertise(TOPICS.diagnostics, 'diagnostic_msgs/msg/DiagnosticArray', QOS_DEFAULT),
     };
+    if (params.publishAutowareTrajectory) this.pubAutoware = port.advertise(TOPICS.autoware, 'autoware_planning_msgs/msg/Trajectory', QOS_DEFAULT);
   }
 
   start(): void {
@@ -124,6 +132,9 @@ export class VlaNodeLogic {
       this.stops.push(this.port.subscribe(c.topic, c.type, c.qos ?? QOS_SENSOR_DATA, (cdr) => this.onFrame(c, cdr)));
     }
     this.stops.push(this.port.subscribe(this.params.instructionTopic, 'std_msgs/msg/String', QOS_LATCHED, (cdr) => this.onInstruction(cdr)));
+    if (this.params.odometryTopic) {
+      this.stops.push(this.port.subscribe(this.params.odometryTopic, 'nav_msgs/msg/Odometry', QOS_SENSOR_DATA, (cdr) => this.onOdometry(cdr)));
+    }
     this.stops.push(this.port.timer(this.params.tickMs, () => this.tick()));
     this.stops.push(this.port.timer(1000, () => this.publishDiagnostics()));
   }
@@ -208,6 +219,25 @@ export class VlaNodeLogic {
     this.log.info({ instruction: trimmed }, 'instruction');
   }
 
+  private onOdometry(cdr: Uint8Array): void {
+    try {
+      const m = this.codec.decode<{ twist: { twist: { linear: { x: number; y: number } } } }>('nav_msgs/msg/Odometry', cdr);
+      const v = Math.hypot(m.twist.twist.linear.x, m.twist.twist.linear.y);
+      if (!Number.isFinite(v)) throw new VlaError(ErrorCodes.INPUT, 'odometry speed is not finite');
+      this.ego = { speedMps: v, atNs: this.port.now() };
+    } catch (err) {
+      const e = VlaError.from(err, ErrorCodes.CDR);
+      this.bad(e.code, e.message, { topic: this.params.odometryTopic });
+    }
+  }
+
+  /** The instruction as the model sees it: with the ego speed while odometry is fresh. */
+  private promptInstruction(instruction: string): string {
+    const e = this.ego;
+    if (!e || Number(this.port.now() - e.atNs) / 1e6 > this.params.maxAgeMs) return instruction;
+    return `${instruction} (ego speed ${e.speedMps.toFixed(1)} m/s)`;
+  }
+
   /** Takes the newest complete set if the engine is idle; never queues more than one. */
   tick(): void {
     const s = this.sync.stats;
@@ -236,7 +266,7 @@ export class VlaNodeLogic {
     if (budgetTokens !== undefined) prune = { ...prune, policy: prune?.policy ?? 'autoprune', budget: { kind: 'tokens', value: budgetTokens } };
     let r: InferOutput;
     try {
-      r = await this.engine.infer({ views, instruction, prune });
+      r = await this.engine.infer({ views, instruction: this.promptInstruction(instruction), prune });
     } catch (err) {
       const e = VlaError.from(err);
       this.counters.failed++;
@@ -274,6 +304,25 @@ export class VlaNodeLogic {
         model: this.params.modelName,
       }),
     );
+    if (this.pubAutoware) {
+      // Velocities from consecutive waypoints: Autoware's controller tracks speed along the path.
+      const points = poses.map((ps, i) => {
+        const w = wps[i] as (typeof wps)[number];
+        const prev = i > 0 ? (wps[i - 1] as (typeof wps)[number]) : { x: 0, y: 0, tS: 0 };
+        const dt = Math.max(1e-3, w.tS - prev.tS);
+        return {
+          time_from_start: toStamp(BigInt(Math.round(w.tS * 1e9))),
+          pose: ps.pose,
+          longitudinal_velocity_mps: Math.hypot(w.x - prev.x, w.y - prev.y) / dt,
+          lateral_velocity_mps: 0,
+          acceleration_mps2: 0,
+          heading_rate_rps: 0,
+          front_wheel_angle_rad: 0,
+          rear_wheel_angle_rad: 0,
+        };
+      });
+      this.pubAutoware(c.encode('autoware_planning_msgs/msg/Trajectory', { header, points }));
+    }
     const p = r.prune;
     const t = r.timings;
     this.lastLatencyMs = latencyMs;

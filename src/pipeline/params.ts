@@ -30,8 +30,10 @@ export const PARAMETER_TYPES: Readonly<Record<string, RosParamType>> = Object.fr
   camera_reliability: 'string',
   camera_qos_depth: 'integer',
   instruction_topic: 'string',
+  odometry_topic: 'string',
   default_instruction: 'string',
   output_frame: 'string',
+  publish_autoware_trajectory: 'bool',
   slop_ms: 'double',
   max_age_ms: 'double',
   missing_camera: 'string',
@@ -59,8 +61,10 @@ export interface RawParams {
   camera_reliability: 'best_effort' | 'reliable';
   camera_qos_depth: number;
   instruction_topic: string;
+  odometry_topic: string;
   default_instruction: string;
   output_frame: string;
+  publish_autoware_trajectory: boolean;
   slop_ms: number;
   max_age_ms: number;
   missing_camera: 'wait' | 'partial';
@@ -142,6 +146,8 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
         qos,
       })),
       instructionTopic: raw.instruction_topic,
+      ...(raw.odometry_topic ? { odometryTopic: raw.odometry_topic } : {}),
+      publishAutowareTrajectory: raw.publish_autoware_trajectory,
       defaultInstruction: raw.default_instruction,
       outputFrame: raw.output_frame,
       slopMs: raw.slop_ms,

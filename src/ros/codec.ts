@@ -20,6 +20,8 @@ const PRIMITIVES = new Set(['bool', 'byte', 'char', 'int8', 'uint8', 'int16', 'u
 
 export const OWN_PACKAGE = 'autoprune_ros_msgs';
 const OWN_MSG_DIR = path.join(packageRoot, 'msg', 'msg');
+/** Other packages' interfaces we publish (e.g. Autoware), as msg/ext/<pkg>/msg/*.msg. */
+const EXT_MSG_DIR = path.join(packageRoot, 'msg', 'ext');
 
 function standardMsgDir(): string {
   const require = createRequire(import.meta.url);
@@ -45,9 +47,13 @@ export class MessageCodec {
   private readonly own = new Map<string, string>(); // "pkg/Type" -> its own .msg text
   private readonly entries = new Map<string, Entry>();
 
-  constructor(private readonly stdDir: string = standardMsgDir(), ownDir: string = OWN_MSG_DIR) {
-    if (existsSync(ownDir)) {
-      for (const f of readdirSync(ownDir)) if (f.endsWith('.msg')) this.own.set(`${OWN_PACKAGE}/${f.slice(0, -4)}`, readFileSync(path.join(ownDir, f), 'utf8'));
+  constructor(private readonly stdDir: string = standardMsgDir(), ownDir: string = OWN_MSG_DIR, extDir: string = EXT_MSG_DIR) {
+    const add = (pkg: string, dir: string) => {
+      for (const f of readdirSync(dir)) if (f.endsWith('.msg')) this.own.set(`${pkg}/${f.slice(0, -4)}`, readFileSync(path.join(dir, f), 'utf8'));
+    };
+    if (existsSync(ownDir)) add(OWN_PACKAGE, ownDir);
+    if (existsSync(extDir)) {
+      for (const pkg of readdirSync(extDir)) if (existsSync(path.join(extDir, pkg, 'msg'))) add(pkg, path.join(extDir, pkg, 'msg'));
     }
   }
 

@@ -14,7 +14,9 @@ const CAMS = ['front', 'front_left', 'front_right', 'back', 'back_left', 'back_r
 class FakeEngine implements EngineLike {
   readonly cameras = CAMS;
   budgets: number[] = [];
+  instructions: string[] = [];
   async infer(input: InferInput): Promise<InferOutput> {
+    this.instructions.push(input.instruction);
     const T = input.prune?.budget?.value ?? 576 * 6;
     this.budgets.push(T);
     const totalMs = 5 + 0.1 * Math.min(T, 576 * 6);
@@ -110,5 +112,37 @@ describe('node logic soak and deadline mode (fake engine)', () => {
     assert.equal(m.budget_kind, 'latency');
     assert.equal(m.budget_value, 40);
     assert.equal(m.budget_met, true);
+  });
+});
+
+describe('node logic outputs and odometry (fake engine)', () => {
+  it('puts the fresh ego speed into the prompt and publishes the Autoware trajectory when asked', async () => {
+    const port = new InMemoryPort(1_000_000_000n);
+    const engine = new FakeEngine();
+    const node = new VlaNodeLogic(port, engine, params({ odometryTopic: '/odom', publishAutowareTrajectory: true }), codec);
+    node.start();
+    const odom = (vx: number) =>
+      codec.encode('nav_msgs/msg/Odometry', {
+        header: { stamp: { sec: 1, nanosec: 0 }, frame_id: 'odom' },
+        child_frame_id: 'base_link',
+        pose: { pose: { position: { x: 0, y: 0, z: 0 }, orientation: { x: 0, y: 0, z: 0, w: 1 } }, covariance: new Float64Array(36) },
+        twist: { twist: { linear: { x: vx, y: 0, z: 0 }, angular: { x: 0, y: 0, z: 0 } }, covariance: new Float64Array(36) },
+      });
+    port.inject('/odom', 'nav_msgs/msg/Odometry', odom(5.24));
+    await drive(node, port, 1);
+    assert.equal(engine.instructions[0], 'keep lane (ego speed 5.2 m/s)');
+    port.advance(500); // odometry now older than max_age_ms: left out
+    await drive(node, port, 1);
+    assert.equal(engine.instructions[1], 'keep lane');
+    const traj = codec.decode<{ points: Array<{ longitudinal_velocity_mps: number; pose: { position: { x: number } } }> }>(
+      'autoware_planning_msgs/msg/Trajectory',
+      port.published.filter((m) => m.topic === '~/output/autoware_trajectory').at(-1)!.cdr,
+    );
+    assert.equal(traj.points.length, 6);
+    assert.equal(traj.points[1]!.pose.position.x, 2);
+    assert.ok(Math.abs(traj.points[1]!.longitudinal_velocity_mps - 2) < 1e-6); // 1 m in 0.5 s
+    port.inject('/odom', 'nav_msgs/msg/Odometry', odom(Number.NaN));
+    assert.equal(node.counters.badInput, 1);
+    await node.stop();
   });
 });
