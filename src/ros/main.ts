@@ -56,6 +56,15 @@ export async function runNode(argv: string[] = process.argv): Promise<void> {
     for (const p of params) next[p.name] = typeof p.value === 'bigint' ? Number(p.value) : p.value;
     try {
       config = configFromParams(next, 'parameter change');
+      // Applied between frames: the running logic finishes its frame, a new one takes over.
+      if (logic) {
+        const old = logic;
+        logic = undefined;
+        void old.stop().then(() => {
+          logic = new VlaNodeLogic(port, engine, { ...config.node, modelName: config.engine.modelPath }, codec);
+          logic.start();
+        });
+      }
       return { successful: true, reason: '' };
     } catch (err) {
       const e = VlaError.from(err, ErrorCodes.PARAMS);
