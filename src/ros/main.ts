@@ -5,9 +5,12 @@
  * the model, activate starts the node logic, deactivate stops it. Needs a sourced ROS 2 and
  * `npm run build`; rclnodejs is imported only here and in rclnodejs-port.ts, at run time.
  */
+import { readFileSync } from 'node:fs';
+import { pathToFileURL } from 'node:url';
+
 import { Engine } from '../native/engine.js';
 import { VlaNodeLogic } from '../pipeline/node.js';
-import { PARAMETER_TYPES, configFromParams, type NodeConfig } from '../pipeline/params.js';
+import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, type NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger } from '../util/logger.js';
 import { MessageCodec } from './codec.js';
@@ -16,6 +19,10 @@ import { RclPort } from './rclnodejs-port.js';
 const log = componentLogger('ros');
 
 export async function runNode(argv: string[] = process.argv): Promise<void> {
+  if (!process.env.ROS_DISTRO) {
+    // Importing rclnodejs without ROS 2 starts a native build at import time: refuse early.
+    throw new VlaError(ErrorCodes.ADDON_MISSING, 'ROS 2 is not sourced (ROS_DISTRO is unset): source /opt/ros/<distro>/setup.bash, then npm run build');
+  }
   let rcl: typeof import('rclnodejs');
   try {
     rcl = (await import('rclnodejs')).default ?? (await import('rclnodejs'));
@@ -31,20 +38,29 @@ export async function runNode(argv: string[] = process.argv): Promise<void> {
     bool: rcl.ParameterType.PARAMETER_BOOL,
     string_array: rcl.ParameterType.PARAMETER_STRING_ARRAY,
   };
-  const NOT_SET = rcl.ParameterType.PARAMETER_NOT_SET;
-  // Declared without defaults so that only values given (params file, --ros-args -p) override
-  // the schema's defaults, which the validator applies.
+  // Declared with the schema's defaults (required ones empty, so validation names them when
+  // missing); values from --params-file or -p override them as rclnodejs declares each one.
+  const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { properties: Record<string, { default?: unknown }> };
   for (const [name, t] of Object.entries(PARAMETER_TYPES)) {
-    node.declareParameter(new rcl.Parameter(name, NOT_SET, undefined as never), new rcl.ParameterDescriptor(name, typeOf[t], '', false));
+    const d = schema.properties[name]?.default;
+    const value =
+      t === 'integer' ? BigInt(Number(d ?? 0)) : t === 'double' ? Number(d ?? 0) : t === 'bool' ? Boolean(d ?? false) : t === 'string_array' ? ((d as string[] | undefined) ?? []) : String(d ?? '');
+    node.declareParameter(new rcl.Parameter(name, typeOf[t], value as never), new rcl.ParameterDescriptor(name, typeOf[t], '', false));
   }
   const current = (): Record<string, unknown> => {
     const out: Record<string, unknown> = {};
-    for (const p of node.getParameters()) if (p.type !== NOT_SET && p.name in PARAMETER_TYPES) out[p.name] = typeof p.value === 'bigint' ? Number(p.value) : p.value;
+    for (const p of node.getParameters()) if (p.name in PARAMETER_TYPES) out[p.name] = typeof p.value === 'bigint' ? Number(p.value) : p.value;
+    // required parameters left at their empty declaration count as missing
+    for (const [k, v] of Object.entries(out)) if (v === '' || (Array.isArray(v) && v.length === 0 && (k === 'camera_names' || k === 'camera_topics'))) delete out[k];
     return out;
   };
 
   let config: NodeConfig = configFromParams(current(), 'node parameters');
   const engine = await Engine.load(config.engine.modelPath, { backend: config.engine.backend, threads: config.engine.threads });
+  // Warm-up: one inference on grey frames so the first real frame does not pay for first use.
+  const grey = { data: new Uint8Array(64 * 64 * 3).fill(128), width: 64, height: 64, encoding: 'rgb8' as const };
+  const warm = await engine.infer({ views: engine.cameras.map(() => grey), instruction: config.node.defaultInstruction });
+  log.info({ warmupMs: Math.round(warm.timings.totalMs) }, 'model warmed up');
   const port = new RclPort(rcl, node);
   const codec = new MessageCodec();
   let logic: VlaNodeLogic | undefined;
@@ -99,4 +115,12 @@ export async function runNode(argv: string[] = process.argv): Promise<void> {
   node.configure();
   node.activate();
   node.spin();
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runNode().catch((err: unknown) => {
+    const e = VlaError.from(err);
+    process.stderr.write(`${e.code}: ${e.message}\n`);
+    process.exitCode = 1;
+  });
 }

@@ -29,3 +29,16 @@ describe('layering', () => {
     }
   });
 });
+
+describe('ROS 2 entry point without ROS 2', () => {
+  it('refuses with a coded error before touching rclnodejs', async () => {
+    const { runNode } = await import('../../src/ros/main.js');
+    const saved = process.env.ROS_DISTRO;
+    delete process.env.ROS_DISTRO;
+    try {
+      await assert.rejects(runNode(['node', 'main.js']), (e: Error & { code?: string }) => e.code === 'VLA_E_ADDON_MISSING' && /ROS 2 is not sourced/.test(e.message));
+    } finally {
+      if (saved !== undefined) process.env.ROS_DISTRO = saved;
+    }
+  });
+});
