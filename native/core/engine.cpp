@@ -86,7 +86,6 @@ struct SeqInfo {
     std::vector<int16_t> view;  // camera of a visual row, -1 otherwise
     int64_t n_queries = 0;      // action queries at the end
     int n_views = 0;
-    int64_t n_orig = 0;         // prefill length before any pruning
 
     std::vector<int64_t> visual_rows() const {
         std::vector<int64_t> r;
@@ -115,6 +114,12 @@ struct Engine::Impl {
     std::unique_ptr<WeightStore> store;
     std::unique_ptr<Backend> be;
     Weights w;
+    // Decoder activations, reused by every layer, token and inference (inferences are serial):
+    // sized to the longest sequence seen, so the hot path allocates nothing.
+    struct Scratch {
+        Tensor h, q, k, v, a, g, u;
+        int64_t rows = 0;
+    } scratch;
 
     Status bind_all();
     Status run(const InferRequest& req, InferResult* out);
@@ -337,12 +342,19 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, K
     const int64_t n = x.rows, d = tc.hidden, qd = int64_t(tc.n_heads) * tc.head_dim,
                   kvd = int64_t(tc.n_kv_heads) * tc.head_dim;
     if (kv.len + n > kv.k.rows) return {Code::internal, "kv cache overflow at layer " + std::to_string(l)};
-    Tensor h, q, k, v, a, g, u;
-    VLA_RETURN_IF_ERROR(B.alloc(n, d, &h));
-    VLA_RETURN_IF_ERROR(B.alloc(n, qd, &q));
-    VLA_RETURN_IF_ERROR(B.alloc(n, kvd, &k));
-    VLA_RETURN_IF_ERROR(B.alloc(n, kvd, &v));
-    VLA_RETURN_IF_ERROR(B.alloc(n, qd, &a));
+    if (scratch.rows < n) {
+        scratch = {};
+        VLA_RETURN_IF_ERROR(B.alloc(n, d, &scratch.h));
+        VLA_RETURN_IF_ERROR(B.alloc(n, qd, &scratch.q));
+        VLA_RETURN_IF_ERROR(B.alloc(n, kvd, &scratch.k));
+        VLA_RETURN_IF_ERROR(B.alloc(n, kvd, &scratch.v));
+        VLA_RETURN_IF_ERROR(B.alloc(n, qd, &scratch.a));
+        VLA_RETURN_IF_ERROR(B.alloc(n, tc.intermediate, &scratch.g));
+        VLA_RETURN_IF_ERROR(B.alloc(n, tc.intermediate, &scratch.u));
+        scratch.rows = n;
+    }
+    Tensor h = B.rows(scratch.h, 0, n), q = B.rows(scratch.q, 0, n), k = B.rows(scratch.k, 0, n), v = B.rows(scratch.v, 0, n),
+           a = B.rows(scratch.a, 0, n), g = B.rows(scratch.g, 0, n), u = B.rows(scratch.u, 0, n);
     B.rms_norm(x, L.in_norm, tc.rms_eps, h);
     B.matmul(h, L.q, nullptr, q);
     B.matmul(h, L.k, nullptr, k);
@@ -373,8 +385,6 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, K
     B.matmul(a, L.o, nullptr, h);
     B.add(x, h);
     B.rms_norm(x, L.post_norm, tc.rms_eps, h);
-    VLA_RETURN_IF_ERROR(B.alloc(n, tc.intermediate, &g));
-    VLA_RETURN_IF_ERROR(B.alloc(n, tc.intermediate, &u));
     B.matmul(h, L.gate, nullptr, g);
     B.matmul(h, L.up, nullptr, u);
     B.swiglu(g, u, g);
@@ -692,7 +702,6 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
     seq.view.assign(size_t(n), -1);
     seq.n_queries = n_queries;
     seq.n_views = int(req.views.size());
-    seq.n_orig = n;
     {
         int64_t row = 0, view = 0;
         size_t i = 0;
