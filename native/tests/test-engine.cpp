@@ -20,20 +20,16 @@
 
 #include "vla/config.h"
 #include "vla/engine.h"
+#include "test-models.h"
 #include "vla/safetensors.h"
 
 using namespace vla;
+using vla_test::Frames;
+using vla_test::frames;
+using vla_test::model_dir;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string model_dir(const char* name = "tiny") {
-    const char* root = std::getenv("VLA_TEST_MODELS");
-    std::string dir = std::string(root ? root : "build/test-models") + "/" + name;
-    if (!fs::exists(dir + "/config.json"))
-        FAIL("test model " << dir << " is missing: run `npm run test:models` (npm test does it first)");
-    return dir;
-}
 
 std::unique_ptr<Engine> load(const std::string& dir, int threads = 2) {
     std::unique_ptr<Engine> e;
@@ -42,23 +38,6 @@ std::unique_ptr<Engine> load(const std::string& dir, int threads = 2) {
     Status st = Engine::load(dir, o, &e);
     REQUIRE_MESSAGE(st.ok(), st.to_string());
     return e;
-}
-
-struct Frames {
-    std::vector<std::vector<uint8_t>> bufs;
-    std::vector<ImageInput> views;
-};
-
-Frames frames(int n, uint32_t seed, int w = 40, int h = 30) {
-    Frames f;
-    std::mt19937 g(seed);
-    for (int v = 0; v < n; ++v) {
-        std::vector<uint8_t> b(static_cast<size_t>(w * h * 3));
-        for (auto& x : b) x = uint8_t(g());
-        f.bufs.push_back(std::move(b));
-    }
-    for (auto& b : f.bufs) f.views.push_back({b.data(), b.size(), w, h, w * 3, PixelFormat::rgb8});
-    return f;
 }
 
 // BOS, a few words, one image token per view, instruction words.

@@ -9,9 +9,13 @@
 #include <random>
 
 #include "vla/engine.h"
+#include "test-models.h"
 #include "vla/prune-ops.h"
 
 using namespace vla;
+using vla_test::Frames;
+using vla_test::frames;
+using vla_test::model_dir;
 namespace fs = std::filesystem;
 
 TEST_CASE("mutual information: hand-derived values") {
@@ -102,28 +106,6 @@ TEST_CASE("policy plans meet their budgets: tokens and FLOPs, LLaVA-1.5-7B shape
 }
 
 namespace {
-
-std::string model_dir(const char* name) {
-    const char* root = std::getenv("VLA_TEST_MODELS");
-    std::string dir = std::string(root ? root : "build/test-models") + "/" + name;
-    if (!fs::exists(dir + "/config.json")) FAIL("test model " << dir << " is missing: run `npm run test:models`");
-    return dir;
-}
-
-struct Frames {
-    std::vector<std::vector<uint8_t>> bufs;
-    std::vector<ImageInput> views;
-};
-
-Frames frames(int n, uint32_t seed) {
-    Frames f;
-    std::mt19937 g(seed);
-    for (int v = 0; v < n; ++v) f.bufs.emplace_back(std::vector<uint8_t>(40 * 30 * 3));
-    for (auto& b : f.bufs)
-        for (auto& x : b) x = uint8_t(g());
-    for (auto& b : f.bufs) f.views.push_back({b.data(), b.size(), 40, 30, 120, PixelFormat::rgb8});
-    return f;
-}
 
 InferRequest request(const Engine& e, const Frames& f) {
     const auto& c = e.info().config;
