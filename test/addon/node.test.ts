@@ -7,6 +7,7 @@ import { Engine, type InferInput, type InferOutput } from '../../src/native/engi
 import { VlaNodeLogic, type NodeParams, type EngineLike } from '../../src/pipeline/node.js';
 import { MessageCodec } from '../../src/ros/codec.js';
 import { InMemoryPort } from '../../src/ros/port.js';
+import { nodeParams } from '../node-params.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
 import { requireBuilt, syntheticFrame, testModels } from './helpers.js';
 
@@ -16,21 +17,7 @@ const W = 48;
 const H = 36;
 
 function params(over: Partial<NodeParams> = {}): NodeParams {
-  return {
-    cameras: CAMS.map((camera) => ({ camera, topic: `/cam/${camera}/image`, type: 'sensor_msgs/msg/Image' as const })),
-    instructionTopic: '~/input/instruction',
-    defaultInstruction: 'follow the road',
-    outputFrame: 'base_link',
-    slopMs: 10,
-    maxAgeMs: 200,
-    missingCamera: 'wait',
-    tickMs: 5,
-    futureToleranceMs: 50,
-    latencyWarnMs: 1000,
-    maxInstructionChars: 512,
-    modelName: 'tiny',
-    ...over,
-  };
+  return nodeParams(CAMS, '/image', { ...over });
 }
 
 function imageCdr(stampNs: bigint, seed: number, over: Record<string, unknown> = {}): Uint8Array {

@@ -6,6 +6,7 @@ import type { InferInput, InferOutput } from '../../src/native/engine.js';
 import { VlaNodeLogic, type EngineLike, type NodeParams } from '../../src/pipeline/node.js';
 import { MessageCodec } from '../../src/ros/codec.js';
 import { InMemoryPort } from '../../src/ros/port.js';
+import { nodeParams } from '../node-params.js';
 
 const codec = new MessageCodec();
 const CAMS = ['front', 'front_left', 'front_right', 'back', 'back_left', 'back_right'];
@@ -34,21 +35,7 @@ class FakeEngine implements EngineLike {
 }
 
 function params(over: Partial<NodeParams> = {}): NodeParams {
-  return {
-    cameras: CAMS.map((camera) => ({ camera, topic: `/cam/${camera}`, type: 'sensor_msgs/msg/Image' as const })),
-    instructionTopic: '~/input/instruction',
-    defaultInstruction: 'keep lane',
-    outputFrame: 'base_link',
-    slopMs: 10,
-    maxAgeMs: 200,
-    missingCamera: 'wait',
-    tickMs: 5,
-    futureToleranceMs: 50,
-    latencyWarnMs: 1000,
-    maxInstructionChars: 512,
-    modelName: 'fake',
-    ...over,
-  };
+  return nodeParams(CAMS, '', { defaultInstruction: 'keep lane', ...over });
 }
 
 // One small frame, re-stamped per set (the payload does not matter to the node's memory).
