@@ -67,6 +67,32 @@ export class MessageCodec {
     return readFileSync(file, 'utf8').split(`\n${SEPARATOR}\n`)[0] as string;
   }
 
+  /** Whether the codec can encode and decode this type (from its own or a registered definition). */
+  knows(type: string): boolean {
+    try {
+      this.entry(type);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * Registers a type from the full concatenated `ros2msg` text a bag carries (MCAP schema data,
+   * .db3 message_definitions). A bag's own definition is what its bytes were written with, so it
+   * replaces the built-in one for this codec.
+   */
+  addDefinition(type: string, fullText: string): void {
+    const [pkg, name] = splitType(type);
+    let defs;
+    try {
+      defs = parse(fullText, { ros2: true });
+    } catch (err) {
+      throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse the bag's definition: ${(err as Error).message}`, { type }, { cause: err });
+    }
+    this.entries.set(`${pkg}/${name}`, { reader: new MessageReader(defs), writer: new MessageWriter(defs), text: fullText });
+  }
+
   /**
    * The full definition as rosbag2 stores it (MCAP schema `ros2msg`): the type's text, then each
    * dependency once as `MSG: pkg/Type` blocks.

@@ -26,6 +26,13 @@ export const ErrorCodes = {
   MSG_TYPE: 'VLA_E_MSG_TYPE',
   CDR: 'VLA_E_CDR',
   PARAMS: 'VLA_E_PARAMS',
+  // bags, replay and traces
+  BAG: 'VLA_E_BAG',
+  BAG_MAGIC: 'VLA_E_BAG_MAGIC',
+  BAG_TRUNCATED: 'VLA_E_BAG_TRUNCATED',
+  BAG_CRC: 'VLA_E_BAG_CRC',
+  BAG_MISSING_FILE: 'VLA_E_BAG_MISSING_FILE',
+  TRACE: 'VLA_E_TRACE',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
