@@ -14,6 +14,7 @@ import type { NativePruneOptions, PrunePolicyName } from './native/addon-types.j
 import { Engine, parseBudget, type BackendName, type InferOutput } from './native/engine.js';
 import type { ImageInput } from './native/image.js';
 import { makeModel } from './model/tiny.js';
+import { registerReplayCommands } from './replay/cli.js';
 import { ErrorCodes, VlaError } from './util/errors.js';
 
 interface Io {
@@ -116,10 +117,10 @@ async function runDemo(io: Io, opts: { json?: boolean; backend: BackendName; thr
   await runInfer(io, { model: DEFAULT_MODEL_DIR, images, instruction, json: opts.json, backend: opts.backend, threads: opts.threads, prune: opts.prune });
 }
 
-export function buildProgram(io: Io): Command {
+export function buildProgram(io: Io, setExit: (code: number) => void = () => undefined): Command {
   const program = new Command()
     .name('autoprune-ros')
-    .description('Run a LLaVA-style driving VLA with AutoPrune visual-token pruning (default: the bundled tiny model on sample frames)')
+    .description('Run a LLaVA-style driving VLA with AutoPrune visual-token pruning; evaluate it by replaying rosbag2 recordings (default: replay the generated sample drive with the tiny model)')
     .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()), outputError: () => undefined });
   const backend = () => new Option('--backend <name>', 'compute backend').choices(['cpu', 'cuda', 'auto']).default('auto');
@@ -134,7 +135,7 @@ export function buildProgram(io: Io): Command {
   };
 
   program
-    .command('demo', { isDefault: true })
+    .command('demo')
     .description('run the tiny model on the bundled sample frames and print the trajectory and timings')
     .option('--json', 'print one JSON object')
     .addOption(backend())
@@ -228,15 +229,19 @@ export function buildProgram(io: Io): Command {
       });
       io.out(JSON.stringify({ layers, visualTokens: o.visualTokens, budget: b, mi: o.mi, hidden, ffn, ...s }));
     });
+  registerReplayCommands(program, io, setExit);
   return program;
 }
 
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[], io: Io = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') }): Promise<number> {
-  const program = buildProgram(io);
+  let code = 0;
+  const program = buildProgram(io, (c) => {
+    code = c;
+  });
   try {
     await program.parseAsync(argv);
-    return 0;
+    return code;
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return 0;  // --help, --version

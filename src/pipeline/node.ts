@@ -67,6 +67,21 @@ export interface NodeCounters {
   lastError: string;
 }
 
+/** One inference as replay and tracing see it (the published messages carry a subset). */
+export interface InferenceRecord {
+  /** The set's stamp (its newest camera stamp), ns. */
+  stampNs: bigint;
+  /** Each view's own stamp, ns, camera order. */
+  frames: Array<{ camera: string; stampNs: bigint }>;
+  /** The instruction as received, and as the model saw it (with the ego speed). */
+  instruction: string;
+  prompt: string;
+  /** Clock when the set was taken, ns. */
+  takenNs: bigint;
+  output: InferOutput;
+  sensorToPublishMs: number;
+}
+
 const TOPICS = {
   path: '~/output/path',
   trajectory: '~/output/trajectory',
@@ -102,6 +117,10 @@ export class VlaNodeLogic {
   private lastBudgetMet = true;
   private readonly log: Logger;
   private readonly deadline: DeadlineController | undefined;
+  /** Called after each successful inference, before its messages are published (replay, tracing). */
+  onResult: ((r: InferenceRecord) => void) | undefined;
+  /** Called when an inference fails (the node logs, counts and goes on). */
+  onFailure: ((stampNs: bigint, err: VlaError) => void) | undefined;
 
   constructor(
     private readonly port: RosPort,
@@ -264,15 +283,18 @@ export class VlaNodeLogic {
     let prune = this.params.prune;
     const budgetTokens = this.deadline?.budgetTokens;
     if (budgetTokens !== undefined) prune = { ...prune, policy: prune?.policy ?? 'autoprune', budget: { kind: 'tokens', value: budgetTokens } };
+    const takenNs = this.port.now();
+    const prompt = this.promptInstruction(instruction);
     let r: InferOutput;
     try {
-      r = await this.engine.infer({ views, instruction: this.promptInstruction(instruction), prune });
+      r = await this.engine.infer({ views, instruction: prompt, prune });
     } catch (err) {
       const e = VlaError.from(err);
       this.counters.failed++;
       this.counters.lastErrorCode = e.code;
       this.counters.lastError = e.message;
       this.log.error({ code: e.code, stampNs: String(set.stampNs) }, e.message);
+      this.onFailure?.(set.stampNs, e);
       return;
     }
     this.counters.setsInferred++;
@@ -280,6 +302,7 @@ export class VlaNodeLogic {
     // (holds for a live clock and for the virtual clock of tests and replay alike).
     const latencyMs = waitedMs + r.timings.totalMs;
     if (this.deadline && budgetTokens !== undefined) this.deadline.observe(Math.min(budgetTokens, r.prune.nVisual), latencyMs);
+    this.onResult?.({ stampNs: set.stampNs, frames: set.frames.map((f) => ({ camera: f.camera, stampNs: f.stampNs })), instruction, prompt, takenNs, output: r, sensorToPublishMs: latencyMs });
     this.publish(set, instruction, r, latencyMs);
   }
 

@@ -46,6 +46,8 @@ interface Entry {
 export class MessageCodec {
   private readonly own = new Map<string, string>(); // "pkg/Type" -> its own .msg text
   private readonly entries = new Map<string, Entry>();
+  /** Definitions a bag carried (addDefinition); tried before the built-in ones when decoding. */
+  private readonly bagEntries = new Map<string, Entry>();
 
   constructor(private readonly stdDir: string = standardMsgDir(), ownDir: string = OWN_MSG_DIR, extDir: string = EXT_MSG_DIR) {
     const add = (pkg: string, dir: string) => {
@@ -70,6 +72,8 @@ export class MessageCodec {
   /** Whether the codec can encode and decode this type (from its own or a registered definition). */
   knows(type: string): boolean {
     try {
+      const [pkg, name] = splitType(type);
+      if (this.bagEntries.has(`${pkg}/${name}`)) return true;
       this.entry(type);
       return true;
     } catch {
@@ -90,7 +94,7 @@ export class MessageCodec {
     } catch (err) {
       throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse the bag's definition: ${(err as Error).message}`, { type }, { cause: err });
     }
-    this.entries.set(`${pkg}/${name}`, { reader: new MessageReader(defs), writer: new MessageWriter(defs), text: fullText });
+    this.bagEntries.set(`${pkg}/${name}`, { reader: new MessageReader(defs), writer: new MessageWriter(defs), text: fullText });
   }
 
   /**
@@ -141,15 +145,39 @@ export class MessageCodec {
     }
   }
 
-  /** Decodes CDR bytes; truncated or malformed input is VLA_E_CDR, never a crash. */
+  /**
+   * Decodes CDR bytes; truncated or malformed input is VLA_E_CDR, never a crash. A bag's own
+   * definition is tried first, but only trusted when it accounts for the message's bytes
+   * (recorders have stored abridged definitions); otherwise the built-in one decodes it.
+   */
   decode<T = Record<string, unknown>>(type: string, bytes: Uint8Array): T {
-    const e = this.entry(type);
     if (bytes.byteLength < 4) throw new VlaError(ErrorCodes.CDR, `cannot decode ${type}: ${bytes.byteLength} bytes is shorter than the CDR header`);
+    const [pkg, name] = splitType(type);
+    const bag = this.bagEntries.get(`${pkg}/${name}`);
+    if (bag) {
+      let builtin: Entry | undefined;
+      try {
+        builtin = this.entry(type);
+      } catch {
+        return this.read<T>(bag, type, bytes, false);
+      }
+      try {
+        return this.read<T>(bag, type, bytes, true);
+      } catch {
+        return this.read<T>(builtin, type, bytes, false);
+      }
+    }
+    return this.read<T>(this.entry(type), type, bytes, false);
+  }
+
+  private read<T>(e: Entry, type: string, bytes: Uint8Array, exact: boolean): T {
     try {
       const msg = e.reader.readMessage<T>(bytes);
       // Byte arrays are read as views, which clamp silently at the end: check what was consumed.
       const used = e.reader.lastReadByteLength();
       if (used > bytes.byteLength) throw new Error(`the message needs ${used} bytes (truncated)`);
+      // CDR pads to 4 bytes at most at the end: more left over means another definition.
+      if (exact && used < bytes.byteLength - 3) throw new Error(`the definition reads ${used} of ${bytes.byteLength} bytes`);
       return msg;
     } catch (err) {
       throw new VlaError(ErrorCodes.CDR, `cannot decode ${type} from ${bytes.byteLength} bytes: ${(err as Error).message}`, { type, bytes: bytes.byteLength }, { cause: err });

@@ -1,0 +1,193 @@
+/**
+ * MCAP storage, read as a stream: records are framed here (opcode u8, length u64, body) from a
+ * file handle in blocks, so memory stays bounded on large bags and every error names the byte
+ * offset of the record at fault; @mcap/core parses each record, decompresses chunks (zstd, lz4)
+ * and checks their CRCs.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+
+import { McapStreamReader, type McapTypes } from '@mcap/core';
+import { loadDecompressHandlers } from '@mcap/support';
+
+import { ErrorCodes, VlaError } from '../../util/errors.js';
+
+export const MCAP_MAGIC = new Uint8Array([0x89, 0x4d, 0x43, 0x41, 0x50, 0x30, 0x0d, 0x0a]);
+const OP_FOOTER = 0x02;
+const BLOCK = 4 << 20;
+
+let handlers: Promise<McapTypes.DecompressHandlers> | undefined;
+function decompressHandlers(): Promise<McapTypes.DecompressHandlers> {
+  handlers ??= loadDecompressHandlers();
+  return handlers;
+}
+
+export interface McapRawMessage {
+  channelId: number;
+  topic: string;
+  schemaName: string;
+  logTimeNs: bigint;
+  publishTimeNs: bigint;
+  data: Uint8Array;
+  /** Offset of the record (a chunk's, for messages inside one). */
+  offset: number;
+}
+
+export interface McapSchemaInfo {
+  name: string;
+  encoding: string;
+  text: string;
+}
+
+export interface McapChannelInfo {
+  id: number;
+  topic: string;
+  schemaName: string;
+  messageEncoding: string;
+  metadata: Map<string, string>;
+}
+
+/** Sequential block reader over a file handle. */
+class BlockReader {
+  private buf = new Uint8Array(0);
+  private start = 0; // file offset of buf[0]
+  private pos = 0; // file offset of the next unread byte
+  constructor(
+    private readonly fh: FileHandle,
+    readonly size: number,
+  ) {}
+
+  get offset(): number {
+    return this.pos;
+  }
+
+  /** Bytes [pos, pos+n), or undefined when the file ends first. The view is valid until the next call. */
+  async take(n: number): Promise<Uint8Array | undefined> {
+    if (this.pos + n > this.size) return undefined;
+    const end = this.start + this.buf.byteLength;
+    if (this.pos + n > end) {
+      const keep = this.buf.subarray(this.pos - this.start);
+      const want = Math.max(n, BLOCK);
+      const next = new Uint8Array(Math.min(want, this.size - this.pos));
+      next.set(keep, 0);
+      let filled = keep.byteLength;
+      while (filled < next.byteLength) {
+        const { bytesRead } = await this.fh.read(next, filled, next.byteLength - filled, this.pos + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      this.buf = next.subarray(0, filled);
+      this.start = this.pos;
+      if (filled < n) return undefined;
+    }
+    const out = this.buf.subarray(this.pos - this.start, this.pos - this.start + n);
+    this.pos += n;
+    return out;
+  }
+}
+
+function crcOrBag(file: string, offset: number, err: unknown): VlaError {
+  const msg = (err as Error).message ?? String(err);
+  if (/chunk CRC/i.test(msg)) return new VlaError(ErrorCodes.BAG_CRC, `${file}: chunk at byte ${offset} fails its CRC (${msg})`, { file, offset }, { cause: err });
+  return new VlaError(ErrorCodes.BAG, `${file}: bad MCAP record at byte ${offset}: ${msg}`, { file, offset }, { cause: err });
+}
+
+export interface McapScan {
+  schemas: Map<number, McapSchemaInfo>;
+  channels: Map<number, McapChannelInfo>;
+  metadata: Map<string, Map<string, string>>;
+}
+
+/**
+ * Streams an MCAP file's records. Schemas, channels and metadata are collected into `scan` as
+ * they appear; messages (optionally only of some topics) are yielded. Errors are thrown after
+ * every earlier message has been yielded.
+ */
+export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlySet<string>): AsyncGenerator<McapRawMessage> {
+  let fh: FileHandle;
+  try {
+    fh = await open(file, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code === 'ENOENT' ? ErrorCodes.BAG_MISSING_FILE : ErrorCodes.IO;
+    throw new VlaError(code, `${file}: ${(err as Error).message}`, { file, offset: 0 }, { cause: err });
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const r = new BlockReader(fh, size);
+    const magic = await r.take(8);
+    if (!magic || !magic.every((b, i) => b === MCAP_MAGIC[i])) {
+      throw new VlaError(ErrorCodes.BAG_MAGIC, `${file}: does not start with the MCAP magic (not an MCAP file)`, { file, offset: 0 });
+    }
+    const stream = new McapStreamReader({ noMagicPrefix: true, decompressHandlers: await decompressHandlers(), validateCrcs: true });
+    for (;;) {
+      const at = r.offset;
+      const head = await r.take(9);
+      if (!head) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: ends at byte ${at} before the MCAP footer (truncated)`, { file, offset: at });
+      const op = head[0] as number;
+      const len = new DataView(head.buffer, head.byteOffset, 9).getBigUint64(1, true);
+      if (len > BigInt(size)) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: record at byte ${at} claims ${len} bytes, past the end of the ${size}-byte file (truncated or corrupt)`, { file, offset: at });
+      const bodyLen = Number(len);
+      const body = await r.take(bodyLen);
+      if (!body) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: record at byte ${at} (${bodyLen} bytes) is cut off by the end of the file (truncated)`, { file, offset: at });
+      const rec = new Uint8Array(9 + bodyLen + (op === OP_FOOTER ? 8 : 0));
+      rec.set(head, 0);
+      rec.set(body, 9);
+      if (op === OP_FOOTER) {
+        const tail = await r.take(8);
+        if (!tail) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: the closing magic after byte ${r.offset} is missing (truncated)`, { file, offset: r.offset });
+        rec.set(tail, 9 + bodyLen);
+      }
+      try {
+        stream.append(rec);
+      } catch (err) {
+        throw crcOrBag(file, at, err);
+      }
+      for (;;) {
+        let record: McapTypes.TypedMcapRecord | undefined;
+        try {
+          record = stream.nextRecord();
+        } catch (err) {
+          throw crcOrBag(file, at, err);
+        }
+        if (!record) break;
+        switch (record.type) {
+          case 'Schema':
+            scan.schemas.set(record.id, { name: record.name, encoding: record.encoding, text: new TextDecoder().decode(record.data) });
+            break;
+          case 'Channel':
+            scan.channels.set(record.id, { id: record.id, topic: record.topic, schemaName: scan.schemas.get(record.schemaId)?.name ?? '', messageEncoding: record.messageEncoding, metadata: record.metadata });
+            break;
+          case 'Metadata':
+            scan.metadata.set(record.name, record.metadata);
+            break;
+          case 'Message': {
+            const ch = scan.channels.get(record.channelId);
+            if (!ch) throw new VlaError(ErrorCodes.BAG, `${file}: message at byte ${at} on unknown channel ${record.channelId}`, { file, offset: at });
+            if (topics && !topics.has(ch.topic)) break;
+            yield { channelId: record.channelId, topic: ch.topic, schemaName: ch.schemaName, logTimeNs: record.logTime, publishTimeNs: record.publishTime, data: record.data, offset: at };
+            break;
+          }
+          default:
+            break;
+        }
+      }
+      if (op === OP_FOOTER) return;
+      if (stream.done()) return;
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Topics, counts and time range from a scan of the whole file (for single files without metadata.yaml). */
+export async function summarizeMcap(file: string): Promise<{ scan: McapScan; counts: Map<string, number>; startNs: bigint; endNs: bigint; messages: number }> {
+  const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
+  const counts = new Map<string, number>();
+  let startNs = -1n, endNs = 0n, messages = 0;
+  for await (const m of readMcap(file, scan)) {
+    counts.set(m.topic, (counts.get(m.topic) ?? 0) + 1);
+    if (startNs < 0n || m.logTimeNs < startNs) startNs = m.logTimeNs;
+    if (m.logTimeNs > endNs) endNs = m.logTimeNs;
+    messages++;
+  }
+  return { scan, counts, startNs: startNs < 0n ? 0n : startNs, endNs, messages };
+}

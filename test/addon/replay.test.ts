@@ -1,0 +1,347 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { main } from '../../src/cli.js';
+import { Engine, type InferInput, type InferOutput } from '../../src/native/engine.js';
+import { loadParamsFile } from '../../src/pipeline/params.js';
+import { MessageCodec } from '../../src/ros/codec.js';
+import { QOS_SENSOR_DATA } from '../../src/ros/port.js';
+import { openBag } from '../../src/replay/bag/reader.js';
+import { BagWriter } from '../../src/replay/bag/writer.js';
+import { replayBag, type ReplayEngine } from '../../src/replay/replay.js';
+import type { ReplayReport } from '../../src/replay/report-types.js';
+import { readTrace, diffTraces } from '../../src/replay/trace.js';
+import { EgoPath, HORIZONS_S, planningErrors, scoreFrame } from '../../src/replay/score.js';
+import { makeSampleDrive, simulateEgo, SAMPLE_TOPICS } from '../../src/sample/drive.js';
+import { ErrorCodes } from '../../src/util/errors.js';
+import { requireBuilt, root, testModels } from './helpers.js';
+
+const codec = new MessageCodec();
+const CONFIG = path.join(root, 'configs', 'sample-drive.yaml');
+const DURATION_S = 4;
+const SETS = DURATION_S * 10;
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(['node', 'autoprune-ros', ...args], { out: (s) => out.push(s), err: (s) => err.push(s) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+function readReport(dir: string): ReplayReport {
+  return JSON.parse(readFileSync(path.join(dir, 'report.json'), 'utf8')) as ReplayReport;
+}
+
+async function messagesOf(bag: string, topic: string): Promise<Array<{ logTimeNs: bigint; data: Uint8Array }>> {
+  const r = await openBag(bag);
+  const out: Array<{ logTimeNs: bigint; data: Uint8Array }> = [];
+  try {
+    for await (const m of r.messages({ topics: [topic] })) out.push({ logTimeNs: m.logTimeNs, data: m.data });
+  } finally {
+    await r.close();
+  }
+  return out;
+}
+
+describe('replay of the sample drive (addon, tiny model)', function () {
+  this.timeout(120_000);
+  let tmp: string;
+  let drive: string;
+  const model = path.join(testModels, 'tiny');
+
+  before(async () => {
+    requireBuilt();
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'replay-'));
+    drive = path.join(tmp, 'drive');
+    await makeSampleDrive(drive, { durationS: DURATION_S });
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('the sample drive is a rosbag2 MCAP bag with three cameras, instruction and odometry', async () => {
+    const r = await cli('bag', 'info', drive, '--json');
+    assert.equal(r.code, 0, r.err);
+    const j = JSON.parse(r.out) as { storage: string; topics: Array<{ name: string; type: string; messageCount: number }> };
+    assert.equal(j.storage, 'mcap');
+    const count = (t: string) => j.topics.find((x) => x.name === t)?.messageCount;
+    for (const c of ['front', 'front_left', 'front_right']) assert.equal(count(SAMPLE_TOPICS.camera(c)), SETS);
+    assert.equal(count(SAMPLE_TOPICS.odometry), DURATION_S * 50 + 1);
+    assert.equal(count(SAMPLE_TOPICS.instruction), 2);
+    // Deterministic: the same options write the same messages.
+    const again = path.join(tmp, 'drive-again');
+    await makeSampleDrive(again, { durationS: DURATION_S });
+    const a = await messagesOf(drive, SAMPLE_TOPICS.camera('front_left'));
+    const b = await messagesOf(again, SAMPLE_TOPICS.camera('front_left'));
+    assert.equal(a.length, b.length);
+    a.forEach((m, i) => assert.ok(Buffer.from(m.data).equals(Buffer.from((b[i] as { data: Uint8Array }).data)) && m.logTimeNs === b[i]?.logTimeNs));
+  });
+
+  it('replays every set, writes an output bag, a trace and a report; twice gives identical trajectories and traces', async () => {
+    const runs: string[] = [];
+    for (const name of ['run1', 'run2']) {
+      const out = path.join(tmp, name);
+      const r = await cli('replay', drive, '--config', CONFIG, '--model', model, '--out', out, '--backend', 'cpu', '--no-progress');
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /L2@3s/);
+      runs.push(out);
+    }
+    const rep = readReport(runs[0] as string);
+    assert.equal(rep.error, null);
+    assert.equal(rep.settings.length, 1);
+    const s = rep.settings[0] as ReplayReport['settings'][number];
+    assert.equal(s.frames.setsInferred, SETS, 'every-set mode infers every set');
+    assert.equal(s.frames.published, SETS);
+    assert.equal(s.frames.failed + s.frames.badInput, 0);
+    assert.equal(s.policy, 'autoprune');
+    assert.equal(rep.groundTruth, `odometry ${SAMPLE_TOPICS.odometry}`);
+    assert.ok(s.planning.n > 0 && s.planning.l2At3sM !== null && s.planning.adeM !== null);
+    assert.ok(s.compute.relFlopsMean < 1 && s.compute.budgetMetFraction === 1);
+    assert.equal(s.tokens.keptPerLayerMean.length, 3);
+    assert.ok(rep.overheadFraction >= 0 && rep.overheadFraction < 1);
+    for (const f of ['report.md', 'latency-histogram.svg', 'retention-curve.svg', 'l2-over-time.svg', 'trace.pb']) assert.ok(existsSync(path.join(runs[0] as string, f)), f);
+
+    // The output bag reads back and holds everything the node published, in order.
+    const trajA = await messagesOf(path.join(runs[0] as string, 'bag'), '/autoprune_ros/output/trajectory');
+    const trajB = await messagesOf(path.join(runs[1] as string, 'bag'), '/autoprune_ros/output/trajectory');
+    assert.equal(trajA.length, SETS);
+    const ob = await openBag(path.join(runs[0] as string, 'bag'));
+    const names = ob.info.topics.map((t) => t.name).sort();
+    await ob.close();
+    assert.deepEqual(names, ['/autoprune_ros/output/metrics', '/autoprune_ros/output/path', '/autoprune_ros/output/trajectory', '/diagnostics']);
+    trajA.forEach((m, i) => {
+      const a = codec.decode<{ waypoints: Array<{ x_m: number; y_m: number }>; header: unknown }>('autoprune_ros_msgs/msg/Trajectory', m.data);
+      const b = codec.decode<{ waypoints: Array<{ x_m: number; y_m: number }>; header: unknown }>('autoprune_ros_msgs/msg/Trajectory', (trajB[i] as { data: Uint8Array }).data);
+      assert.deepEqual(a, b);
+      assert.equal(a.waypoints.length, 6);
+    });
+    const metrics = await messagesOf(path.join(runs[0] as string, 'bag'), '/autoprune_ros/output/metrics');
+    const m0 = codec.decode<{ policy: string; visual_tokens_in: number }>('autoprune_ros_msgs/msg/Metrics', (metrics[0] as { data: Uint8Array }).data);
+    assert.equal(m0.policy, 'autoprune');
+    assert.equal(m0.visual_tokens_in, 48);
+
+    // Traces: identical plans and schedules; the CLI says so and re-scores to the report's figures.
+    const d = diffTraces(await readTrace(path.join(runs[0] as string, 'trace.pb')), await readTrace(path.join(runs[1] as string, 'trace.pb')));
+    assert.equal(d.identical, true, JSON.stringify(d));
+    assert.equal(d.matched, SETS);
+    const r = await cli('trace', path.join(runs[0] as string, 'trace.pb'), '--diff', path.join(runs[1] as string, 'trace.pb'));
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /^IDENTICAL/);
+    const t = await cli('trace', path.join(runs[0] as string, 'trace.pb'), '--json');
+    const tj = JSON.parse(t.out) as { frames: number; planning: { l2At3sM: number; adeM: number } };
+    assert.equal(tj.frames, SETS);
+    assert.ok(Math.abs(tj.planning.l2At3sM - (s.planning.l2At3sM as number)) < 1e-9);
+    assert.ok(Math.abs(tj.planning.adeM - (s.planning.adeM as number)) < 1e-9);
+    const trace = await readTrace(path.join(runs[0] as string, 'trace.pb'));
+    const f0 = trace.frames[0];
+    assert.ok(f0 && f0.inputs.length === 3 && f0.inputs.every((i) => i.logTimeNs > i.stampNs), 'inputs referenced by bag time');
+  });
+
+  it('a sweep runs every setting on the same bag: none agrees with itself, pruning spends fewer FLOPs', async () => {
+    const out = path.join(tmp, 'sweep');
+    const r = await cli('replay', drive, '--config', CONFIG, '--model', model, '--out', out, '--sweep', 'policy=none,autoprune,fastv', 'budget=24,32', '--no-progress', '--no-bag');
+    assert.equal(r.code, 0, r.err);
+    const rep = readReport(out);
+    assert.deepEqual(rep.settings.map((s) => s.label), ['none', 'autoprune tokens:24', 'autoprune tokens:32', 'fastv tokens:24', 'fastv tokens:32']);
+    const none = rep.settings[0] as ReplayReport['settings'][number];
+    assert.equal(none.agreementWithNone?.adeM, 0);
+    assert.equal(none.compute.relFlopsMean, 1);
+    for (const s of rep.settings.slice(1)) {
+      assert.equal(s.frames.setsInferred, SETS, s.label);
+      assert.ok(s.compute.relFlopsMean < 1, s.label);
+      assert.ok((s.agreementWithNone?.n ?? 0) === SETS, s.label);
+    }
+    const a24 = rep.settings[1] as ReplayReport['settings'][number], a32 = rep.settings[2] as ReplayReport['settings'][number];
+    assert.ok(a24.compute.relFlopsMean < a32.compute.relFlopsMean);
+    assert.ok(existsSync(path.join(out, 'sweep-accuracy-flops.svg')));
+    assert.ok(existsSync(path.join(out, 'settings', 'autoprune-tokens-24', 'trace.pb')));
+    assert.match(readFileSync(path.join(out, 'report.md'), 'utf8'), /fastv tokens:32/);
+  });
+
+  it('scores against the recorded ego path: a constant-velocity planner gets the analytic L2', async () => {
+    // A fake engine that plans straight ahead at the odometry speed the node puts in the prompt.
+    const fake: ReplayEngine = {
+      cameras: ['front', 'front_left', 'front_right'],
+      info: { backend: 'fake', nParams: 0, numWaypoints: 6, waypointDtS: 0.5 },
+      infer: async (input: InferInput): Promise<InferOutput> => {
+        const m = /ego speed ([\d.]+) m\/s/.exec(input.instruction);
+        const v = m ? Number(m[1]) : 0;
+        return {
+          head: 'waypoints',
+          waypoints: [0.5, 1, 1.5, 2, 2.5, 3].map((tS) => ({ tS, x: v * tS, y: 0 })),
+          tokenIds: [],
+          stopped: true,
+          cameras: Object.keys(input.views),
+          timings: { decodeMs: 0, tokenizeMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, headMs: 0, engineMs: 0, totalMs: 0.01 },
+          tokens: { prompt: 1, visual: 48, text: 1, generated: 0 },
+          prune: { policy: 'none', nVisual: 48, kept: [48, 48, 48], merged: [0, 0, 0], keptPerView: [], mi0: 0, mi1: 0, k: 0, scale: 1, targetTokens: 48, avgTokens: 48, flops: 1, flopsUnpruned: 1, budgetMet: true },
+        };
+      },
+    };
+    const config = loadParamsFile(CONFIG);
+    const { report, traces } = await replayBag({ bag: drive, config, configPath: CONFIG, engine: fake, outDir: path.join(tmp, 'cv'), settings: [{ policy: 'none' }], writeBag: false });
+    const s = report.settings[0] as ReplayReport['settings'][number];
+    assert.equal(s.frames.setsInferred, SETS);
+    // Independent expectation: the simulated ego at 50 Hz, the prompt's speed rounded to 0.1 m/s as the node writes it.
+    const times = Array.from({ length: DURATION_S * 50 + 1 }, (_, i) => i / 50);
+    const t0 = 1_767_225_600n * 1_000_000_000n;
+    const ego = new EgoPath(simulateEgo(times).map((e) => ({ tNs: t0 + BigInt(Math.round(e.tS * 1e9)), x: e.x, y: e.y, yaw: e.yaw })));
+    const trace = await readTrace(traces[0] as string);
+    const scored = trace.frames.map((f) => {
+      const v = Number(/ego speed ([\d.]+)/.exec(f.prompt)?.[1]);
+      const wps = [0.5, 1, 1.5, 2, 2.5, 3].map((tS) => ({ tS, x: v * tS, y: 0 }));
+      return scoreFrame(wps, ego.futureInEgoFrame(f.stampNs, wps.map((w) => w.tS)), ego.futureInEgoFrame(f.stampNs, [...HORIZONS_S]));
+    });
+    const want = planningErrors(scored);
+    assert.ok(want.n > 0 && want.l2At1sM !== null);
+    assert.ok(Math.abs((s.planning.l2At1sM as number) - (want.l2At1sM as number)) < 1e-6, `${s.planning.l2At1sM} vs ${want.l2At1sM}`);
+    assert.ok(Math.abs((s.planning.adeM as number) - (want.adeM as number)) < 1e-6);
+    // The drive accelerates in its first seconds: a constant-velocity plan falls behind.
+    assert.ok((s.planning.l2At1sM as number) > 0.05);
+  });
+
+  describe('bad bags: coded error, partial report, no crash', () => {
+    let mcap: string;
+    let size: number;
+    before(() => {
+      mcap = readdirSync(drive).find((f) => f.endsWith('.mcap')) as string;
+      size = statSync(path.join(drive, mcap)).size;
+    });
+    const broken = (name: string, edit: (file: string) => void): string => {
+      const dir = path.join(tmp, name);
+      cpSync(drive, dir, { recursive: true });
+      edit(path.join(dir, mcap));
+      return dir;
+    };
+    const replayBad = async (dir: string) => {
+      const out = `${dir}-out`;
+      const r = await cli('replay', dir, '--config', CONFIG, '--model', model, '--out', out, '--no-progress', '--no-bag');
+      return { r, rep: readReport(out) };
+    };
+
+    it('truncated: the frames before the cut are evaluated and reported with VLA_E_BAG_TRUNCATED', async () => {
+      // rosbag2's 768 KiB chunks: cut inside the second one.
+      const dir = broken('truncated', (f) => writeFileSync(f, readFileSync(f).subarray(0, Math.floor(size * 0.85))));
+      const { r, rep } = await replayBad(dir);
+      assert.equal(r.code, 1);
+      assert.match(r.err, /^VLA_E_BAG_TRUNCATED: .*\.mcap/);
+      assert.equal(rep.error?.code, ErrorCodes.BAG_TRUNCATED);
+      assert.ok(typeof rep.error?.offset === 'number' && (rep.error.offset as number) > 0);
+      const s = rep.settings[0] as ReplayReport['settings'][number];
+      assert.ok(s.frames.published > 5 && s.frames.published < SETS, `${s.frames.published}`);
+      assert.ok(existsSync(path.join(`${dir}-out`, 'report.md')));
+      assert.match(readFileSync(path.join(`${dir}-out`, 'report.md'), 'utf8'), /partial/i);
+    });
+
+    it('wrong magic: VLA_E_BAG_MAGIC and an empty report', async () => {
+      const dir = broken('magic', (f) => {
+        const b = readFileSync(f);
+        b.write('NOTMCAP!', 0);
+        writeFileSync(f, b);
+      });
+      const { r, rep } = await replayBad(dir);
+      assert.equal(r.code, 1);
+      assert.equal(rep.error?.code, ErrorCodes.BAG_MAGIC);
+      assert.equal(rep.settings[0]?.frames.published ?? 0, 0);
+    });
+
+    it('a chunk with a bad CRC: VLA_E_BAG_CRC, earlier chunks evaluated', async () => {
+      const dir = broken('crc', (f) => {
+        const b = readFileSync(f);
+        const at = Math.floor(size * 0.85);
+        b[at] = (b[at] as number) ^ 0xff;
+        writeFileSync(f, b);
+      });
+      const { r, rep } = await replayBad(dir);
+      assert.equal(r.code, 1, r.err);
+      assert.ok([ErrorCodes.BAG_CRC, ErrorCodes.BAG].includes(rep.error?.code as 'VLA_E_BAG_CRC'), r.err);
+      assert.ok((rep.settings[0]?.frames.published ?? 0) > 0);
+    });
+
+    it('a missing split file: VLA_E_BAG_MISSING_FILE after the splits that are there', async () => {
+      const dir = path.join(tmp, 'split');
+      cpSync(drive, dir, { recursive: true });
+      // Declare a second split that is not there.
+      const meta = path.join(dir, 'metadata.yaml');
+      const text = readFileSync(meta, 'utf8').replace(/relative_file_paths:\n(\s+)- (.+)\n/, (_m, ind: string, f: string) => `relative_file_paths:\n${ind}- ${f}\n${ind}- split_1.mcap\n`);
+      assert.match(text, /split_1\.mcap/);
+      writeFileSync(meta, text);
+      const { r, rep } = await replayBad(dir);
+      assert.equal(r.code, 1);
+      assert.equal(rep.error?.code, ErrorCodes.BAG_MISSING_FILE);
+      assert.match(rep.error?.message ?? '', /split_1\.mcap/);
+      assert.equal(rep.settings[0]?.frames.published, SETS, 'the whole first split was evaluated');
+    });
+
+    it('a camera topic of an unknown message type: VLA_E_MSG_TYPE and a report', async () => {
+      const dir = path.join(tmp, 'unknown-type');
+      const w = await BagWriter.create(dir);
+      for (const c of ['front', 'front_left', 'front_right']) await w.addTopic(SAMPLE_TOPICS.camera(c), 'acme_msgs/msg/Frame', 'uint8[] pixels\n', QOS_SENSOR_DATA);
+      for (const c of ['front', 'front_left', 'front_right']) await w.write(SAMPLE_TOPICS.camera(c), 1_000_000_000n, new Uint8Array([0, 1, 0, 0, 0, 0, 0, 0]));
+      await w.close();
+      const { r, rep } = await replayBad(dir);
+      assert.equal(r.code, 1);
+      assert.equal(rep.error?.code, ErrorCodes.MSG_TYPE);
+      assert.match(rep.error?.message ?? '', /acme_msgs\/msg\/Frame/);
+    });
+
+    it('a camera the bag does not have: VLA_E_INPUT naming the topic and the bag\'s image topics', async () => {
+      const out = path.join(tmp, 'remap-out');
+      const r = await cli('replay', drive, '--config', CONFIG, '--model', model, '--out', out, '--no-progress', '--no-bag', '--remap', `${SAMPLE_TOPICS.camera('front')}:=/nowhere`);
+      assert.equal(r.code, 1);
+      assert.match(r.err, /^VLA_E_INPUT: camera topic \/nowhere is not in the bag/);
+      assert.equal(readReport(out).error?.code, ErrorCodes.INPUT);
+    });
+  });
+
+  it('an interrupted replay (AbortSignal, as Ctrl-C) ends cleanly with a partial report', async () => {
+    const engine = await Engine.load(model, { backend: 'cpu' });
+    try {
+      const ac = new AbortController();
+      const config = loadParamsFile(CONFIG);
+      const { report, traces } = await replayBag({
+        bag: drive,
+        config,
+        configPath: CONFIG,
+        engine,
+        outDir: path.join(tmp, 'abort'),
+        writeBag: true,
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.frames >= 5) ac.abort();
+        },
+      });
+      assert.equal(report.interrupted, true);
+      const n = report.settings[0]?.frames.published ?? 0;
+      assert.ok(n >= 5 && n < SETS, `${n}`);
+      const t = await readTrace(traces[0] as string);
+      assert.equal(t.footer?.interrupted, true);
+      assert.equal(t.frames.length, n);
+      const ob = await openBag(path.join(tmp, 'abort', 'bag'));
+      assert.equal(ob.info.topics.find((x) => x.name === '/autoprune_ros/output/trajectory')?.messageCount, n);
+      await ob.close();
+    } finally {
+      await engine.dispose();
+    }
+  });
+
+  it('Ctrl-C on the command line: exit 130, report.json marked interrupted (built CLI)', async function () {
+    const bin = path.join(root, 'bin', 'autoprune-ros.js');
+    if (!existsSync(path.join(root, 'dist', 'cli.js'))) this.skip();
+    const out = path.join(tmp, 'sigint');
+    const child = spawn(process.execPath, [bin, 'replay', drive, '--config', CONFIG, '--model', model, '--out', out, '--rate', '0.5', '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
+    await new Promise((r) => setTimeout(r, 2500));
+    child.kill('SIGINT');
+    const code = await exited;
+    assert.equal(code, 130, stderr);
+    const rep = readReport(out);
+    assert.equal(rep.interrupted, true);
+    assert.equal(rep.mode.kind, 'rate');
+    assert.ok((rep.settings[0]?.frames.published ?? 0) > 0);
+  });
+});
+
