@@ -1,0 +1,325 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { McapIndexedReader } from '@mcap/core';
+import { loadDecompressHandlers } from '@mcap/support';
+import { FileHandleReadable } from '@mcap/nodejs';
+import { parse as parseYaml } from 'yaml';
+
+import { MessageCodec } from '../../src/ros/codec.js';
+import { QOS_LATCHED, QOS_SENSOR_DATA, QOS_DEFAULT } from '../../src/ros/port.js';
+import { bagInfoJson, formatBagInfo, openBag, type BagMessage } from '../../src/replay/bag/reader.js';
+import { BagWriter } from '../../src/replay/bag/writer.js';
+import { ErrorCodes, isVlaError, type ErrorCode } from '../../src/util/errors.js';
+
+const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'rosbag2');
+
+async function readAll(bag: string, codec = new MessageCodec()): Promise<Array<BagMessage & { msg: Record<string, unknown> }>> {
+  const r = await openBag(bag);
+  for (const [t, text] of await r.definitions()) {
+    try {
+      codec.addDefinition(t, text);
+    } catch {
+      // abridged definitions in test bags: the built-in ones decode them
+    }
+  }
+  const out: Array<BagMessage & { msg: Record<string, unknown> }> = [];
+  for await (const m of r.messages()) out.push({ ...m, msg: codec.decode(m.type, m.data) });
+  await r.close();
+  return out;
+}
+
+async function collect(bag: string): Promise<{ got: BagMessage[]; err: unknown }> {
+  const r = await openBag(bag);
+  const got: BagMessage[] = [];
+  try {
+    for await (const m of r.messages()) got.push(m);
+    return { got, err: undefined };
+  } catch (err) {
+    return { got, err };
+  } finally {
+    await r.close();
+  }
+}
+
+const coded = (code: ErrorCode, re?: RegExp) => (e: unknown) => isVlaError(e, code) && (!re || re.test((e as Error).message));
+
+describe('rosbag2: the real recordings (test/fixtures/rosbag2, written by ROS 2)', () => {
+  for (const name of ['talker-mcap', 'talker-sqlite3', 'cdr_test-mcap', 'cdr_test-sqlite3']) {
+    it(`${name}: info matches metadata.yaml`, async () => {
+      const meta = parseYaml(readFileSync(path.join(FIX, name, 'metadata.yaml'), 'utf8'), { intAsBigInt: true }).rosbag2_bagfile_information;
+      const r = await openBag(path.join(FIX, name));
+      assert.equal(r.info.storage, meta.storage_identifier);
+      assert.equal(r.info.startNs, meta.starting_time.nanoseconds_since_epoch);
+      assert.equal(r.info.durationNs, meta.duration.nanoseconds);
+      assert.equal(r.info.messageCount, Number(meta.message_count));
+      assert.deepEqual(
+        r.info.topics.map((t) => [t.name, t.type, t.messageCount]),
+        meta.topics_with_message_count.map((t: { topic_metadata: { name: string; type: string }; message_count: bigint }) => [t.topic_metadata.name, t.topic_metadata.type, Number(t.message_count)]),
+      );
+      // Counted messages agree with the metadata.
+      const { got, err } = await collect(path.join(FIX, name));
+      assert.equal(err, undefined);
+      for (const t of r.info.topics) assert.equal(got.filter((m) => m.topic === t.name).length, t.messageCount, t.name);
+      assert.match(formatBagInfo(r.info), /Topic information: Topic: /);
+      assert.equal(typeof bagInfoJson(r.info).startNs, 'string');
+    });
+  }
+
+  it('talker: std_msgs/String and rcl_interfaces/Log decode field by field, the same from MCAP and .db3', async () => {
+    for (const name of ['talker-mcap', 'talker-sqlite3']) {
+      const all = await readAll(path.join(FIX, name));
+      const strings = all.filter((m) => m.topic === '/topic').map((m) => m.msg.data);
+      assert.deepEqual(strings, Array.from({ length: 10 }, (_, i) => `Hello, world! ${i}`), name);
+      const logs = all.filter((m) => m.topic === '/rosout').map((m) => m.msg as { level: number; name: string; msg: string; function: string; line: number; stamp: { sec: number } });
+      assert.equal(logs.length, 10);
+      assert.equal(logs[0]?.level, 20);
+      assert.equal(logs[0]?.name, 'minimal_publisher');
+      assert.equal(logs[3]?.msg, "Publishing: 'Hello, world! 3'");
+      assert.equal(logs[0]?.stamp.sec, 1585866235);
+      assert.ok((logs[0]?.line ?? 0) > 0 && typeof logs[0]?.function === 'string');
+    }
+    const a = await readAll(path.join(FIX, 'talker-mcap'));
+    const b = await readAll(path.join(FIX, 'talker-sqlite3'));
+    assert.deepEqual(a.map((m) => [m.topic, m.logTimeNs, m.msg]), b.map((m) => [m.topic, m.logTimeNs, m.msg]));
+  });
+
+  it('cdr_test: test_msgs/BasicTypes and Arrays decode field by field, the same from MCAP and .db3', async () => {
+    const a = await readAll(path.join(FIX, 'cdr_test-mcap'));
+    const b = await readAll(path.join(FIX, 'cdr_test-sqlite3'));
+    const basic = a.filter((m) => m.topic === '/test_topic').map((m) => m.msg as Record<string, unknown>);
+    assert.equal(basic.length, 3);
+    assert.equal(basic[0]?.int32_value, 123);
+    assert.equal(basic[0]?.bool_value, false);
+    assert.equal(basic[0]?.float64_value, 0);
+    const arrays = a.filter((m) => m.topic === '/array_topic').map((m) => m.msg as { bool_values: boolean[]; string_values: string[]; float32_values: Float32Array });
+    assert.equal(arrays.length, 4);
+    assert.deepEqual(arrays[0]?.bool_values, [true, false, true]);
+    assert.equal(arrays[0]?.float32_values.length, 3);
+    assert.equal(arrays[0]?.string_values.length, 3);
+    assert.deepEqual(a.map((m) => [m.topic, m.logTimeNs, m.msg]), b.map((m) => [m.topic, m.logTimeNs, m.msg]));
+    // Timestamps are exact 64-bit nanoseconds (beyond 2^53).
+    assert.equal(a[0]?.logTimeNs, 1586406456763032325n);
+  });
+
+  it('single files open without metadata.yaml (.mcap scanned, .db3 by SQL)', async () => {
+    const m = await openBag(path.join(FIX, 'talker-mcap', 'talker.mcap'));
+    assert.equal(m.info.fromMetadata, false);
+    assert.equal(m.info.messageCount, 20);
+    assert.equal(m.info.topics.find((t) => t.name === '/topic')?.type, 'std_msgs/msg/String');
+    const d = await openBag(path.join(FIX, 'cdr_test-sqlite3', 'cdr_test_0.db3'));
+    assert.equal(d.info.storage, 'sqlite3');
+    assert.equal(d.info.messageCount, 7);
+    assert.equal(d.info.startNs, 1586406456763032325n);
+  });
+});
+
+describe('rosbag2: writing MCAP bags and reading them back', () => {
+  let tmp: string;
+  const codec = new MessageCodec();
+  before(() => {
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'bag-'));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  const IMG = 'sensor_msgs/msg/Image';
+  const image = (i: number) =>
+    codec.encode(IMG, { header: { stamp: { sec: 100, nanosec: i }, frame_id: 'cam' }, height: 4, width: 8, encoding: 'rgb8', is_bigendian: 0, step: 24, data: new Uint8Array(96).map((_, j) => (i * 7 + j) & 255) });
+
+  async function writeBag(dir: string, compression: 'none' | 'zstd' | 'lz4', n = 50, opts: { maxFileBytes?: number; chunkSizeBytes?: number } = {}): Promise<Uint8Array[]> {
+    const w = await BagWriter.create(dir, { compression, ...opts });
+    await w.addTopic('/cam', IMG, codec.definitionText(IMG), QOS_SENSOR_DATA);
+    await w.addTopic('/instruction', 'std_msgs/msg/String', codec.definitionText('std_msgs/msg/String'), QOS_LATCHED);
+    await w.addTopic('/odom', 'nav_msgs/msg/Odometry', codec.definitionText('nav_msgs/msg/Odometry'), QOS_DEFAULT);
+    const sent: Uint8Array[] = [];
+    await w.write('/instruction', 1_000_000_000n, codec.encode('std_msgs/msg/String', { data: 'turn left' }));
+    for (let i = 0; i < n; i++) {
+      const d = image(i);
+      sent.push(d);
+      await w.write('/cam', 1_000_000_000n + BigInt(i) * 100_000_000n, d, 1_000_000_000n + BigInt(i) * 100_000_000n - 5n);
+    }
+    await w.close();
+    await w.close(); // idempotent
+    return sent;
+  }
+
+  for (const compression of ['none', 'zstd', 'lz4'] as const) {
+    it(`round trip (${compression} chunks): metadata.yaml, schemas, channels, rosbag2 record, bytes and times`, async () => {
+      const dir = path.join(tmp, `rt-${compression}`);
+      const sent = await writeBag(dir, compression, 50, { chunkSizeBytes: 2048 });
+      const meta = parseYaml(readFileSync(path.join(dir, 'metadata.yaml'), 'utf8'), { intAsBigInt: true }).rosbag2_bagfile_information;
+      assert.equal(meta.version, 9n);
+      assert.equal(meta.storage_identifier, 'mcap');
+      assert.equal(meta.message_count, 51n);
+      assert.deepEqual(meta.relative_file_paths, [`rt-${compression}_0.mcap`]);
+      assert.equal(meta.starting_time.nanoseconds_since_epoch, 1_000_000_000n);
+      assert.equal(meta.duration.nanoseconds, 4_900_000_000n);
+      const cam = meta.topics_with_message_count.find((t: { topic_metadata: { name: string } }) => t.topic_metadata.name === '/cam');
+      assert.equal(cam.message_count, 50n);
+      assert.match(cam.topic_metadata.offered_qos_profiles, /reliability: 2/);
+      const latched = meta.topics_with_message_count.find((t: { topic_metadata: { name: string } }) => t.topic_metadata.name === '/instruction');
+      assert.match(latched.topic_metadata.offered_qos_profiles, /durability: 1/);
+
+      // The indexed reader (needs a valid summary) sees the rosbag2 conventions.
+      const fh = await open(path.join(dir, `rt-${compression}_0.mcap`), 'r');
+      const reader = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(fh), decompressHandlers: await loadDecompressHandlers() });
+      assert.equal(reader.header.profile, 'ros2');
+      const schemas = [...reader.schemasById.values()];
+      assert.deepEqual(schemas.map((s) => s.encoding), ['ros2msg', 'ros2msg', 'ros2msg']);
+      assert.match(new TextDecoder().decode(schemas.find((s) => s.name === IMG)?.data), /MSG: std_msgs\/Header/);
+      const ch = [...reader.channelsById.values()].find((c) => c.topic === '/cam');
+      assert.equal(ch?.messageEncoding, 'cdr');
+      assert.ok(ch?.metadata.has('offered_qos_profiles') && ch.metadata.has('topic_type_hash'));
+      assert.ok(reader.chunkIndexes.length > 3, 'several chunks');
+      if (compression !== 'none') assert.ok(reader.chunkIndexes.every((c) => c.compression === compression));
+      assert.equal(reader.statistics?.messageCount, 51n);
+      const metas = [];
+      for await (const m of reader.readMetadata({ name: 'rosbag2' })) metas.push(m);
+      assert.match(metas[0]?.metadata.get('serialized_metadata') ?? '', /rosbag2_bagfile_information/);
+      await fh.close();
+
+      // Our reader: bytes identical, times exact.
+      const got = (await collect(dir)).got.filter((m) => m.topic === '/cam');
+      assert.equal(got.length, 50);
+      got.forEach((m, i) => {
+        assert.ok(Buffer.from(m.data).equals(Buffer.from(sent[i] as Uint8Array)));
+        assert.equal(m.logTimeNs, 1_000_000_000n + BigInt(i) * 100_000_000n);
+        assert.equal(m.publishTimeNs, m.logTimeNs - 5n);
+        assert.equal(m.type, IMG);
+      });
+    });
+  }
+
+  it('splits files at maxFileBytes and reads them in order', async () => {
+    const dir = path.join(tmp, 'split');
+    await writeBag(dir, 'none', 60, { maxFileBytes: 4000, chunkSizeBytes: 1024 });
+    const files = readdirSync(dir).filter((f) => f.endsWith('.mcap')).sort();
+    assert.ok(files.length >= 2, files.join());
+    const r = await openBag(dir);
+    assert.equal(r.info.files.length, files.length);
+    const got = (await collect(dir)).got.filter((m) => m.topic === '/cam');
+    assert.deepEqual(got.map((m) => m.logTimeNs), Array.from({ length: 60 }, (_, i) => 1_000_000_000n + BigInt(i) * 100_000_000n));
+  });
+
+  describe('bad bags: coded errors after every message before the fault', () => {
+    let good: string;
+    let file: string;
+    let all: BagMessage[];
+    before(async () => {
+      good = path.join(tmp, 'good');
+      await writeBag(good, 'none', 60, { chunkSizeBytes: 2048 });
+      file = path.join(good, 'good_0.mcap');
+      all = (await collect(good)).got;
+    });
+    const variant = (name: string, edit: (bytes: Buffer) => Buffer): string => {
+      const dir = path.join(tmp, name);
+      cpSync(good, dir, { recursive: true });
+      const f = path.join(dir, 'good_0.mcap');
+      writeFileSync(f, edit(readFileSync(f)));
+      return dir;
+    };
+
+    it('truncated mid-file, after the header and before the footer: VLA_E_BAG_TRUNCATED with file and offset', async () => {
+      const size = readFileSync(file).length;
+      for (const cut of [Math.floor(size * 0.5), 40, size - 10]) {
+        const dir = variant(`cut-${cut}`, (b) => b.subarray(0, cut));
+        const { got, err } = await collect(dir);
+        assert.ok(coded(ErrorCodes.BAG_TRUNCATED, /good_0\.mcap/)(err), `${cut}: ${String(err)}`);
+        const e = err as { details: { file: string; offset: number } };
+        assert.ok(e.details.file.endsWith('good_0.mcap') && e.details.offset >= 8 && e.details.offset <= cut);
+        // Exactly the messages of the complete chunks before the cut, in order.
+        assert.ok(got.length <= all.length);
+        got.forEach((m, i) => assert.ok(Buffer.from(m.data).equals(Buffer.from((all[i] as BagMessage).data))));
+        if (cut === size - 10) assert.equal(got.length, all.length, 'only the footer is lost');
+        if (cut === Math.floor(size * 0.5)) assert.ok(got.length > 5 && got.length < all.length);
+        if (cut === 40) assert.equal(got.length, 0);
+      }
+    });
+
+    it('wrong magic: VLA_E_BAG_MAGIC at offset 0', async () => {
+      const dir = variant('magic', (b) => {
+        b.write('GARBAGE!', 0);
+        return b;
+      });
+      const { got, err } = await collect(dir);
+      assert.ok(coded(ErrorCodes.BAG_MAGIC)(err), String(err));
+      assert.equal(got.length, 0);
+    });
+
+    it('a flipped byte inside a chunk: VLA_E_BAG_CRC naming the chunk; earlier chunks read', async () => {
+      const bytes = readFileSync(file);
+      // The middle chunk's payload: find a chunk record (opcode 0x06) past the middle of the file.
+      let at = Math.floor(bytes.length / 2);
+      let pos = 8;
+      let chunkStart = -1;
+      while (pos < bytes.length - 9) {
+        const op = bytes[pos] as number;
+        const len = Number(bytes.readBigUInt64LE(pos + 1));
+        if (op === 0x06 && pos > at) {
+          chunkStart = pos;
+          break;
+        }
+        pos += 9 + len;
+      }
+      assert.ok(chunkStart > 0);
+      at = chunkStart + 9 + 60; // inside the records, past the chunk's own header fields
+      const dir = variant('crc', (b) => {
+        b[at] = (b[at] as number) ^ 0x5a;
+        return b;
+      });
+      const { got, err } = await collect(dir);
+      assert.ok(coded(ErrorCodes.BAG_CRC, new RegExp(`chunk at byte ${chunkStart}`))(err), String(err));
+      assert.equal((err as { details: { offset: number } }).details.offset, chunkStart);
+      assert.ok(got.length > 0 && got.length < all.length);
+    });
+
+    it('a split listed in metadata.yaml but missing: VLA_E_BAG_MISSING_FILE after split 0', async () => {
+      const dir = path.join(tmp, 'split-missing');
+      await writeBag(dir, 'none', 60, { maxFileBytes: 4000, chunkSizeBytes: 1024 });
+      const files = readdirSync(dir).filter((f) => f.endsWith('.mcap')).sort((a, b) => Number(/_(\d+)/.exec(a)?.[1]) - Number(/_(\d+)/.exec(b)?.[1]));
+      const first = (await openBag(dir)).info;
+      unlinkSync(path.join(dir, files[1] as string));
+      const { got, err } = await collect(dir);
+      assert.ok(coded(ErrorCodes.BAG_MISSING_FILE, new RegExp(files[1] as string))(err), String(err));
+      assert.ok(got.length > 0);
+      assert.ok(got.every((m) => m.file.endsWith(files[0] as string)));
+      assert.equal(first.files.length, files.length);
+    });
+
+    it('.db3: not SQLite, truncated, not rosbag2; bad metadata.yaml; missing path', async () => {
+      const dir = path.join(tmp, 'db');
+      cpSync(path.join(FIX, 'talker-sqlite3'), dir, { recursive: true });
+      writeFileSync(path.join(dir, 'talker.db3'), 'this is text, not a database');
+      assert.ok(coded(ErrorCodes.BAG_MAGIC, /talker\.db3/)((await collect(dir)).err));
+      const db = readFileSync(path.join(FIX, 'talker-sqlite3', 'talker.db3'));
+      writeFileSync(path.join(dir, 'talker.db3'), db.subarray(0, 9000));
+      assert.ok(coded(ErrorCodes.BAG_TRUNCATED, /talker\.db3/)((await collect(dir)).err));
+      writeFileSync(path.join(dir, 'metadata.yaml'), 'just: [a, list]\n');
+      await assert.rejects(openBag(dir), coded(ErrorCodes.BAG, /rosbag2_bagfile_information/));
+      writeFileSync(path.join(dir, 'metadata.yaml'), 'rosbag2_bagfile_information:\n  version: 5\n  storage_identifier: rosbag_v1\n');
+      await assert.rejects(openBag(dir), coded(ErrorCodes.BAG, /rosbag_v1/));
+      await assert.rejects(openBag(path.join(tmp, 'nothing-here')), coded(ErrorCodes.IO));
+      writeFileSync(path.join(tmp, 'x.txt'), 'x');
+      await assert.rejects(openBag(path.join(tmp, 'x.txt')), coded(ErrorCodes.BAG));
+    });
+
+    it('an unknown message type has no definition: VLA_E_MSG_TYPE from the codec', async () => {
+      const dir = path.join(tmp, 'acme');
+      const w = await BagWriter.create(dir);
+      await w.addTopic('/x', 'acme_msgs/msg/Frame', '', QOS_DEFAULT);
+      await w.write('/x', 5n, new Uint8Array([0, 1, 0, 0, 1, 2, 3, 4]));
+      await w.close();
+      const c = new MessageCodec();
+      const r = await openBag(dir);
+      assert.equal(r.info.topics[0]?.type, 'acme_msgs/msg/Frame');
+      assert.equal((await r.definitions()).size, 0);
+      assert.equal(c.knows('acme_msgs/msg/Frame'), false);
+      const { got } = await collect(dir);
+      assert.throws(() => c.decode('acme_msgs/msg/Frame', (got[0] as BagMessage).data), coded(ErrorCodes.MSG_TYPE));
+    });
+  });
+});
