@@ -67,6 +67,13 @@ export interface NodeCounters {
   lastError: string;
 }
 
+/** The fields of nav_msgs/Odometry the node and the replay use. */
+export interface OdometryMsg {
+  header: HeaderMsg;
+  pose: { pose: { position: { x: number; y: number; z: number }; orientation: { x: number; y: number; z: number; w: number } } };
+  twist: { twist: { linear: { x: number; y: number } } };
+}
+
 /** One inference as replay and tracing see it (the published messages carry a subset). */
 export interface InferenceRecord {
   /** The set's stamp (its newest camera stamp), ns. */
@@ -119,6 +126,8 @@ export class VlaNodeLogic {
   private readonly deadline: DeadlineController | undefined;
   /** Called after each successful inference, before its messages are published (replay, tracing). */
   onResult: ((r: InferenceRecord) => void) | undefined;
+  /** Called with each odometry message the node decoded (replay takes its ground truth from them). */
+  onOdometryMessage: ((msg: OdometryMsg) => void) | undefined;
   /** Called when an inference fails (the node logs, counts and goes on). */
   onFailure: ((stampNs: bigint, err: VlaError) => void) | undefined;
 
@@ -240,7 +249,8 @@ export class VlaNodeLogic {
 
   private onOdometry(cdr: Uint8Array): void {
     try {
-      const m = this.codec.decode<{ twist: { twist: { linear: { x: number; y: number } } } }>('nav_msgs/msg/Odometry', cdr);
+      const m = this.codec.decode<OdometryMsg>('nav_msgs/msg/Odometry', cdr);
+      this.onOdometryMessage?.(m);
       const v = Math.hypot(m.twist.twist.linear.x, m.twist.twist.linear.y);
       if (!Number.isFinite(v)) throw new VlaError(ErrorCodes.INPUT, 'odometry speed is not finite');
       this.ego = { speedMps: v, atNs: this.port.now() };

@@ -60,6 +60,8 @@ export class FrameSync<T> {
   private readonly slopNs: bigint;
   private readonly maxAgeNs: bigint;
   private readonly partialNs: bigint;
+  /** A frame arrived since the last take() that found nothing: only then can a set have formed. */
+  private changed = true;
   readonly stats: FrameSyncStats = { received: 0, droppedStale: 0, droppedSuperseded: 0, rejected: 0, setsComplete: 0, setsPartial: 0 };
 
   constructor(private readonly opts: FrameSyncOptions) {
@@ -90,6 +92,7 @@ export class FrameSync<T> {
     let i = ring.length;
     while (i > 0 && (ring[i - 1] as StampedFrame<T>).stampNs > frame.stampNs) i--;
     ring.splice(i, 0, frame);
+    this.changed = true;
     if (ring.length > this.depth) {
       ring.shift();
       this.stats.droppedSuperseded++;
@@ -110,6 +113,8 @@ export class FrameSync<T> {
    */
   take(nowNs: bigint): FrameSet<T> | undefined {
     this.dropStale(nowNs);
+    // Waiting for every camera, no new frame means no new set (the node ticks far more often than frames arrive).
+    if (!this.changed && this.opts.missingCamera === 'wait') return undefined;
     const cams = this.opts.cameras;
     // Newest anchor first: each camera's frame nearest the anchor must be within the slop.
     const anchors = [...this.rings.values()].flat().map((f) => f.stampNs).sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
@@ -137,6 +142,7 @@ export class FrameSync<T> {
         return this.consume(picked, missing);
       }
     }
+    this.changed = false;
     return undefined;
   }
 

@@ -15,14 +15,14 @@ import path from 'node:path';
 
 import type { BudgetSpec, NativePruneOptions, PrunePolicyName } from '../native/addon-types.js';
 import type { InferOutput, Waypoint } from '../native/engine.js';
-import { VlaNodeLogic, type EngineLike, type InferenceRecord } from '../pipeline/node.js';
+import { VlaNodeLogic, type EngineLike, type InferenceRecord, type OdometryMsg } from '../pipeline/node.js';
 import type { NodeConfig } from '../pipeline/params.js';
 import { MessageCodec } from '../ros/codec.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
-import { openBag, type BagInfo, type BagReader } from './bag/reader.js';
+import { openBag, type BagInfo, type BagMessage, type BagReader } from './bag/reader.js';
 import { BagWriter } from './bag/writer.js';
-import { ReplayPort } from './port.js';
+import { ReplayPort, type PublishedRecord } from './port.js';
 import { latencyStats } from './report.js';
 import type { BagSummary, ComplexityBucket, FrameSummary, LatencyStage, ReplayReport, ReportError, SettingResult } from './report-types.js';
 import { EgoPath, HORIZONS_S, planDistance, planningErrors, scoreFrame, yawFromQuaternion, type PoseSample, type ScoredFrame } from './score.js';
@@ -153,6 +153,77 @@ interface FrameResult {
   gt: Array<{ x: number; y: number } | null>;
   gtH: Array<{ x: number; y: number } | null>;
   score: ScoredFrame;
+}
+
+/**
+ * Pulls from an async iterator into a bounded queue (by count and bytes) on its own, so parsing
+ * happens while the consumer waits on something else. An error is delivered after the messages
+ * queued before it, as the iterator produced them.
+ */
+class ReadAhead {
+  private readonly queue: BagMessage[] = [];
+  private bytes = 0;
+  private error: unknown;
+  private done = false;
+  private stopped = false;
+  private wakeConsumer: (() => void) | undefined;
+  private wakeProducer: (() => void) | undefined;
+  private readonly pump: Promise<void>;
+
+  constructor(
+    private readonly it: AsyncGenerator<BagMessage>,
+    private readonly maxCount: number,
+    private readonly maxBytes: number,
+  ) {
+    this.pump = this.run();
+  }
+
+  private async run(): Promise<void> {
+    try {
+      for (;;) {
+        while (!this.stopped && (this.queue.length >= this.maxCount || this.bytes >= this.maxBytes)) await new Promise<void>((r) => (this.wakeProducer = r));
+        if (this.stopped) return;
+        const r = await this.it.next();
+        if (r.done) break;
+        this.queue.push(r.value);
+        this.bytes += r.value.data.byteLength;
+        this.wakeConsumer?.();
+      }
+    } catch (err) {
+      this.error = err;
+    } finally {
+      this.done = true;
+      this.wakeConsumer?.();
+    }
+  }
+
+  /** The next message; undefined at the end; throws the reader's error once the queue is drained. */
+  async next(): Promise<BagMessage | undefined> {
+    for (;;) {
+      const m = this.queue.shift();
+      if (m) {
+        this.bytes -= m.data.byteLength;
+        this.wakeProducer?.();
+        return m;
+      }
+      if (this.done) {
+        if (this.error !== undefined) {
+          const e = this.error;
+          this.error = undefined;
+          throw e;
+        }
+        return undefined;
+      }
+      await new Promise<void>((r) => (this.wakeConsumer = r));
+    }
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    this.wakeProducer?.();
+    await this.pump;
+    await this.it.return(undefined).catch(() => undefined);
+  }
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -370,16 +441,25 @@ async function runSetting(
     out = await BagWriter.create(bagDir);
   }
   const registered = new Set<string>();
+  // Published messages are queued and written while the next inference runs (drainOut in waitBusy).
+  let outQueue: PublishedRecord[] = [];
   port.onPublish = (m) => {
-    if (!out || outErr) return;
+    if (out && !outErr) outQueue.push(m);
+  };
+  const drainOut = () => {
+    if (!out || !outQueue.length) return;
     const w = out;
+    const batch = outQueue;
+    outQueue = [];
     chain = chain
       .then(async () => {
-        if (!registered.has(m.topic)) {
-          registered.add(m.topic);
-          await w.addTopic(m.topic, m.type, codec.definitionText(m.type), m.qos);
+        for (const m of batch) {
+          if (!registered.has(m.topic)) {
+            registered.add(m.topic);
+            await w.addTopic(m.topic, m.type, codec.definitionText(m.type), m.qos);
+          }
+          await w.write(m.topic, m.atNs, m.cdr);
         }
-        await w.write(m.topic, m.atNs, m.cdr);
       })
       .catch((err) => {
         outErr ??= err;
@@ -439,10 +519,29 @@ async function runSetting(
     log.warn({ topic: groundTruthTopic }, 'no odometry for ground truth in the bag: planning errors are not computed');
     groundTruthTopic = null;
   }
+  const addPose = (o: OdometryMsg) => {
+    const tNs = BigInt(o.header.stamp.sec) * 1_000_000_000n + BigInt(o.header.stamp.nanosec);
+    egoPath.add({ tNs, x: o.pose.pose.position.x, y: o.pose.pose.position.y, yaw: yawFromQuaternion(o.pose.pose.orientation) } satisfies PoseSample);
+  };
+  // The node decodes its odometry topic anyway: when it is the ground truth, take the poses from it.
+  const gtFromNode = collectGt && groundTruthTopic !== null && opts.config.node.odometryTopic !== undefined && port.resolve(opts.config.node.odometryTopic) === groundTruthTopic;
+  if (gtFromNode) node.onOdometryMessage = addPose;
   const wanted = new Set(subs.keys());
   if (groundTruthTopic) wanted.add(groundTruthTopic);
   const cameraTopics = new Set(cameraOf.values());
-  const waitBusy = opts.rate === undefined ? () => node.busy : undefined;
+  // Every-set mode waits for each inference; the main thread is idle meanwhile, so scoring and
+  // tracing of earlier frames (and parsing of the next message, below) happen in that time.
+  const waitBusy =
+    opts.rate === undefined
+      ? () => {
+          const busy = node.busy;
+          if (busy) {
+            flush(false);
+            drainOut();
+          }
+          return busy;
+        }
+      : undefined;
   const durationS = Number(info.durationNs) / 1e9;
   let lastProgress = 0;
   const progress = () => opts.onProgress?.({ setting: index, settings: count, label: s.label, bagTimeS: Number(port.now() - startNs) / 1e9, durationS, frames: results.length + pending.length, messagesRead });
@@ -451,47 +550,54 @@ async function runSetting(
     preflight(info, subs, opts.config, codec, port, log);
     const wallStart = performance.now();
     let bagFirst: bigint | undefined;
-    for await (const m of reader.messages({ topics: wanted })) {
-      if (opts.signal?.aborted) {
-        interrupted = true;
-        break;
-      }
-      messagesRead++;
-      if (collectGt && m.topic === groundTruthTopic) {
-        try {
-          const o = codec.decode<{ header: { stamp: { sec: number; nanosec: number } }; pose: { pose: { position: { x: number; y: number }; orientation: { x: number; y: number; z: number; w: number } } } }>(ODOM, m.data);
-          const tNs = BigInt(o.header.stamp.sec) * 1_000_000_000n + BigInt(o.header.stamp.nanosec);
-          egoPath.add({ tNs, x: o.pose.pose.position.x, y: o.pose.pose.position.y, yaw: yawFromQuaternion(o.pose.pose.orientation) } satisfies PoseSample);
-        } catch (err) {
-          log.warn({ code: VlaError.from(err).code, offset: m.offset }, 'odometry message skipped for ground truth');
+    // Messages are read ahead into a bounded queue: the bag is parsed while the model runs.
+    const ahead = new ReadAhead(reader.messages({ topics: wanted }), 256, 64 << 20);
+    try {
+      for (;;) {
+        const m = await ahead.next();
+        if (!m) break;
+        if (opts.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
+        messagesRead++;
+        if (collectGt && m.topic === groundTruthTopic && !gtFromNode) {
+          try {
+            addPose(codec.decode<OdometryMsg>(ODOM, m.data));
+          } catch (err) {
+            log.warn({ code: VlaError.from(err).code, offset: m.offset }, 'odometry message skipped for ground truth');
+          }
+        }
+        if (cameraTopics.has(m.topic)) {
+          const st = cdrHeaderStampNs(m.data);
+          if (st !== undefined) {
+            let mp = logTimes.get(m.topic);
+            if (!mp) logTimes.set(m.topic, (mp = new Map()));
+            mp.set(st, m.logTimeNs);
+            if (mp.size > 256) mp.delete(mp.keys().next().value as bigint);
+          }
+        }
+        if (opts.rate !== undefined) {
+          bagFirst ??= m.logTimeNs;
+          const rate = opts.rate;
+          const mapped = () => (bagFirst as bigint) + BigInt(Math.round((performance.now() - wallStart) * 1e6 * rate));
+          for (let now = mapped(); now < m.logTimeNs; now = mapped()) {
+            await sleep(Math.max(0, Math.min(Number(m.logTimeNs - now) / 1e6 / rate, opts.config.node.tickMs)));
+            await port.advanceTo(mapped() < m.logTimeNs ? mapped() : m.logTimeNs);
+          }
+        }
+        await port.advanceTo(m.logTimeNs, waitBusy);
+        port.deliver(m.topic, m.type, m.data);
+        flush(false);
+        if (opts.rate !== undefined || outQueue.length > 64) drainOut();
+        const nowMs = performance.now();
+        if (nowMs - lastProgress > 100) {
+          lastProgress = nowMs;
+          progress();
         }
       }
-      if (cameraTopics.has(m.topic)) {
-        const st = cdrHeaderStampNs(m.data);
-        if (st !== undefined) {
-          let mp = logTimes.get(m.topic);
-          if (!mp) logTimes.set(m.topic, (mp = new Map()));
-          mp.set(st, m.logTimeNs);
-          if (mp.size > 256) mp.delete(mp.keys().next().value as bigint);
-        }
-      }
-      if (opts.rate !== undefined) {
-        bagFirst ??= m.logTimeNs;
-        const rate = opts.rate;
-        const mapped = () => (bagFirst as bigint) + BigInt(Math.round((performance.now() - wallStart) * 1e6 * rate));
-        for (let now = mapped(); now < m.logTimeNs; now = mapped()) {
-          await sleep(Math.max(0, Math.min(Number(m.logTimeNs - now) / 1e6 / rate, opts.config.node.tickMs)));
-          await port.advanceTo(mapped() < m.logTimeNs ? mapped() : m.logTimeNs);
-        }
-      }
-      await port.advanceTo(m.logTimeNs, waitBusy);
-      port.deliver(m.topic, m.type, m.data);
-      flush(false);
-      const nowMs = performance.now();
-      if (nowMs - lastProgress > 100) {
-        lastProgress = nowMs;
-        progress();
-      }
+    } finally {
+      await ahead.close();
     }
   } catch (err) {
     const e = VlaError.from(err, ErrorCodes.BAG);
@@ -505,6 +611,7 @@ async function runSetting(
   await node.stop();
   flush(true);
   progress();
+  drainOut();
   await chain;
   const wroteBag = out ? await out.close().then(() => bagDir, (err) => ((outErr ??= err), null)) : null;
   if (outErr) log.error({ code: VlaError.from(outErr).code }, `output bag: ${(outErr as Error).message}`);

@@ -1,13 +1,16 @@
 /**
- * Placeholder report renderer (JSON, a short Markdown file and console summary) until the full
- * one with SVG charts lands.
+ * The replay report for people and machines: report.json (the ReplayReport as it is),
+ * report.md with tables, and SVG charts beside it (latency histogram, the retention curve per
+ * complexity, L2 over time, and a sweep's accuracy against FLOPs). Files are written to a
+ * temporary name and renamed, so an interrupted run never leaves half a report.
  */
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { LatencyStats, ReplayReport } from './report-types.js';
+import type { LatencyStage, LatencyStats, ReplayReport, SettingResult } from './report-types.js';
+import { histogram, lineChart, scatterChart } from './svg.js';
 
-/** Nearest-rank percentile of an ascending array (p in 0..100). */
+/** Nearest-rank percentile of an ascending array (p in 0..100): always a value that occurred. */
 export function percentile(sorted: number[], p: number): number {
   if (!sorted.length) return Number.NaN;
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
@@ -20,20 +23,135 @@ export function latencyStats(valuesMs: number[]): LatencyStats {
   return { n: v.length, meanMs: v.reduce((a, b) => a + b, 0) / v.length, p50Ms: percentile(v, 50), p95Ms: percentile(v, 95), p99Ms: percentile(v, 99), maxMs: v[v.length - 1] as number };
 }
 
-const f = (v: number | null | undefined, d = 3) => (v === null || v === undefined ? '–' : v.toFixed(d));
+const dash = '–';
+const m3 = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? dash : v.toFixed(3));
+const ms = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? dash : v < 10 ? v.toFixed(2) : v.toFixed(1));
+const pct = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? dash : `${(100 * v).toFixed(1)}%`);
+const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
-export function summaryText(r: ReplayReport): string {
-  const lines = [`bag ${r.bag.path}: ${r.bag.durationS.toFixed(1)} s, ${r.messagesRead} messages read; ${r.mode.kind}; wall ${r.wallS.toFixed(1)} s, overhead ${(100 * r.overheadFraction).toFixed(1)}%`];
-  for (const s of r.settings) {
-    lines.push(`${s.label}: ${s.frames.published} frames, L2@3s ${f(s.planning.l2At3sM)} m, ADE ${f(s.planning.adeM)} m, FDE ${f(s.planning.fdeM)} m, kept ${s.tokens.keptMean.toFixed(1)}/${s.tokens.visualIn}, FLOPs ${(100 * s.compute.relFlopsMean).toFixed(1)}%, p95 ${f(s.latency.total.p95Ms, 2)} ms`);
+export const CHART_TITLES: Record<string, string> = {
+  'latency-histogram.svg': 'Inference latency per frame',
+  'retention-curve.svg': 'Visual tokens kept per decoder layer',
+  'l2-over-time.svg': 'Planning error over the drive',
+  'sweep-accuracy-flops.svg': 'Accuracy against prefill FLOPs',
+};
+
+/** The charts of a report, by file name. */
+export function renderCharts(r: ReplayReport): Array<{ name: string; svg: string }> {
+  const out: Array<{ name: string; svg: string }> = [];
+  out.push({
+    name: 'latency-histogram.svg',
+    svg: histogram({ title: CHART_TITLES['latency-histogram.svg'] as string, xLabel: 'inference latency (total) [ms]', series: r.settings.map((s) => ({ name: s.label, values: s.series.map((f) => f.totalMs) })) }),
+  });
+  const curves: Array<{ name: string; points: Array<[number, number | null]> }> = [];
+  for (const s of r.settings) curves.push({ name: s.label, points: s.tokens.keptPerLayerMean.map((k, l) => [l, k] as [number, number]) });
+  const auto = r.settings.find((s) => s.policy === 'autoprune' && s.tokens.byComplexity.length);
+  if (auto) {
+    for (const b of auto.tokens.byComplexity) curves.push({ name: `${b.label} MI ${b.miMin.toFixed(2)}–${b.miMax.toFixed(2)}`, points: b.keptPerLayerMean.map((k, l) => [l, k] as [number, number]) });
   }
-  if (r.error) lines.push(`partial: ${r.error.code}: ${r.error.message}`);
-  if (r.interrupted) lines.push('partial: interrupted');
-  return lines.join('\n');
+  out.push({ name: 'retention-curve.svg', svg: lineChart({ title: CHART_TITLES['retention-curve.svg'] as string, xLabel: 'decoder layer', yLabel: 'visual tokens kept', series: curves }) });
+  out.push({
+    name: 'l2-over-time.svg',
+    svg: lineChart({
+      title: CHART_TITLES['l2-over-time.svg'] as string,
+      xLabel: 'time in the drive [s]',
+      yLabel: 'L2 at 3 s (or last waypoint) [m]',
+      series: r.settings.map((s) => ({ name: s.label, points: s.series.map((f) => [f.tS, f.l2At3sM ?? f.l2FinalM] as [number, number | null]) })),
+    }),
+  });
+  if (r.settings.length > 1) {
+    const useL2 = r.settings.some((s) => s.planning.l2At3sM !== null);
+    out.push({
+      name: 'sweep-accuracy-flops.svg',
+      svg: scatterChart({
+        title: CHART_TITLES['sweep-accuracy-flops.svg'] as string,
+        xLabel: '% of unpruned prefill FLOPs',
+        yLabel: useL2 ? 'L2 at 3 s [m]' : 'ADE [m]',
+        points: r.settings.map((s) => ({ x: 100 * s.compute.relFlopsMean, y: useL2 ? s.planning.l2At3sM : s.planning.adeM, label: s.label, group: s.policy })),
+      }),
+    });
+  }
+  return out;
 }
 
-export function renderMarkdown(r: ReplayReport): string {
-  return `# Replay report\n\n\`\`\`\n${summaryText(r)}\n\`\`\`\n`;
+const STAGES: LatencyStage[] = ['decode', 'tokenize', 'preprocess', 'vision', 'prefill', 'head', 'engine', 'total', 'sensorToPublish'];
+
+function settingsTable(settings: SettingResult[]): string[] {
+  const rows = [
+    '| setting | inferred | published | dropped | failed | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | vs none ADE [m] | kept tokens | prefill FLOPs | budget met | total p50 / p95 / p99 / max [ms] | sensor→publish p95 [ms] |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const s of settings) {
+    const l = s.latency.total;
+    rows.push(
+      `| ${cell(s.label)} | ${s.frames.setsInferred} | ${s.frames.published} | ${s.frames.droppedStale + s.frames.droppedSuperseded} | ${s.frames.failed} | ${m3(s.planning.l2At1sM)} | ${m3(s.planning.l2At2sM)} | ${m3(s.planning.l2At3sM)} | ${m3(s.planning.adeM)} | ${m3(s.planning.fdeM)} | ${m3(s.agreementWithNone?.adeM)} | ${s.tokens.keptMean.toFixed(1)} / ${s.tokens.visualIn} | ${pct(s.compute.relFlopsMean)} | ${pct(s.compute.budgetMetFraction)} | ${ms(l.p50Ms)} / ${ms(l.p95Ms)} / ${ms(l.p99Ms)} / ${ms(l.maxMs)} | ${ms(s.latency.sensorToPublish.p95Ms)} |`,
+    );
+  }
+  return rows;
+}
+
+/** report.md: what ran, what went wrong, the tables and the charts. */
+export function renderMarkdown(r: ReplayReport, charts: string[]): string {
+  const L: string[] = [`# Replay report: ${cell(path.basename(r.bag.path))}`, ''];
+  if (r.error || r.interrupted) {
+    const n = Math.max(0, ...r.settings.map((s) => s.frames.published));
+    L.push('> **Partial report.**');
+    if (r.error) L.push(`> ${r.error.code}: ${cell(r.error.message)}${r.error.file ? ` (file ${cell(r.error.file)}${r.error.offset !== undefined ? `, offset ${r.error.offset}` : ''})` : ''}.`);
+    if (r.interrupted) L.push('> The replay was interrupted.');
+    L.push(`> Evaluated the ${n} frames read before it.`, '');
+  }
+  L.push(
+    `- bag: \`${r.bag.path}\` (${r.bag.storage}, ${r.bag.files.length} file${r.bag.files.length === 1 ? '' : 's'}, ${r.bag.durationS.toFixed(1)} s, ${r.bag.messageCount} messages; ${r.messagesRead} read)`,
+    `- model: \`${r.model.path}\` (${r.model.params.toLocaleString('en-US')} parameters, ${r.model.backend}, cameras ${r.model.cameras.join(', ')})`,
+    `- config: \`${r.config}\``,
+    `- clock: ${r.mode.kind === 'every-set' ? 'every set (the bag clock waits for the model)' : `wall clock × ${r.mode.rate}`}`,
+    `- ground truth: ${r.groundTruth ?? 'none in the bag: planning errors not computed'}`,
+    `- wall time ${r.wallS.toFixed(2)} s; replay overhead beyond inference: ${pct(r.overheadFraction)} of wall time${r.mode.kind === 'rate' ? ' (rate mode: mostly waiting for the bag clock)' : ''}`,
+    `- written ${r.createdAt}`,
+    '',
+    '## Settings',
+    '',
+    ...settingsTable(r.settings),
+    '',
+    'L2 at a horizon: planned point at that time against the recorded ego position then (ego frame at the camera stamp). ADE: mean over waypoints; FDE: last waypoint. "vs none": distance from the unpruned plan of the same frame. Kept tokens: mean over layers and frames / visual tokens in.',
+    '',
+    '## Latency per stage [ms]',
+    '',
+  );
+  for (const s of r.settings) {
+    L.push(`### ${cell(s.label)}`, '', '| stage | n | mean | p50 | p95 | p99 | max |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+    for (const st of STAGES) {
+      const l = s.latency[st];
+      L.push(`| ${st} | ${l.n} | ${ms(l.meanMs)} | ${ms(l.p50Ms)} | ${ms(l.p95Ms)} | ${ms(l.p99Ms)} | ${ms(l.maxMs)} |`);
+    }
+    if (s.tokens.keptPerLayerMean.length) L.push('', `Kept visual tokens per layer (mean): ${s.tokens.keptPerLayerMean.map((k) => k.toFixed(1)).join(', ')}.`);
+    for (const b of s.tokens.byComplexity) L.push(`- complexity ${b.label} (MI ${b.miMin.toFixed(3)}–${b.miMax.toFixed(3)}, ${b.n} frames): ${b.keptPerLayerMean.map((k) => k.toFixed(1)).join(', ')}`);
+    L.push('');
+  }
+  L.push('## Topics', '', '| topic | type | messages |', '| --- | --- | ---: |');
+  for (const t of r.bag.topics) L.push(`| ${cell(t.name)} | ${cell(t.type)} | ${t.count} |`);
+  L.push('', '## Charts', '');
+  for (const c of charts) L.push(`![${CHART_TITLES[c] ?? c}](${c})`, '');
+  return L.join('\n');
+}
+
+/** A few lines for the console. */
+export function summaryText(r: ReplayReport): string {
+  const lines = [
+    `replay of ${r.bag.path}: ${r.bag.durationS.toFixed(1)} s, ${r.messagesRead} messages read, ${r.mode.kind === 'every-set' ? 'every set' : `rate ×${r.mode.rate}`}, wall ${r.wallS.toFixed(1)} s (overhead beyond inference ${pct(r.overheadFraction)})`,
+    `model ${r.model.name} (${r.model.backend}); ground truth: ${r.groundTruth ?? 'none'}`,
+  ];
+  const w = Math.max(8, ...r.settings.map((s) => s.label.length));
+  lines.push(`${'setting'.padEnd(w)}  frames  L2@1s   L2@2s   L2@3s   ADE     FDE     kept       FLOPs   p95 ms  budget`);
+  for (const s of r.settings) {
+    lines.push(
+      `${s.label.padEnd(w)}  ${String(s.frames.published).padStart(6)}  ${m3(s.planning.l2At1sM).padStart(6)}  ${m3(s.planning.l2At2sM).padStart(6)}  ${m3(s.planning.l2At3sM).padStart(6)}  ${m3(s.planning.adeM).padStart(6)}  ${m3(s.planning.fdeM).padStart(6)}  ${`${s.tokens.keptMean.toFixed(1)}/${s.tokens.visualIn}`.padStart(9)}  ${pct(s.compute.relFlopsMean).padStart(6)}  ${ms(s.latency.total.p95Ms).padStart(6)}  ${pct(s.compute.budgetMetFraction)}`,
+    );
+  }
+  if (r.error) lines.push(`PARTIAL: ${r.error.code}: ${r.error.message}`);
+  if (r.interrupted) lines.push('PARTIAL: interrupted');
+  if (r.outputs.markdown) lines.push(`report: ${r.outputs.markdown}`);
+  return lines.join('\n');
 }
 
 async function atomicWrite(file: string, text: string): Promise<void> {
@@ -41,13 +159,21 @@ async function atomicWrite(file: string, text: string): Promise<void> {
   await rename(`${file}.tmp`, file);
 }
 
+/** Writes report.json, the charts and report.md into dir; returns their absolute paths. */
 export async function writeReport(dir: string, report: ReplayReport): Promise<{ json: string; markdown: string; svgs: string[] }> {
   await mkdir(dir, { recursive: true });
+  const charts = renderCharts(report);
+  const svgs: string[] = [];
+  for (const c of charts) {
+    const f = path.resolve(dir, c.name);
+    await atomicWrite(f, c.svg);
+    svgs.push(f);
+  }
   const markdown = path.resolve(dir, 'report.md');
   report.outputs.markdown = markdown;
-  report.outputs.svgs = [];
-  await atomicWrite(markdown, renderMarkdown(report));
+  report.outputs.svgs = svgs;
+  await atomicWrite(markdown, renderMarkdown(report, charts.map((c) => c.name)));
   const json = path.resolve(dir, 'report.json');
   await atomicWrite(json, JSON.stringify(report, null, 2));
-  return { json, markdown, svgs: [] };
+  return { json, markdown, svgs };
 }

@@ -208,7 +208,8 @@ export class TraceWriter {
   private record(obj: Record<string, unknown>): void {
     if (this.failed) throw new VlaError(ErrorCodes.IO, `${this.file}: ${this.failed.message}`, { file: this.file });
     const R = Record();
-    this.stream.write(R.encodeDelimited(R.fromObject(obj)).finish());
+    // Plain objects encode directly (uint64 as decimal strings); fromObject would copy each frame first.
+    this.stream.write(R.encodeDelimited(obj).finish());
   }
 
   frame(f: TraceFrame): void {

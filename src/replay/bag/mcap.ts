@@ -6,13 +6,15 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 
-import { McapStreamReader, type McapTypes } from '@mcap/core';
+import { McapIndexedReader, McapStreamReader, type McapTypes } from '@mcap/core';
+import { FileHandleReadable } from '@mcap/nodejs';
 import { loadDecompressHandlers } from '@mcap/support';
 
 import { ErrorCodes, VlaError } from '../../util/errors.js';
 
 export const MCAP_MAGIC = new Uint8Array([0x89, 0x4d, 0x43, 0x41, 0x50, 0x30, 0x0d, 0x0a]);
 const OP_FOOTER = 0x02;
+const OP_CHUNK = 0x06;
 const BLOCK = 4 << 20;
 
 let handlers: Promise<McapTypes.DecompressHandlers> | undefined;
@@ -91,6 +93,26 @@ function crcOrBag(file: string, offset: number, err: unknown): VlaError {
   return new VlaError(ErrorCodes.BAG, `${file}: bad MCAP record at byte ${offset}: ${msg}`, { file, offset }, { cause: err });
 }
 
+/**
+ * Schemas and channels from the summary section at the end of the file (rosbag2 writes one),
+ * without reading the data; undefined when the file has no readable summary.
+ */
+export async function readMcapSummary(file: string): Promise<McapScan | undefined> {
+  let fh: FileHandle | undefined;
+  try {
+    fh = await open(file, 'r');
+    const r = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(fh) });
+    const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
+    for (const [id, sc] of r.schemasById) scan.schemas.set(id, { name: sc.name, encoding: sc.encoding, text: new TextDecoder().decode(sc.data) });
+    for (const [id, ch] of r.channelsById) scan.channels.set(id, { id, topic: ch.topic, schemaName: r.schemasById.get(ch.schemaId)?.name ?? '', messageEncoding: ch.messageEncoding, metadata: ch.metadata });
+    return scan;
+  } catch {
+    return undefined;
+  } finally {
+    await fh?.close();
+  }
+}
+
 export interface McapScan {
   schemas: Map<number, McapSchemaInfo>;
   channels: Map<number, McapChannelInfo>;
@@ -117,7 +139,10 @@ export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlyS
     if (!magic || !magic.every((b, i) => b === MCAP_MAGIC[i])) {
       throw new VlaError(ErrorCodes.BAG_MAGIC, `${file}: does not start with the MCAP magic (not an MCAP file)`, { file, offset: 0 });
     }
-    const stream = new McapStreamReader({ noMagicPrefix: true, decompressHandlers: await decompressHandlers(), validateCrcs: true });
+    // Decompressors (WebAssembly) are loaded on the first compressed chunk: most bags have none.
+    const handlers: McapTypes.DecompressHandlers = {};
+    let loaded = false;
+    const stream = new McapStreamReader({ noMagicPrefix: true, decompressHandlers: handlers, validateCrcs: true });
     for (;;) {
       const at = r.offset;
       const head = await r.take(9);
@@ -128,18 +153,21 @@ export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlyS
       const bodyLen = Number(len);
       const body = await r.take(bodyLen);
       if (!body) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: record at byte ${at} (${bodyLen} bytes) is cut off by the end of the file (truncated)`, { file, offset: at });
-      const rec = new Uint8Array(9 + bodyLen + (op === OP_FOOTER ? 8 : 0));
-      rec.set(head, 0);
-      rec.set(body, 9);
+      if (op === OP_CHUNK && !loaded && bodyLen >= 32 && new DataView(body.buffer, body.byteOffset + 28, 4).getUint32(0, true) > 0) {
+        Object.assign(handlers, await decompressHandlers());
+        loaded = true;
+      }
+      // The stream reader copies what it is given: hand it the views (valid until the next take).
+      try {
+        stream.append(head);
+        stream.append(body);
+      } catch (err) {
+        throw crcOrBag(file, at, err);
+      }
       if (op === OP_FOOTER) {
         const tail = await r.take(8);
         if (!tail) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: the closing magic after byte ${r.offset} is missing (truncated)`, { file, offset: r.offset });
-        rec.set(tail, 9 + bodyLen);
-      }
-      try {
-        stream.append(rec);
-      } catch (err) {
-        throw crcOrBag(file, at, err);
+        stream.append(tail);
       }
       for (;;) {
         let record: McapTypes.TypedMcapRecord | undefined;

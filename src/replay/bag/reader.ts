@@ -8,7 +8,7 @@ import path from 'node:path';
 
 import { ErrorCodes, VlaError } from '../../util/errors.js';
 import { readMetadata, type BagMetadata } from './metadata.js';
-import { readMcap, summarizeMcap, type McapScan } from './mcap.js';
+import { readMcap, readMcapSummary, summarizeMcap, type McapScan } from './mcap.js';
 import { Db3File } from './sqlite.js';
 
 export interface BagTopic {
@@ -85,7 +85,13 @@ class Reader implements BagReader {
         for (const [t, text] of db.definitions) out.set(t, text);
         db.close();
       } else {
-        // Schemas precede their channels' messages: read until every topic's type is known.
+        // The summary section has every schema; without one (a cut-off file), schemas precede
+        // their channels' messages: read until every topic's type is known.
+        const summary = await readMcapSummary(file);
+        if (summary) {
+          for (const sc of summary.schemas.values()) if (sc.encoding === 'ros2msg' && sc.text.trim() && !out.has(sc.name)) out.set(sc.name, sc.text);
+          continue;
+        }
         const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
         const want = new Set(this.info.topics.map((t) => t.name));
         const known = () => [...want].every((t) => [...scan.channels.values()].some((c) => c.topic === t));
