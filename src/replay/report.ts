@@ -49,7 +49,7 @@ export function renderCharts(r: ReplayReport): Array<{ name: string; svg: string
   if (auto) {
     for (const b of auto.tokens.byComplexity) curves.push({ name: `${b.label} MI ${b.miMin.toFixed(2)}–${b.miMax.toFixed(2)}`, points: b.keptPerLayerMean.map((k, l) => [l, k] as [number, number]) });
   }
-  out.push({ name: 'retention-curve.svg', svg: lineChart({ title: CHART_TITLES['retention-curve.svg'] as string, xLabel: 'decoder layer', yLabel: 'visual tokens kept', series: curves }) });
+  out.push({ name: 'retention-curve.svg', svg: lineChart({ title: CHART_TITLES['retention-curve.svg'] as string, xLabel: 'decoder layer', yLabel: 'visual tokens kept', series: curves, xInteger: true }) });
   out.push({
     name: 'l2-over-time.svg',
     svg: lineChart({

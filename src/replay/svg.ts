@@ -46,9 +46,11 @@ interface Frame {
   parts: string[];
 }
 
-function frame(title: string, xLabel: string, yLabel: string, xs: number[], ys: number[], opts: { yFromZero?: boolean } = {}): Frame {
+function frame(title: string, xLabel: string, yLabel: string, xs: number[], ys: number[], opts: { yFromZero?: boolean; xInteger?: boolean } = {}): Frame {
   const fx = xs.filter(Number.isFinite), fy = ys.filter(Number.isFinite);
-  const xt = niceTicks(fx.length ? Math.min(...fx) : 0, fx.length ? Math.max(...fx) : 1);
+  let xt = niceTicks(fx.length ? Math.min(...fx) : 0, fx.length ? Math.max(...fx) : 1);
+  // Layer indices and the like: whole-number ticks only.
+  if (opts.xInteger && xt.filter(Number.isInteger).length >= 2) xt = xt.filter(Number.isInteger);
   const yt = niceTicks(opts.yFromZero ? Math.min(0, ...(fy.length ? fy : [0])) : fy.length ? Math.min(...fy) : 0, fy.length ? Math.max(...fy) : 1);
   const x0 = xt[0] as number, x1 = xt[xt.length - 1] as number, y0 = yt[0] as number, y1 = yt[yt.length - 1] as number;
   const pw = W - M.left - M.right, ph = H - M.top - M.bottom;
@@ -87,10 +89,10 @@ export interface LineSeries {
 }
 
 /** Lines over x; a null y breaks the line. */
-export function lineChart(o: { title: string; xLabel: string; yLabel: string; series: LineSeries[]; yFromZero?: boolean }): string {
+export function lineChart(o: { title: string; xLabel: string; yLabel: string; series: LineSeries[]; yFromZero?: boolean; xInteger?: boolean }): string {
   const xs = o.series.flatMap((s) => s.points.filter((p) => p[1] !== null && Number.isFinite(p[1]) && Number.isFinite(p[0])).map((p) => p[0]));
   const ys = o.series.flatMap((s) => s.points.map((p) => p[1]).filter((v): v is number => v !== null && Number.isFinite(v)));
-  const f = frame(o.title, o.xLabel, o.yLabel, xs, ys, { yFromZero: o.yFromZero ?? true });
+  const f = frame(o.title, o.xLabel, o.yLabel, xs, ys, { yFromZero: o.yFromZero ?? true, xInteger: o.xInteger ?? false });
   o.series.forEach((s, i) => {
     const color = PALETTE[i % PALETTE.length];
     let run: string[] = [];
