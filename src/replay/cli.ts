@@ -51,6 +51,7 @@ interface ReplayCliOptions {
   backend?: BackendName;
   threads?: number;
   gtTopic?: string;
+  gtFrame?: string;
   bag?: boolean;
   trace?: boolean;
   json?: boolean;
@@ -128,6 +129,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
       ...(o.rate !== undefined ? { rate: o.rate } : {}),
       remaps: parseRemaps(o.remap),
       ...(o.gtTopic ? { groundTruthTopic: o.gtTopic } : {}),
+      ...(o.gtFrame ? { groundTruthFrame: o.gtFrame } : {}),
       writeBag: o.bag !== false,
       writeTrace: o.trace !== false,
       signal: abort.signal,
@@ -175,7 +177,8 @@ export function registerReplayCommands(program: Command, io: Io, setExit: (code:
     .option('--model <dir>', 'model directory (default: the config\'s model_path)')
     .addOption(backend())
     .option('--threads <n>', 'CPU threads (0 = all cores)', count('--threads'))
-    .option('--gt-topic <topic>', 'nav_msgs/Odometry topic with the ego path (default: the config\'s odometry_topic, else the bag\'s first)')
+    .option('--gt-topic <topic>', 'ego path: a nav_msgs/Odometry or tf2_msgs/TFMessage topic (default: the config\'s odometry_topic, else the bag\'s first odometry, else /tf)')
+    .option('--gt-frame <frame>', 'with tf: the ego frame whose transforms give the path', 'base_link')
     .option('--no-bag', 'do not write the output bag')
     .option('--no-trace', 'do not write the trace')
     .option('--no-progress', 'no progress bar')

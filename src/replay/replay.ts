@@ -60,8 +60,10 @@ export interface ReplayOptions {
   rate?: number;
   /** Topic remaps applied after resolution: from -> to. */
   remaps?: ReadonlyMap<string, string>;
-  /** Ground-truth odometry topic; default the config's, else the bag's first nav_msgs/msg/Odometry topic. */
+  /** Ground-truth topic (nav_msgs/Odometry or tf2_msgs/TFMessage); default the config's odometry, else the bag's first odometry, else /tf. */
   groundTruthTopic?: string;
+  /** With tf: the ego's frame (default base_link); its transforms from the parent (odom, map) give the path. */
+  groundTruthFrame?: string;
   writeBag?: boolean;
   writeTrace?: boolean;
   signal?: AbortSignal;
@@ -71,6 +73,11 @@ export interface ReplayOptions {
 
 const NODE_NAME = 'autoprune_ros';
 const ODOM = 'nav_msgs/msg/Odometry';
+const TF = 'tf2_msgs/msg/TFMessage';
+
+interface TfMsg {
+  transforms: Array<{ header: { stamp: { sec: number; nanosec: number }; frame_id: string }; child_frame_id: string; transform: { translation: { x: number; y: number }; rotation: { x: number; y: number; z: number; w: number } } }>;
+}
 
 export function settingLabel(s: ReplaySetting): string {
   return s.policy === 'none' || !s.budget ? s.policy : `${s.policy} ${s.budget.kind}:${s.budget.value}`;
@@ -326,7 +333,7 @@ export async function replayBag(opts: ReplayOptions): Promise<{ report: ReplayRe
       await mkdir(settingDir, { recursive: true });
       const r = await runSetting({ ...opts, log }, reader, info, codec, { label, prune, deadline: setting === 'config' }, settingDir, si, settings.length, wpTimes, horizonNs, egoPath);
       egoPath ??= r.egoPath;
-      report.groundTruth ??= r.groundTruthTopic ? `odometry ${r.groundTruthTopic}` : null;
+      report.groundTruth ??= r.groundTruth;
       report.messagesRead = Math.max(report.messagesRead, r.messagesRead);
       totalInferenceMs += r.setting.inferenceMs;
       results.push({ setting: r.setting, plans: r.plans });
@@ -390,7 +397,8 @@ interface SettingRun {
   setting: SettingResult;
   plans: Map<bigint, Waypoint[]>;
   egoPath: EgoPath;
-  groundTruthTopic: string | null;
+  /** "odometry /topic" or "tf /tf (base_link)", null without ground truth. */
+  groundTruth: string | null;
   messagesRead: number;
   trace: string | null;
   bag: string | null;
@@ -510,21 +518,32 @@ async function runSetting(
 
   node.start();
   const subs = port.subscriptions();
-  let groundTruthTopic: string | null = opts.groundTruthTopic
-    ? port.resolve(opts.groundTruthTopic)
-    : opts.config.node.odometryTopic
-      ? port.resolve(opts.config.node.odometryTopic)
-      : (info.topics.find((t) => t.type === ODOM)?.name ?? null);
-  if (groundTruthTopic && !info.topics.some((t) => t.name === groundTruthTopic && t.type === ODOM)) {
-    log.warn({ topic: groundTruthTopic }, 'no odometry for ground truth in the bag: planning errors are not computed');
+  // Ground truth: an odometry topic (asked for, the node's, or the bag's first), else tf.
+  const typeOf = (t: string) => info.topics.find((x) => x.name === t)?.type;
+  const asked = opts.groundTruthTopic ? port.resolve(opts.groundTruthTopic) : undefined;
+  const nodeOdom = opts.config.node.odometryTopic ? port.resolve(opts.config.node.odometryTopic) : undefined;
+  let groundTruthTopic: string | null =
+    asked ?? (nodeOdom && typeOf(nodeOdom) === ODOM ? nodeOdom : (info.topics.find((t) => t.type === ODOM)?.name ?? info.topics.find((t) => t.type === TF && t.name === '/tf')?.name ?? null));
+  const gtKind = groundTruthTopic ? typeOf(groundTruthTopic) : undefined;
+  if (groundTruthTopic && gtKind !== ODOM && gtKind !== TF) {
+    log.warn({ topic: groundTruthTopic, type: gtKind ?? 'absent' }, 'no odometry or tf for ground truth in the bag: planning errors are not computed');
     groundTruthTopic = null;
   }
+  const childFrame = opts.groundTruthFrame ?? 'base_link';
+  const groundTruthLabel = groundTruthTopic ? (gtKind === TF ? `tf ${groundTruthTopic} (${childFrame})` : `odometry ${groundTruthTopic}`) : null;
+  const addTf = (msg: TfMsg) => {
+    for (const t of msg.transforms) {
+      if (t.child_frame_id.replace(/^\//, '') !== childFrame) continue;
+      const tNs = BigInt(t.header.stamp.sec) * 1_000_000_000n + BigInt(t.header.stamp.nanosec);
+      egoPath.add({ tNs, x: t.transform.translation.x, y: t.transform.translation.y, yaw: yawFromQuaternion(t.transform.rotation) });
+    }
+  };
   const addPose = (o: OdometryMsg) => {
     const tNs = BigInt(o.header.stamp.sec) * 1_000_000_000n + BigInt(o.header.stamp.nanosec);
     egoPath.add({ tNs, x: o.pose.pose.position.x, y: o.pose.pose.position.y, yaw: yawFromQuaternion(o.pose.pose.orientation) } satisfies PoseSample);
   };
   // The node decodes its odometry topic anyway: when it is the ground truth, take the poses from it.
-  const gtFromNode = collectGt && groundTruthTopic !== null && opts.config.node.odometryTopic !== undefined && port.resolve(opts.config.node.odometryTopic) === groundTruthTopic;
+  const gtFromNode = collectGt && groundTruthTopic !== null && gtKind === ODOM && nodeOdom === groundTruthTopic;
   if (gtFromNode) node.onOdometryMessage = addPose;
   const wanted = new Set(subs.keys());
   if (groundTruthTopic) wanted.add(groundTruthTopic);
@@ -563,9 +582,10 @@ async function runSetting(
         messagesRead++;
         if (collectGt && m.topic === groundTruthTopic && !gtFromNode) {
           try {
-            addPose(codec.decode<OdometryMsg>(ODOM, m.data));
+            if (gtKind === TF) addTf(codec.decode<TfMsg>(TF, m.data));
+            else addPose(codec.decode<OdometryMsg>(ODOM, m.data));
           } catch (err) {
-            log.warn({ code: VlaError.from(err).code, offset: m.offset }, 'odometry message skipped for ground truth');
+            log.warn({ code: VlaError.from(err).code, offset: m.offset }, 'message skipped for ground truth');
           }
         }
         if (cameraTopics.has(m.topic)) {
@@ -628,7 +648,7 @@ async function runSetting(
   const wallMs = performance.now() - wall0;
   const setting = summarize(s.label, s.prune, node, results, wallMs);
   const plans = new Map(results.map((r) => [r.rec.stampNs, r.rec.output.waypoints]));
-  return { setting, plans, egoPath, groundTruthTopic: egoPath.size ? groundTruthTopic : null, messagesRead, trace: traceFile, bag: wroteBag, error, interrupted, fatal };
+  return { setting, plans, egoPath, groundTruth: egoPath.size ? groundTruthLabel : null, messagesRead, trace: traceFile, bag: wroteBag, error, interrupted, fatal };
 }
 
 function traceFrame(

@@ -201,6 +201,103 @@ describe('replay of the sample drive (addon, tiny model)', function () {
     assert.ok((s.planning.l2At1sM as number) > 0.05);
   });
 
+  it('takes the ground truth from tf when the bag has no odometry (same figures as from odometry)', async () => {
+    // A copy of the drive with the odometry replaced by /tf (odom -> base_link), as many recordings carry it.
+    const dir = path.join(tmp, 'tf-drive');
+    const src = await openBag(drive);
+    const w = await BagWriter.create(dir);
+    for (const t of src.info.topics) {
+      if (t.type === 'nav_msgs/msg/Odometry') await w.addTopic('/tf', 'tf2_msgs/msg/TFMessage', codec.definitionText('tf2_msgs/msg/TFMessage'), QOS_SENSOR_DATA);
+      else await w.addTopic(t.name, t.type, codec.definitionText(t.type), QOS_SENSOR_DATA);
+    }
+    for await (const m of src.messages()) {
+      if (m.type !== 'nav_msgs/msg/Odometry') {
+        await w.write(m.topic, m.logTimeNs, m.data);
+        continue;
+      }
+      const o = codec.decode<{ header: { stamp: unknown }; pose: { pose: { position: { x: number; y: number; z: number }; orientation: unknown } } }>(m.type, m.data);
+      const tf = { transforms: [
+        { header: { stamp: o.header.stamp, frame_id: 'map' }, child_frame_id: 'odom', transform: { translation: { x: 100, y: 5, z: 0 }, rotation: { x: 0, y: 0, z: 0, w: 1 } } },
+        { header: { stamp: o.header.stamp, frame_id: 'odom' }, child_frame_id: 'base_link', transform: { translation: o.pose.pose.position, rotation: o.pose.pose.orientation } },
+      ] };
+      await w.write('/tf', m.logTimeNs, codec.encode('tf2_msgs/msg/TFMessage', tf));
+    }
+    await w.close();
+    await src.close();
+    const zero: ReplayEngine = {
+      cameras: ['front', 'front_left', 'front_right'],
+      info: { backend: 'fake', nParams: 0, numWaypoints: 6, waypointDtS: 0.5 },
+      infer: async (input: InferInput): Promise<InferOutput> => ({
+        head: 'waypoints',
+        waypoints: [0.5, 1, 1.5, 2, 2.5, 3].map((tS) => ({ tS, x: 0, y: 0 })),
+        tokenIds: [],
+        stopped: true,
+        cameras: Object.keys(input.views),
+        timings: { decodeMs: 0, tokenizeMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, headMs: 0, engineMs: 0, totalMs: 0.01 },
+        tokens: { prompt: 1, visual: 48, text: 1, generated: 0 },
+        prune: { policy: 'none', nVisual: 48, kept: [48, 48, 48], merged: [0, 0, 0], keptPerView: [], mi0: 0, mi1: 0, k: 0, scale: 1, targetTokens: 48, avgTokens: 48, flops: 1, flopsUnpruned: 1, budgetMet: true },
+      }),
+    };
+    const config = loadParamsFile(CONFIG);
+    const viaOdom = await replayBag({ bag: drive, config, configPath: CONFIG, engine: zero, outDir: path.join(tmp, 'gt-odom'), settings: [{ policy: 'none' }], writeBag: false, writeTrace: false });
+    const viaTf = await replayBag({ bag: dir, config, configPath: CONFIG, engine: zero, outDir: path.join(tmp, 'gt-tf'), settings: [{ policy: 'none' }], writeBag: false, writeTrace: false });
+    assert.equal(viaTf.report.groundTruth, 'tf /tf (base_link)');
+    const a = viaOdom.report.settings[0]?.planning, b = viaTf.report.settings[0]?.planning;
+    assert.ok(a && b && a.n > 0 && a.n === b.n);
+    for (const k of ['l2At1sM', 'l2At2sM', 'l2At3sM', 'adeM', 'fdeM'] as const) assert.ok(Math.abs((a[k] as number) - (b[k] as number)) < 1e-9, k);
+    // A frame that is not there: no ground truth, said in the report.
+    const none = await replayBag({ bag: dir, config, configPath: CONFIG, engine: zero, outDir: path.join(tmp, 'gt-none'), settings: [{ policy: 'none' }], writeBag: false, writeTrace: false, groundTruthFrame: 'ego_vehicle' });
+    assert.equal(none.report.groundTruth, null);
+    assert.equal(none.report.settings[0]?.planning.n, 0);
+  });
+
+  it('--rate plays against the wall clock: the bag takes its duration / rate, sets may be dropped', async () => {
+    const out = path.join(tmp, 'rate');
+    const t0 = performance.now();
+    const r = await cli('replay', drive, '--config', CONFIG, '--model', model, '--out', out, '--rate', '4', '--no-progress', '--no-bag');
+    const wallS = (performance.now() - t0) / 1000;
+    assert.equal(r.code, 0, r.err);
+    const rep = readReport(out);
+    assert.deepEqual(rep.mode, { kind: 'rate', rate: 4 });
+    assert.ok(wallS >= DURATION_S / 4 - 0.05, `${wallS}`);
+    const s = rep.settings[0] as ReplayReport['settings'][number];
+    assert.ok(s.frames.published > 0 && s.frames.published <= SETS);
+    // 25 ms of wall time per set against ~10 ms of inference: the tiny model keeps up with most sets.
+    assert.ok(s.frames.published >= SETS / 2, `${s.frames.published}`);
+  });
+
+  it('a Humble-style .db3 copy of the drive replays to the same plans and schedules as the MCAP', async () => {
+    // sqlite3 storage as rosbag2 Humble writes it (no message_definitions table), built with sql.js.
+    const { default: initSqlJs } = await import('sql.js');
+    const SQL = await initSqlJs();
+    const db = new SQL.Database();
+    db.run('CREATE TABLE schema(schema_version INTEGER PRIMARY KEY, ros_distro TEXT NOT NULL)');
+    db.run("INSERT INTO schema VALUES (3, 'humble')");
+    db.run('CREATE TABLE topics(id INTEGER PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL, serialization_format TEXT NOT NULL, offered_qos_profiles TEXT NOT NULL)');
+    db.run('CREATE TABLE messages(id INTEGER PRIMARY KEY, topic_id INTEGER NOT NULL, timestamp INTEGER NOT NULL, data BLOB NOT NULL)');
+    const src = await openBag(drive);
+    src.info.topics.forEach((t, i) => db.run('INSERT INTO topics VALUES (?, ?, ?, ?, ?)', [i + 1, t.name, t.type, 'cdr', t.offeredQosProfiles]));
+    const ids = new Map(src.info.topics.map((t, i) => [t.name, i + 1]));
+    const ins = db.prepare('INSERT INTO messages(topic_id, timestamp, data) VALUES (?, CAST(? AS INTEGER), ?)');
+    for await (const m of src.messages()) ins.run([ids.get(m.topic) as number, m.logTimeNs.toString(), m.data]);
+    ins.free();
+    await src.close();
+    const dir = path.join(tmp, 'humble');
+    cpSync(drive, dir, { recursive: true, filter: (f) => !f.endsWith('.mcap') });
+    writeFileSync(path.join(dir, 'humble_0.db3'), db.export());
+    db.close();
+    writeFileSync(path.join(dir, 'metadata.yaml'), readFileSync(path.join(dir, 'metadata.yaml'), 'utf8').replace('storage_identifier: mcap', 'storage_identifier: sqlite3').replace(/drive_0\.mcap/g, 'humble_0.db3'));
+    const info = await cli('bag', 'info', dir, '--json');
+    assert.equal(JSON.parse(info.out).storage, 'sqlite3');
+    for (const [bag, out] of [[drive, 'mcap-run'], [dir, 'db3-run']] as const) {
+      const r = await cli('replay', bag, '--config', CONFIG, '--model', model, '--out', path.join(tmp, out), '--no-progress', '--no-bag');
+      assert.equal(r.code, 0, r.err);
+    }
+    const d = diffTraces(await readTrace(path.join(tmp, 'mcap-run', 'trace.pb')), await readTrace(path.join(tmp, 'db3-run', 'trace.pb')));
+    assert.equal(d.matched, SETS);
+    assert.equal(d.identical, true, JSON.stringify(d));
+  });
+
   describe('bad bags: coded error, partial report, no crash', () => {
     let mcap: string;
     let size: number;
