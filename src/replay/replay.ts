@@ -429,7 +429,6 @@ async function runSetting(
   const node = new VlaNodeLogic(port, opts.engine, nodeParams, codec, log);
 
   const results: FrameResult[] = [];
-  const failures: Array<{ stampNs: bigint; code: string; message: string }> = [];
   const pending: InferenceRecord[] = [];
   const egoPath = knownPath ?? new EgoPath([]);
   const collectGt = !knownPath;
@@ -512,7 +511,6 @@ async function runSetting(
   };
   node.onResult = (rec) => pending.push(rec);
   node.onFailure = (stampNs, e) => {
-    failures.push({ stampNs, code: e.code, message: e.message });
     if (trace) trace.frame({ index: frameIndex++, stampNs, takenNs: port.now(), inputs: [], instruction: '', prompt: '', waypoints: [], groundTruth: [], groundTruthHorizons: [], prune: null, timings: null, errorCode: e.code, errorMessage: e.message });
   };
 
