@@ -631,18 +631,19 @@ async function runSetting(
   progress();
   drainOut();
   await chain;
-  const wroteBag = out ? await out.close().then(() => bagDir, (err) => ((outErr ??= err), null)) : null;
-  if (outErr) log.error({ code: VlaError.from(outErr).code }, `output bag: ${(outErr as Error).message}`);
-  if (trace) {
-    await trace.close({
+  // Both files end with I/O waits: close them together.
+  const [wroteBag] = await Promise.all([
+    out ? out.close().then(() => bagDir, (err) => ((outErr ??= err), null)) : Promise.resolve(null),
+    trace?.close({
       messagesRead: BigInt(messagesRead),
       interrupted,
       errorCode: error?.code ?? '',
       errorMessage: error?.message ?? '',
       errorFile: error?.file ?? '',
       errorOffset: BigInt(error?.offset ?? 0),
-    });
-  }
+    }),
+  ]);
+  if (outErr) log.error({ code: VlaError.from(outErr).code }, `output bag: ${(outErr as Error).message}`);
   const wallMs = performance.now() - wall0;
   const setting = summarize(s.label, s.prune, node, results, wallMs);
   const plans = new Map(results.map((r) => [r.rec.stampNs, r.rec.output.waypoints]));

@@ -14,6 +14,7 @@ import { MessageCodec } from '../../src/ros/codec.js';
 import { QOS_LATCHED, QOS_SENSOR_DATA, QOS_DEFAULT } from '../../src/ros/port.js';
 import { bagInfoJson, formatBagInfo, openBag, type BagMessage } from '../../src/replay/bag/reader.js';
 import { BagWriter } from '../../src/replay/bag/writer.js';
+import { qosProfilesYaml } from '../../src/replay/bag/metadata.js';
 import { ErrorCodes, isVlaError, type ErrorCode } from '../../src/util/errors.js';
 
 const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'rosbag2');
@@ -193,6 +194,15 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
       });
     });
   }
+
+  it('QoS profiles are the YAML rosbag2 writes (rmw enum numbers)', () => {
+    assert.deepEqual(parseYaml(qosProfilesYaml(QOS_SENSOR_DATA)), [
+      { history: 1, depth: 5, reliability: 2, durability: 2, deadline: { sec: 0, nsec: 0 }, lifespan: { sec: 0, nsec: 0 }, liveliness: 1, liveliness_lease_duration: { sec: 0, nsec: 0 }, avoid_ros_namespace_conventions: false },
+    ]);
+    const latched = parseYaml(qosProfilesYaml(QOS_LATCHED))[0];
+    assert.equal(latched.reliability, 1);
+    assert.equal(latched.durability, 1);
+  });
 
   it('splits files at maxFileBytes and reads them in order', async () => {
     const dir = path.join(tmp, 'split');

@@ -97,14 +97,24 @@ function crcOrBag(file: string, offset: number, err: unknown): VlaError {
  * Schemas and channels from the summary section at the end of the file (rosbag2 writes one),
  * without reading the data; undefined when the file has no readable summary.
  */
-export async function readMcapSummary(file: string): Promise<McapScan | undefined> {
+export async function readMcapSummary(file: string): Promise<McapSummary | undefined> {
   let fh: FileHandle | undefined;
   try {
     fh = await open(file, 'r');
     const r = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(fh) });
-    const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
+    const scan: McapSummary = { schemas: new Map(), channels: new Map(), metadata: new Map() };
     for (const [id, sc] of r.schemasById) scan.schemas.set(id, { name: sc.name, encoding: sc.encoding, text: new TextDecoder().decode(sc.data) });
     for (const [id, ch] of r.channelsById) scan.channels.set(id, { id, topic: ch.topic, schemaName: r.schemasById.get(ch.schemaId)?.name ?? '', messageEncoding: ch.messageEncoding, metadata: ch.metadata });
+    const st = r.statistics;
+    if (st) {
+      const counts = new Map<string, number>();
+      for (const [id, n] of st.channelMessageCounts) {
+        const topic = scan.channels.get(id)?.topic;
+        if (topic !== undefined) counts.set(topic, (counts.get(topic) ?? 0) + Number(n));
+      }
+      const messages = Number(st.messageCount);
+      scan.stats = { counts, startNs: messages ? st.messageStartTime : 0n, endNs: messages ? st.messageEndTime : 0n, messages };
+    }
     return scan;
   } catch {
     return undefined;
@@ -117,6 +127,18 @@ export interface McapScan {
   schemas: Map<number, McapSchemaInfo>;
   channels: Map<number, McapChannelInfo>;
   metadata: Map<string, Map<string, string>>;
+}
+
+export interface McapStats {
+  counts: Map<string, number>;
+  startNs: bigint;
+  endNs: bigint;
+  messages: number;
+}
+
+/** The summary section's schemas and channels, and its Statistics record when there is one. */
+export interface McapSummary extends McapScan {
+  stats?: McapStats;
 }
 
 /**
@@ -137,7 +159,7 @@ export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlyS
     const r = new BlockReader(fh, size);
     const magic = await r.take(8);
     if (!magic || !magic.every((b, i) => b === MCAP_MAGIC[i])) {
-      throw new VlaError(ErrorCodes.BAG_MAGIC, `${file}: does not start with the MCAP magic (not an MCAP file)`, { file, offset: 0 });
+      throw new VlaError(ErrorCodes.BAG_MAGIC, `${file}: no MCAP magic at byte 0 (not an MCAP file)`, { file, offset: 0 });
     }
     // Decompressors (WebAssembly) are loaded on the first compressed chunk: most bags have none.
     const handlers: McapTypes.DecompressHandlers = {};
@@ -206,16 +228,28 @@ export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlyS
   }
 }
 
-/** Topics, counts and time range from a scan of the whole file (for single files without metadata.yaml). */
-export async function summarizeMcap(file: string): Promise<{ scan: McapScan; counts: Map<string, number>; startNs: bigint; endNs: bigint; messages: number }> {
+/**
+ * Topics, counts and time range of a file without metadata.yaml: from the summary section's
+ * Statistics when there is one (no pass over the data), else from a scan of the whole file.
+ */
+export async function summarizeMcap(file: string): Promise<McapStats & { scan: McapScan; fault?: VlaError }> {
+  const summary = await readMcapSummary(file);
+  if (summary?.stats) return { scan: summary, ...summary.stats };
   const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
   const counts = new Map<string, number>();
   let startNs = -1n, endNs = 0n, messages = 0;
-  for await (const m of readMcap(file, scan)) {
-    counts.set(m.topic, (counts.get(m.topic) ?? 0) + 1);
-    if (startNs < 0n || m.logTimeNs < startNs) startNs = m.logTimeNs;
-    if (m.logTimeNs > endNs) endNs = m.logTimeNs;
-    messages++;
+  let fault: VlaError | undefined;
+  try {
+    for await (const m of readMcap(file, scan)) {
+      counts.set(m.topic, (counts.get(m.topic) ?? 0) + 1);
+      if (startNs < 0n || m.logTimeNs < startNs) startNs = m.logTimeNs;
+      if (m.logTimeNs > endNs) endNs = m.logTimeNs;
+      messages++;
+    }
+  } catch (err) {
+    // A damaged file still opens with what precedes the damage; messages() reports the fault.
+    if (!(err instanceof VlaError) || err.code === ErrorCodes.BAG_MAGIC || err.code === ErrorCodes.IO) throw err;
+    fault = err;
   }
-  return { scan, counts, startNs: startNs < 0n ? 0n : startNs, endNs, messages };
+  return { scan, counts, startNs: startNs < 0n ? 0n : startNs, endNs, messages, ...(fault ? { fault } : {}) };
 }

@@ -52,7 +52,10 @@ export function parseMetadata(text: string, file: string): BagMetadata {
     if (d.errors.length) throw d.errors[0];
     doc = d.toJS();
   } catch (err) {
-    throw new VlaError(ErrorCodes.BAG, `${file}: not valid YAML (${(err as Error).message})`, { file, offset: 0 }, { cause: err });
+    // YAML errors carry the character offset of the fault.
+    const pos = (err as { pos?: unknown }).pos;
+    const offset = Array.isArray(pos) && typeof pos[0] === 'number' ? pos[0] : 0;
+    throw new VlaError(ErrorCodes.BAG, `${file}: not valid YAML at character ${offset} (${(err as Error).message})`, { file, offset }, { cause: err });
   }
   const info = (doc as Obj | null)?.rosbag2_bagfile_information as Obj | undefined;
   if (!info || typeof info !== 'object') throw new VlaError(ErrorCodes.BAG, `${file}: no 'rosbag2_bagfile_information' section: not rosbag2 metadata`, { file, offset: 0 });
@@ -100,27 +103,34 @@ export async function readMetadata(file: string): Promise<BagMetadata> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file }, { cause: err });
+    throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file, offset: 0 }, { cause: err });
   }
   return parseMetadata(text, file);
 }
 
-/** rosbag2's offered_qos_profiles YAML for one publisher (enum values as rmw numbers them). */
+/**
+ * rosbag2's offered_qos_profiles YAML for one publisher, as Jazzy (metadata version 9) writes it:
+ * policies by name (version 9 decodes reliability/durability/liveliness as names, so rmw's
+ * numbers would read back as "unknown"), and durations "infinite" as rmw reports a default
+ * publisher's. A fixed shape, so written directly: the YAML library costs milliseconds per call.
+ */
 export function qosProfilesYaml(q: QosProfile): string {
-  const t = (sec: number, nsec: number) => ({ sec, nsec });
-  return stringify([
-    {
-      history: 1, // keep last
-      depth: q.depth,
-      reliability: q.reliability === 'reliable' ? 1 : 2,
-      durability: q.durability === 'transient_local' ? 1 : 2,
-      deadline: t(0, 0),
-      lifespan: t(0, 0),
-      liveliness: 1,
-      liveliness_lease_duration: t(0, 0),
-      avoid_ros_namespace_conventions: false,
-    },
-  ]).trimEnd();
+  const infinite = ['    sec: 9223372036', '    nsec: 854775807'];
+  const lines = [
+    '- history: keep_last',
+    `  depth: ${Math.trunc(q.depth)}`,
+    `  reliability: ${q.reliability === 'reliable' ? 'reliable' : 'best_effort'}`,
+    `  durability: ${q.durability === 'transient_local' ? 'transient_local' : 'volatile'}`,
+    '  deadline:',
+    ...infinite,
+    '  lifespan:',
+    ...infinite,
+    '  liveliness: automatic',
+    '  liveliness_lease_duration:',
+    ...infinite,
+    '  avoid_ros_namespace_conventions: false',
+  ];
+  return lines.join('\n');
 }
 
 /** metadata.yaml as rosbag2 (Jazzy, version 9) writes it. */

@@ -169,10 +169,11 @@ export class BagWriter {
   /** Ends the MCAP file and writes metadata.yaml; returns the bag's info. Safe to call twice. */
   close(): Promise<BagInfo> {
     this.closed ??= (async () => {
-      const yaml = metadataYaml(this.metadata());
-      await this.finishSplit(yaml);
+      // The same text goes into the last split's rosbag2 record and into metadata.yaml.
       const m = this.metadata();
-      await writeFile(path.join(this.dir, 'metadata.yaml'), metadataYaml(m));
+      const yaml = metadataYaml(m);
+      await this.finishSplit(yaml);
+      await writeFile(path.join(this.dir, 'metadata.yaml'), yaml);
       return {
         path: this.dir,
         storage: 'mcap' as const,
