@@ -298,6 +298,19 @@ describe('replay of the sample drive (addon, tiny model)', function () {
     assert.equal(d.identical, true, JSON.stringify(d));
   });
 
+  it('a latency deadline in the config: the label says so and "budget met" is sensor-to-publish within it', async () => {
+    const yaml = path.join(tmp, 'deadline.yaml');
+    writeFileSync(yaml, readFileSync(CONFIG, 'utf8').replace('budget_kind: tokens', 'budget_kind: latency').replace('budget_value: 24.0', 'budget_value: 1.0'));
+    const out = path.join(tmp, 'deadline');
+    const r = await cli('replay', drive, '--config', yaml, '--model', model, '--out', out, '--no-progress', '--no-bag', '--no-trace');
+    assert.equal(r.code, 0, r.err);
+    const s = readReport(out).settings[0] as ReplayReport['settings'][number];
+    assert.equal(s.label, 'autoprune latency:1ms');
+    // Nothing gets from camera to publish in 1 ms: the controller cuts tokens and the deadline is missed.
+    assert.equal(s.compute.budgetMetFraction, 0);
+    assert.ok(s.tokens.keptMean < 48, `${s.tokens.keptMean}`);
+  });
+
   describe('bad bags: coded error, partial report, no crash', () => {
     let mcap: string;
     let size: number;

@@ -1,4 +1,4 @@
-import assert from 'node:assert/strict';
+import { strict as assert } from 'node:assert';
 import { mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync, cpSync, readdirSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import os from 'node:os';
@@ -94,14 +94,19 @@ describe('rosbag2: the real recordings (test/fixtures/rosbag2, written by ROS 2)
     const b = await readAll(path.join(FIX, 'cdr_test-sqlite3'));
     const basic = a.filter((m) => m.topic === '/test_topic').map((m) => m.msg as Record<string, unknown>);
     assert.equal(basic.length, 3);
-    assert.equal(basic[0]?.int32_value, 123);
-    assert.equal(basic[0]?.bool_value, false);
-    assert.equal(basic[0]?.float64_value, 0);
+    for (const m of basic) {
+      assert.equal(m.int32_value, 123);
+      assert.equal(m.bool_value, false);
+      assert.equal(m.float64_value, 0);
+      assert.equal(m.uint8_value, 0);
+      assert.equal(m.int64_value, 0n);
+    }
     const arrays = a.filter((m) => m.topic === '/array_topic').map((m) => m.msg as { bool_values: boolean[]; string_values: string[]; float32_values: Float32Array });
     assert.equal(arrays.length, 4);
     assert.deepEqual(arrays[0]?.bool_values, [true, false, true]);
     assert.equal(arrays[0]?.float32_values.length, 3);
-    assert.equal(arrays[0]?.string_values.length, 3);
+    for (const m of arrays) assert.deepEqual(m.string_values, ['Complex Hello1', 'Complex Hello2', 'Complex Hello3']);
+    assert.equal((arrays[0] as unknown as { basic_types_values: unknown[] }).basic_types_values.length, 3);
     assert.deepEqual(a.map((m) => [m.topic, m.logTimeNs, m.msg]), b.map((m) => [m.topic, m.logTimeNs, m.msg]));
     // Timestamps are exact 64-bit nanoseconds (beyond 2^53).
     assert.equal(a[0]?.logTimeNs, 1586406456763032325n);
@@ -161,9 +166,13 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
       assert.equal(meta.duration.nanoseconds, 4_900_000_000n);
       const cam = meta.topics_with_message_count.find((t: { topic_metadata: { name: string } }) => t.topic_metadata.name === '/cam');
       assert.equal(cam.message_count, 50n);
-      assert.match(cam.topic_metadata.offered_qos_profiles, /reliability: 2/);
+      assert.match(cam.topic_metadata.offered_qos_profiles, /reliability: best_effort\n  durability: volatile/);
       const latched = meta.topics_with_message_count.find((t: { topic_metadata: { name: string } }) => t.topic_metadata.name === '/instruction');
-      assert.match(latched.topic_metadata.offered_qos_profiles, /durability: 1/);
+      assert.match(latched.topic_metadata.offered_qos_profiles, /reliability: reliable\n  durability: transient_local/);
+      assert.equal(meta.ros_distro, 'jazzy');
+      assert.equal(meta.files.length, 1);
+      assert.equal(meta.files[0].message_count, 51n);
+      assert.equal(meta.topics_with_message_count.find((t: { topic_metadata: { name: string } }) => t.topic_metadata.name === '/odom').topic_metadata.type, 'nav_msgs/msg/Odometry');
 
       // The indexed reader (needs a valid summary) sees the rosbag2 conventions.
       const fh = await open(path.join(dir, `rt-${compression}_0.mcap`), 'r');
@@ -174,13 +183,15 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
       assert.match(new TextDecoder().decode(schemas.find((s) => s.name === IMG)?.data), /MSG: std_msgs\/Header/);
       const ch = [...reader.channelsById.values()].find((c) => c.topic === '/cam');
       assert.equal(ch?.messageEncoding, 'cdr');
-      assert.ok(ch?.metadata.has('offered_qos_profiles') && ch.metadata.has('topic_type_hash'));
+      assert.equal(ch?.metadata.get('offered_qos_profiles'), qosProfilesYaml(QOS_SENSOR_DATA));
+      assert.equal(ch?.metadata.get('topic_type_hash'), '');
+      assert.equal(new TextDecoder().decode(schemas.find((s) => s.name === 'std_msgs/msg/String')?.data), codec.definitionText('std_msgs/msg/String'));
       assert.ok(reader.chunkIndexes.length > 3, 'several chunks');
       if (compression !== 'none') assert.ok(reader.chunkIndexes.every((c) => c.compression === compression));
       assert.equal(reader.statistics?.messageCount, 51n);
       const metas = [];
       for await (const m of reader.readMetadata({ name: 'rosbag2' })) metas.push(m);
-      assert.match(metas[0]?.metadata.get('serialized_metadata') ?? '', /rosbag2_bagfile_information/);
+      assert.equal(metas[0]?.metadata.get('serialized_metadata'), readFileSync(path.join(dir, 'metadata.yaml'), 'utf8'));
       await fh.close();
 
       // Our reader: bytes identical, times exact.
@@ -195,13 +206,15 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
     });
   }
 
-  it('QoS profiles are the YAML rosbag2 writes (rmw enum numbers)', () => {
+  it('QoS profiles are the YAML rosbag2 (Jazzy, metadata version 9) writes: policies by name', () => {
+    const inf = { sec: 9223372036, nsec: 854775807 };
     assert.deepEqual(parseYaml(qosProfilesYaml(QOS_SENSOR_DATA)), [
-      { history: 1, depth: 5, reliability: 2, durability: 2, deadline: { sec: 0, nsec: 0 }, lifespan: { sec: 0, nsec: 0 }, liveliness: 1, liveliness_lease_duration: { sec: 0, nsec: 0 }, avoid_ros_namespace_conventions: false },
+      { history: 'keep_last', depth: 5, reliability: 'best_effort', durability: 'volatile', deadline: inf, lifespan: inf, liveliness: 'automatic', liveliness_lease_duration: inf, avoid_ros_namespace_conventions: false },
     ]);
     const latched = parseYaml(qosProfilesYaml(QOS_LATCHED))[0];
-    assert.equal(latched.reliability, 1);
-    assert.equal(latched.durability, 1);
+    assert.equal(latched.reliability, 'reliable');
+    assert.equal(latched.durability, 'transient_local');
+    assert.equal(latched.depth, 1);
   });
 
   it('splits files at maxFileBytes and reads them in order', async () => {
@@ -313,8 +326,114 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
       writeFileSync(path.join(dir, 'metadata.yaml'), 'rosbag2_bagfile_information:\n  version: 5\n  storage_identifier: rosbag_v1\n');
       await assert.rejects(openBag(dir), coded(ErrorCodes.BAG, /rosbag_v1/));
       await assert.rejects(openBag(path.join(tmp, 'nothing-here')), coded(ErrorCodes.IO));
+      // A .db3 too large for sql.js's in-memory copy is refused, not an out-of-memory crash (sparse file).
+      const big = path.join(tmp, 'big.db3');
+      const fh = await open(big, 'w');
+      await fh.truncate(Math.floor(1.6 * 2 ** 30));
+      await fh.close();
+      await assert.rejects(openBag(big), coded(ErrorCodes.BAG, /too large.*ros2 bag convert/));
+      unlinkSync(big);
       writeFileSync(path.join(tmp, 'x.txt'), 'x');
       await assert.rejects(openBag(path.join(tmp, 'x.txt')), coded(ErrorCodes.BAG));
+    });
+
+    it('a flipped byte inside zstd and lz4 chunk data: VLA_E_BAG_CRC naming the chunk', async () => {
+      for (const compression of ['zstd', 'lz4'] as const) {
+        const dir = path.join(tmp, `flip-${compression}`);
+        await writeBag(dir, compression, 40, { chunkSizeBytes: 2048 });
+        const f = path.join(dir, `flip-${compression}_0.mcap`);
+        const complete = (await collect(dir)).got;
+        const bytes = readFileSync(f);
+        const chunks: number[] = [];
+        for (let pos = 8; pos < bytes.length - 8; pos += 9 + Number(bytes.readBigUInt64LE(pos + 1))) if (bytes[pos] === 0x06) chunks.push(pos);
+        const chunk = chunks[2] as number;
+        // Chunk body: start, end, uncompressed size (u64 each), CRC (u32), compression (string), records (u64 length + bytes).
+        const nameLen = bytes.readUInt32LE(chunk + 9 + 28);
+        const recordsAt = chunk + 9 + 32 + nameLen + 8;
+        const recordsLen = Number(bytes.readBigUInt64LE(recordsAt - 8));
+        for (const at of [recordsAt + 20, recordsAt + Math.floor(recordsLen / 2), recordsAt + recordsLen - 3]) {
+          const b = Buffer.from(bytes);
+          b[at] = (b[at] as number) ^ 0x10;
+          writeFileSync(f, b);
+          const { got, err } = await collect(dir);
+          assert.ok(coded(ErrorCodes.BAG_CRC, new RegExp(`flip-${compression}_0\\.mcap: chunk at byte ${chunk}`))(err), `${compression} @${at}: ${String(err)}`);
+          assert.equal((err as { details: { offset: number } }).details.offset, chunk);
+          // Exactly the messages of the two chunks before it.
+          assert.ok(got.length > 0 && got.length < complete.length);
+          assert.deepEqual(got.map((m) => m.logTimeNs), complete.slice(0, got.length).map((m) => m.logTimeNs));
+          assert.ok(got.every((m) => m.offset < chunk));
+          assert.ok(complete[got.length]?.offset === chunk);
+        }
+      }
+    });
+
+    it('cut at a record boundary or inside the closing magic: VLA_E_BAG_TRUNCATED naming the byte', async () => {
+      const bytes = readFileSync(file);
+      // Record boundaries: walk the file's records (opcode u8, length u64).
+      const starts: number[] = [];
+      for (let pos = 8; pos < bytes.length - 8; pos += 9 + Number(bytes.readBigUInt64LE(pos + 1))) starts.push(pos);
+      const dataEnd = starts.find((p) => bytes[p] === 0x0f) as number;
+      for (const [cut, offset] of [[dataEnd, dataEnd], [bytes.length - 8, bytes.length - 8], [bytes.length - 3, bytes.length - 8]] as const) {
+        const dir = variant(`edge-${cut}`, (b) => b.subarray(0, cut));
+        const { got, err } = await collect(dir);
+        assert.ok(coded(ErrorCodes.BAG_TRUNCATED, new RegExp(`good_0\\.mcap.*byte ${offset}`))(err), `${cut}: ${String(err)}`);
+        assert.deepEqual((err as { details: unknown }).details, { file: path.join(dir, 'good_0.mcap'), offset });
+        assert.equal(got.length, all.length, 'every message precedes DataEnd');
+      }
+    });
+
+    it('single files without metadata.yaml: the summary gives counts; a damaged one opens and then reports its fault', async () => {
+      const r = await openBag(file);
+      assert.equal(r.info.fromMetadata, false);
+      assert.equal(r.info.messageCount, all.length);
+      assert.equal(r.info.topics.find((t) => t.name === '/cam')?.messageCount, 60);
+      assert.equal(r.info.startNs, 1_000_000_000n);
+      assert.equal(r.info.durationNs, 5_900_000_000n);
+      const dir = variant('single-cut', (b) => b.subarray(0, Math.floor(b.length * 0.6)));
+      const cut = await openBag(path.join(dir, 'good_0.mcap'));
+      assert.ok(cut.info.messageCount > 0 && cut.info.messageCount < all.length);
+      const { got, err } = await collect(path.join(dir, 'good_0.mcap'));
+      assert.ok(coded(ErrorCodes.BAG_TRUNCATED, /byte \d+/)(err), String(err));
+      assert.equal(got.length, cut.info.messageCount);
+      // Not MCAP, not SQLite: coded at open.
+      writeFileSync(path.join(tmp, 'x.db3'), 'a text file, not a database\n');
+      await assert.rejects(openBag(path.join(tmp, 'x.db3')), coded(ErrorCodes.BAG_MAGIC, /x\.db3.*byte 0/));
+      writeFileSync(path.join(tmp, 'x.mcap'), 'a text file, not MCAP\n');
+      await assert.rejects(openBag(path.join(tmp, 'x.mcap')), coded(ErrorCodes.BAG_MAGIC, /x\.mcap.*byte 0/));
+    });
+
+    it('a truncated single .db3: VLA_E_BAG_TRUNCATED with the file size as offset', async () => {
+      const db = readFileSync(path.join(FIX, 'cdr_test-sqlite3', 'cdr_test_0.db3'));
+      for (const cut of [4096, 20000, db.length - 4096]) {
+        const f = path.join(tmp, `cut-${cut}.db3`);
+        writeFileSync(f, db.subarray(0, cut));
+        let err: unknown;
+        try {
+          await collect(f).then((x) => {
+            err = x.err;
+          });
+        } catch (e) {
+          err = e;
+        }
+        assert.ok(coded(ErrorCodes.BAG_TRUNCATED, new RegExp(`cut-${cut}\\.db3: ends at byte ${cut}`))(err), `${cut}: ${String(err)}`);
+        const d = (err as { details: { file: string; offset: number; row: number } }).details;
+        assert.equal(d.file, f);
+        assert.equal(d.offset, cut);
+        assert.equal(typeof d.row, 'number');
+      }
+    });
+
+    it('a directory of splits without metadata.yaml: files in split-index order (_2 before _10)', async () => {
+      const dir = path.join(tmp, 'many-splits');
+      await writeBag(dir, 'none', 60, { maxFileBytes: 1200, chunkSizeBytes: 512 });
+      unlinkSync(path.join(dir, 'metadata.yaml'));
+      const r = await openBag(dir);
+      assert.ok(r.info.files.length > 10, String(r.info.files.length));
+      assert.deepEqual(r.info.files.map((f) => Number(/_(\d+)\.mcap$/.exec(f)?.[1])), r.info.files.map((_, i) => i));
+      assert.equal(r.info.fromMetadata, false);
+      assert.equal(r.info.messageCount, 61);
+      const got = (await collect(dir)).got.filter((m) => m.topic === '/cam');
+      assert.deepEqual(got.map((m) => m.logTimeNs), Array.from({ length: 60 }, (_, i) => 1_000_000_000n + BigInt(i) * 100_000_000n));
     });
 
     it('an unknown message type has no definition: VLA_E_MSG_TYPE from the codec', async () => {

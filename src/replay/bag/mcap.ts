@@ -17,9 +17,25 @@ const OP_FOOTER = 0x02;
 const OP_CHUNK = 0x06;
 const BLOCK = 4 << 20;
 
+/** A chunk whose compressed bytes do not decompress: damaged data, reported like a CRC mismatch. */
+class ChunkDataError extends Error {}
+
 let handlers: Promise<McapTypes.DecompressHandlers> | undefined;
+/** @mcap/support's decompressors (loaded once), wrapped so that their failures are told apart from parse errors. */
 function decompressHandlers(): Promise<McapTypes.DecompressHandlers> {
-  handlers ??= loadDecompressHandlers();
+  handlers ??= loadDecompressHandlers().then((loaded) => {
+    const out: McapTypes.DecompressHandlers = {};
+    for (const [name, fn] of Object.entries(loaded)) {
+      out[name] = (buffer, size) => {
+        try {
+          return fn(buffer, size);
+        } catch (err) {
+          throw new ChunkDataError(`${name} chunk data does not decompress (${(err as Error).message ?? String(err)})`, { cause: err });
+        }
+      };
+    }
+    return out;
+  });
   return handlers;
 }
 
@@ -89,7 +105,7 @@ class BlockReader {
 
 function crcOrBag(file: string, offset: number, err: unknown): VlaError {
   const msg = (err as Error).message ?? String(err);
-  if (/chunk CRC/i.test(msg)) return new VlaError(ErrorCodes.BAG_CRC, `${file}: chunk at byte ${offset} fails its CRC (${msg})`, { file, offset }, { cause: err });
+  if (/chunk CRC/i.test(msg) || err instanceof ChunkDataError) return new VlaError(ErrorCodes.BAG_CRC, `${file}: chunk at byte ${offset} fails its CRC (${msg})`, { file, offset }, { cause: err });
   return new VlaError(ErrorCodes.BAG, `${file}: bad MCAP record at byte ${offset}: ${msg}`, { file, offset }, { cause: err });
 }
 

@@ -113,7 +113,7 @@ class Reader implements BagReader {
   async *messages(opts: { topics?: Iterable<string> } = {}): AsyncGenerator<BagMessage> {
     const topics = opts.topics ? new Set(opts.topics) : undefined;
     for (const file of this.info.files) {
-      if (!existsSync(file)) throw new VlaError(ErrorCodes.BAG_MISSING_FILE, `${file}: split file listed in metadata.yaml is missing`, { file, offset: 0 });
+      if (!existsSync(file)) throw new VlaError(ErrorCodes.BAG_MISSING_FILE, `${file}: split file listed in metadata.yaml is missing (nothing to read from byte 0)`, { file, offset: 0 });
       if (this.info.storage === 'sqlite3') {
         const db = await Db3File.open(file);
         try {
@@ -188,7 +188,6 @@ async function infoFromFiles(p: string, files: string[], storage: 'mcap' | 'sqli
         if (s.endNs > end) end = s.endNs;
       }
       messages += s.messages;
-      compression ||= '';
     }
   }
   const topics = [...types.values()].map((t) => ({ ...t, messageCount: counts.get(t.name) ?? 0 }));

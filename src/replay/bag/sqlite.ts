@@ -3,7 +3,7 @@
  * WebAssembly, so nothing native to build, and read-only use is all replay needs. sql.js works on
  * a copy of the file in memory. Timestamps are read as text: 19-digit nanoseconds exceed 2^53.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 
 import initSqlJs, { type Database, type SqlJsStatic } from 'sql.js';
@@ -11,6 +11,8 @@ import initSqlJs, { type Database, type SqlJsStatic } from 'sql.js';
 import { ErrorCodes, VlaError } from '../../util/errors.js';
 
 const SQLITE_MAGIC = 'SQLite format 3\0';
+/** sql.js holds the whole database in WebAssembly memory (at most 4 GiB, and a copy is made). */
+export const MAX_DB3_BYTES = 1.5 * 2 ** 30;
 
 let sql: Promise<SqlJsStatic> | undefined;
 function sqlJs(): Promise<SqlJsStatic> {
@@ -36,39 +38,63 @@ export interface DbMessage {
   row: number;
 }
 
+/**
+ * The size the header says the database has (page count × page size), when the header's page
+ * count is valid (its version-valid-for number matches the change counter); else undefined.
+ */
+function expectedSize(bytes: Uint8Array): number | undefined {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const raw = dv.getUint16(16);
+  const pageSize = raw === 1 ? 65536 : raw;
+  const pages = dv.getUint32(28);
+  if (!pages || dv.getUint32(92) !== dv.getUint32(24)) return undefined;
+  return pages * pageSize;
+}
+
+/** An SQLite error: a cut-off copy when the file is shorter than its header says, else a damaged database. */
+function sqliteFault(file: string, size: number, expected: number | undefined, err: unknown, row: number | undefined): VlaError {
+  const msg = (err as Error).message ?? String(err);
+  const where = row === undefined ? 'opening it' : `reading messages after row id ${row}`;
+  if (expected !== undefined && size < expected) {
+    return new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: ends at byte ${size} but its header says ${expected} bytes: truncated (SQLite, ${where}: ${msg})`, { file, offset: size, row: row ?? 0 }, { cause: err });
+  }
+  return new VlaError(ErrorCodes.BAG, `${file}: damaged SQLite database (${where}, row id ${row ?? 0}, byte offset unknown): ${msg}`, { file, offset: 0, row: row ?? 0 }, { cause: err });
+}
+
 export class Db3File {
   private constructor(
     readonly file: string,
     private readonly db: Database,
     readonly topics: DbTopic[],
     readonly definitions: Map<string, string>,
+    private readonly size: number,
+    private readonly expected: number | undefined,
   ) {}
 
   static async open(file: string): Promise<Db3File> {
     let bytes: Uint8Array;
     try {
+      // sql.js works on an in-memory copy: refuse what would not fit rather than run out of memory.
+      const size = (await stat(file)).size;
+      if (size > MAX_DB3_BYTES) {
+        throw new VlaError(ErrorCodes.BAG, `${file}: ${(size / 2 ** 30).toFixed(1)} GiB is too large to read as .db3 here (limit ${MAX_DB3_BYTES / 2 ** 30} GiB); convert it to MCAP with \`ros2 bag convert\` or split it`, { file, offset: 0 });
+      }
       bytes = await readFile(file);
     } catch (err) {
+      if (err instanceof VlaError) throw err;
       const code = (err as NodeJS.ErrnoException).code === 'ENOENT' ? ErrorCodes.BAG_MISSING_FILE : ErrorCodes.IO;
       throw new VlaError(code, `${file}: ${(err as Error).message}`, { file, offset: 0 }, { cause: err });
     }
     if (bytes.byteLength < 100 || new TextDecoder('latin1').decode(bytes.subarray(0, 16)) !== SQLITE_MAGIC) {
-      throw new VlaError(ErrorCodes.BAG_MAGIC, `${file}: not an SQLite database (no SQLite header)`, { file, offset: 0 });
+      throw new VlaError(ErrorCodes.BAG_MAGIC, `${file}: no SQLite header at byte 0 (not an SQLite database)`, { file, offset: 0 });
     }
-    // The header says how long the database should be: shorter means a cut-off copy.
-    const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const pageSize = dv.getUint16(16) === 1 ? 65536 : dv.getUint16(16);
-    const pages = dv.getUint32(28);
-    const expected = pageSize * pages;
+    const expected = expectedSize(bytes);
     const S = await sqlJs();
     let db: Database | undefined;
     try {
-      if (pages > 0 && bytes.byteLength < expected) {
-        throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: ${bytes.byteLength} bytes, but its header says ${pages} pages of ${pageSize} (${expected} bytes): truncated`, { file, offset: bytes.byteLength });
-      }
       db = new S.Database(bytes);
       const tables = new Set((db.exec("SELECT name FROM sqlite_master WHERE type='table'")[0]?.values ?? []).map((r) => String(r[0])));
-      if (!tables.has('topics') || !tables.has('messages')) throw new VlaError(ErrorCodes.BAG, `${file}: an SQLite database without rosbag2's topics/messages tables`, { file, offset: 0 });
+      if (!tables.has('topics') || !tables.has('messages')) throw new VlaError(ErrorCodes.BAG, `${file}: an SQLite database without rosbag2's topics/messages tables (byte 0)`, { file, offset: 0 });
       const cols = new Set((db.exec('PRAGMA table_info(topics)')[0]?.values ?? []).map((r) => String(r[1])));
       const hashCol = cols.has('type_description_hash') ? 'type_description_hash' : "''";
       const qosCol = cols.has('offered_qos_profiles') ? 'offered_qos_profiles' : "''";
@@ -86,16 +112,24 @@ export class Db3File {
           if (String(r[1]) === 'ros2msg' && String(r[2] ?? '').trim()) definitions.set(String(r[0]), String(r[2]));
         }
       }
-      return new Db3File(file, db, topics, definitions);
+      return new Db3File(file, db, topics, definitions, bytes.byteLength, expected);
     } catch (err) {
       db?.close();
       if (err instanceof VlaError) throw err;
-      throw new VlaError(ErrorCodes.BAG, `${file}: ${(err as Error).message}`, { file, offset: 0 }, { cause: err });
+      throw sqliteFault(file, bytes.byteLength, expected, err, undefined);
     }
   }
 
   /** Counts and time range per topic, by SQL. */
   stats(): { counts: Map<string, number>; startNs: bigint; endNs: bigint; messages: number } {
+    try {
+      return this.countRows();
+    } catch (err) {
+      throw sqliteFault(this.file, this.size, this.expected, err, undefined);
+    }
+  }
+
+  private countRows(): { counts: Map<string, number>; startNs: bigint; endNs: bigint; messages: number } {
     const byId = new Map(this.topics.map((t) => [t.id, t.name]));
     const counts = new Map<string, number>();
     let messages = 0;
@@ -119,9 +153,9 @@ export class Db3File {
         try {
           more = stmt.step();
         } catch (err) {
-          throw new VlaError(ErrorCodes.BAG, `${this.file}: cannot read message row after id ${row}: ${(err as Error).message}`, { file: this.file, offset: 0, row }, { cause: err });
+          throw sqliteFault(this.file, this.size, this.expected, err, row);
         }
-        if (!more) return;
+        if (!more) break;
         const r = stmt.get();
         row = Number(r[0]);
         const t = byId.get(Number(r[1]));
@@ -129,6 +163,10 @@ export class Db3File {
         if (topics && !topics.has(t.name)) continue;
         const data = r[3] instanceof Uint8Array ? r[3] : new Uint8Array(0);
         yield { topic: t.name, type: t.type, timestampNs: BigInt(String(r[2])), data, row };
+      }
+      // SQLite read every row it could reach, but pages are missing: say so rather than pass a cut-off copy as whole.
+      if (this.expected !== undefined && this.size < this.expected) {
+        throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${this.file}: ends at byte ${this.size} but its header says ${this.expected} bytes: truncated (every readable row was read, last row id ${row})`, { file: this.file, offset: this.size, row });
       }
     } finally {
       stmt.free();
