@@ -351,12 +351,22 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
         const nameLen = bytes.readUInt32LE(chunk + 9 + 28);
         const recordsAt = chunk + 9 + 32 + nameLen + 8;
         const recordsLen = Number(bytes.readBigUInt64LE(recordsAt - 8));
-        for (const at of [recordsAt + 20, recordsAt + Math.floor(recordsLen / 2), recordsAt + recordsLen - 3]) {
+        // (Not the frame's last 4 bytes: lz4's end mark, which carries no data.)
+        let faults = 0;
+        for (const at of [recordsAt + 20, recordsAt + Math.floor(recordsLen / 2), recordsAt + recordsLen - 8]) {
           const b = Buffer.from(bytes);
           b[at] = (b[at] as number) ^ 0x10;
           writeFileSync(f, b);
           const { got, err } = await collect(dir);
-          assert.ok(coded(ErrorCodes.BAG_CRC, new RegExp(`flip-${compression}_0\\.mcap: chunk at byte ${chunk}`))(err), `${compression} @${at}: ${String(err)}`);
+          if (err === undefined && compression === 'lz4') {
+            // lz4js (the fallback after the wasm decoder fails) may skip a byte the frame does not
+            // need; then the chunk CRC proves the content intact: it must be exactly the original.
+            assert.equal(got.length, complete.length);
+            got.forEach((m, i) => assert.ok(Buffer.from(m.data).equals(Buffer.from((complete[i] as BagMessage).data))));
+            continue;
+          }
+          assert.ok(coded(ErrorCodes.BAG_CRC, new RegExp(`flip-${compression}_0\\.mcap: chunk at byte ${chunk}`))(err), `${compression} @${at} (records ${recordsAt}+${recordsLen}, chunk ${chunk}): ${String(err)} ${got.length}/${complete.length}`);
+          faults++;
           assert.equal((err as { details: { offset: number } }).details.offset, chunk);
           // Exactly the messages of the two chunks before it.
           assert.ok(got.length > 0 && got.length < complete.length);
@@ -364,6 +374,12 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
           assert.ok(got.every((m) => m.offset < chunk));
           assert.ok(complete[got.length]?.offset === chunk);
         }
+        assert.ok(faults >= 2, `${compression}: ${faults} of 3 flips reported`);
+        // A damaged chunk leaves the decompressor usable: the intact file still reads in full.
+        writeFileSync(f, bytes);
+        const again = await collect(dir);
+        assert.equal(again.err, undefined, String(again.err));
+        assert.equal(again.got.length, complete.length);
       }
     });
 

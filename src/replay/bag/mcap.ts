@@ -9,6 +9,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { McapIndexedReader, McapStreamReader, type McapTypes } from '@mcap/core';
 import { FileHandleReadable } from '@mcap/nodejs';
 import { loadDecompressHandlers } from '@mcap/support';
+import * as lz4 from 'lz4js';
 
 import { ErrorCodes, VlaError } from '../../util/errors.js';
 
@@ -20,6 +21,20 @@ const BLOCK = 4 << 20;
 /** A chunk whose compressed bytes do not decompress: damaged data, reported like a CRC mismatch. */
 class ChunkDataError extends Error {}
 
+/**
+ * @foxglove/wasm-lz4 reuses one decompression context and never resets it after a failure, so
+ * one damaged lz4 chunk would make every later lz4 chunk in the process fail. After its first
+ * failure, lz4 goes through lz4js (pure JS, slower) instead; the chunk that failed is decoded
+ * again by it, so that a wasm context broken by someone else does not fail a good chunk.
+ */
+let wasmLz4Broken = false;
+
+function lz4js(buffer: Uint8Array, size: number): Uint8Array {
+  const out = lz4.decompress(buffer, size);
+  if (out.byteLength !== size) throw new Error(`lz4 frame decompressed to ${out.byteLength} bytes, expected ${size}`);
+  return out;
+}
+
 let handlers: Promise<McapTypes.DecompressHandlers> | undefined;
 /** @mcap/support's decompressors (loaded once), wrapped so that their failures are told apart from parse errors. */
 function decompressHandlers(): Promise<McapTypes.DecompressHandlers> {
@@ -28,7 +43,14 @@ function decompressHandlers(): Promise<McapTypes.DecompressHandlers> {
     for (const [name, fn] of Object.entries(loaded)) {
       out[name] = (buffer, size) => {
         try {
-          return fn(buffer, size);
+          if (name === 'lz4' && wasmLz4Broken) return lz4js(buffer, Number(size));
+          try {
+            return fn(buffer, size);
+          } catch (err) {
+            if (name !== 'lz4') throw err;
+            wasmLz4Broken = true;
+            return lz4js(buffer, Number(size));
+          }
         } catch (err) {
           throw new ChunkDataError(`${name} chunk data does not decompress (${(err as Error).message ?? String(err)})`, { cause: err });
         }
