@@ -23,6 +23,17 @@ const OWN_MSG_DIR = path.join(packageRoot, 'msg', 'msg');
 /** Other packages' interfaces we publish (e.g. Autoware), as msg/ext/<pkg>/msg/*.msg. */
 const EXT_MSG_DIR = path.join(packageRoot, 'msg', 'ext');
 
+/** .msg files are read once per process: every codec (one per replay run, per node) shares them. */
+const fileCache = new Map<string, string | null>();
+function readCached(file: string): string | undefined {
+  let text = fileCache.get(file);
+  if (text === undefined) {
+    text = existsSync(file) ? readFileSync(file, 'utf8') : null;
+    fileCache.set(file, text);
+  }
+  return text ?? undefined;
+}
+
 function standardMsgDir(): string {
   const require = createRequire(import.meta.url);
   const pkg = path.dirname(require.resolve('@foxglove/rosmsg-msgs-common/package.json'));
@@ -51,7 +62,7 @@ export class MessageCodec {
 
   constructor(private readonly stdDir: string = standardMsgDir(), ownDir: string = OWN_MSG_DIR, extDir: string = EXT_MSG_DIR) {
     const add = (pkg: string, dir: string) => {
-      for (const f of readdirSync(dir)) if (f.endsWith('.msg')) this.own.set(`${pkg}/${f.slice(0, -4)}`, readFileSync(path.join(dir, f), 'utf8'));
+      for (const f of readdirSync(dir)) if (f.endsWith('.msg')) this.own.set(`${pkg}/${f.slice(0, -4)}`, readCached(path.join(dir, f)) as string);
     };
     if (existsSync(ownDir)) add(OWN_PACKAGE, ownDir);
     if (existsSync(extDir)) {
@@ -65,8 +76,9 @@ export class MessageCodec {
     if (mine !== undefined) return mine;
     const [pkg, name] = pkgType.split('/') as [string, string];
     const file = path.join(this.stdDir, pkg, 'msg', `${name}.msg`);
-    if (!existsSync(file)) throw new VlaError(ErrorCodes.MSG_TYPE, `unknown message type ${pkg}/msg/${name}`);
-    return readFileSync(file, 'utf8').split(`\n${SEPARATOR}\n`)[0] as string;
+    const text = readCached(file);
+    if (text === undefined) throw new VlaError(ErrorCodes.MSG_TYPE, `unknown message type ${pkg}/msg/${name}`);
+    return text.split(`\n${SEPARATOR}\n`)[0] as string;
   }
 
   /** Whether the codec can encode and decode this type (from its own or a registered definition). */
