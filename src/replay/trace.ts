@@ -10,7 +10,8 @@ import path from 'node:path';
 import protobuf from 'protobufjs';
 
 import { packageRoot } from '../native/addon.js';
-import type { Waypoint } from '../native/engine.js';
+import type { NativePruneStats } from '../native/addon-types.js';
+import type { StageTimingsMs, Waypoint } from '../native/engine.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { planDistance, planningErrors, scoreFrame, type Point2, type ScoredFrame } from './score.js';
 import type { PlanningErrors } from './report-types.js';
@@ -35,36 +36,17 @@ export interface TraceHeader {
   rate: number;
 }
 
-export interface TracePrune {
+/** The schedule as the trace stores it: the engine's stats with per-view counts flattened. */
+export type TracePrune = Omit<NativePruneStats, 'policy' | 'keptPerView' | 'budget'> & {
   policy: string;
-  nVisual: number;
-  kept: number[];
-  merged: number[];
+  /** Layer-major, `views` per layer. */
   keptPerView: number[];
   views: number;
-  mi0: number;
-  mi1: number;
-  k: number;
-  scale: number;
-  targetTokens: number;
-  avgTokens: number;
-  flops: number;
-  flopsUnpruned: number;
-  budgetMet: boolean;
+  /** "tokens:64", "flops:1.5" or "". */
   budget: string;
-}
+};
 
-export interface TraceTimings {
-  decodeMs: number;
-  tokenizeMs: number;
-  preprocessMs: number;
-  visionMs: number;
-  prefillMs: number;
-  headMs: number;
-  engineMs: number;
-  totalMs: number;
-  sensorToPublishMs: number;
-}
+export type TraceTimings = StageTimingsMs & { sensorToPublishMs: number };
 
 export interface TraceFrame {
   index: number;

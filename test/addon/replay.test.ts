@@ -46,6 +46,28 @@ async function messagesOf(bag: string, topic: string): Promise<Array<{ logTimeNs
   return out;
 }
 
+/** A fake engine whose plan is x = speed(prompt) * t (0 when `useSpeed` is false or the prompt has no speed). */
+function fakePlanner(useSpeed: boolean): ReplayEngine {
+  return {
+    cameras: ['front', 'front_left', 'front_right'],
+    info: { backend: 'fake', nParams: 0, numWaypoints: 6, waypointDtS: 0.5 },
+    infer: async (input: InferInput): Promise<InferOutput> => {
+      const m = useSpeed ? /ego speed ([\d.]+) m\/s/.exec(input.instruction) : null;
+      const v = m ? Number(m[1]) : 0;
+      return {
+        head: 'waypoints',
+        waypoints: [0.5, 1, 1.5, 2, 2.5, 3].map((tS) => ({ tS, x: v * tS, y: 0 })),
+        tokenIds: [],
+        stopped: true,
+        cameras: Object.keys(input.views),
+        timings: { decodeMs: 0, tokenizeMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, headMs: 0, engineMs: 0, totalMs: 0.01 },
+        tokens: { prompt: 1, visual: 48, text: 1, generated: 0 },
+        prune: { policy: 'none', nVisual: 48, kept: [48, 48, 48], merged: [0, 0, 0], keptPerView: [], mi0: 0, mi1: 0, k: 0, scale: 1, targetTokens: 48, avgTokens: 48, flops: 1, flopsUnpruned: 1, budgetMet: true },
+      };
+    },
+  };
+}
+
 describe('replay of the sample drive (addon, tiny model)', function () {
   this.timeout(120_000);
   let tmp: string;
@@ -161,24 +183,7 @@ describe('replay of the sample drive (addon, tiny model)', function () {
 
   it('scores against the recorded ego path: a constant-velocity planner gets the analytic L2', async () => {
     // A fake engine that plans straight ahead at the odometry speed the node puts in the prompt.
-    const fake: ReplayEngine = {
-      cameras: ['front', 'front_left', 'front_right'],
-      info: { backend: 'fake', nParams: 0, numWaypoints: 6, waypointDtS: 0.5 },
-      infer: async (input: InferInput): Promise<InferOutput> => {
-        const m = /ego speed ([\d.]+) m\/s/.exec(input.instruction);
-        const v = m ? Number(m[1]) : 0;
-        return {
-          head: 'waypoints',
-          waypoints: [0.5, 1, 1.5, 2, 2.5, 3].map((tS) => ({ tS, x: v * tS, y: 0 })),
-          tokenIds: [],
-          stopped: true,
-          cameras: Object.keys(input.views),
-          timings: { decodeMs: 0, tokenizeMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, headMs: 0, engineMs: 0, totalMs: 0.01 },
-          tokens: { prompt: 1, visual: 48, text: 1, generated: 0 },
-          prune: { policy: 'none', nVisual: 48, kept: [48, 48, 48], merged: [0, 0, 0], keptPerView: [], mi0: 0, mi1: 0, k: 0, scale: 1, targetTokens: 48, avgTokens: 48, flops: 1, flopsUnpruned: 1, budgetMet: true },
-        };
-      },
-    };
+    const fake = fakePlanner(true);
     const config = loadParamsFile(CONFIG);
     const { report, traces } = await replayBag({ bag: drive, config, configPath: CONFIG, engine: fake, outDir: path.join(tmp, 'cv'), settings: [{ policy: 'none' }], writeBag: false });
     const s = report.settings[0] as ReplayReport['settings'][number];
@@ -224,20 +229,7 @@ describe('replay of the sample drive (addon, tiny model)', function () {
     }
     await w.close();
     await src.close();
-    const zero: ReplayEngine = {
-      cameras: ['front', 'front_left', 'front_right'],
-      info: { backend: 'fake', nParams: 0, numWaypoints: 6, waypointDtS: 0.5 },
-      infer: async (input: InferInput): Promise<InferOutput> => ({
-        head: 'waypoints',
-        waypoints: [0.5, 1, 1.5, 2, 2.5, 3].map((tS) => ({ tS, x: 0, y: 0 })),
-        tokenIds: [],
-        stopped: true,
-        cameras: Object.keys(input.views),
-        timings: { decodeMs: 0, tokenizeMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, headMs: 0, engineMs: 0, totalMs: 0.01 },
-        tokens: { prompt: 1, visual: 48, text: 1, generated: 0 },
-        prune: { policy: 'none', nVisual: 48, kept: [48, 48, 48], merged: [0, 0, 0], keptPerView: [], mi0: 0, mi1: 0, k: 0, scale: 1, targetTokens: 48, avgTokens: 48, flops: 1, flopsUnpruned: 1, budgetMet: true },
-      }),
-    };
+    const zero = fakePlanner(false);
     const config = loadParamsFile(CONFIG);
     const viaOdom = await replayBag({ bag: drive, config, configPath: CONFIG, engine: zero, outDir: path.join(tmp, 'gt-odom'), settings: [{ policy: 'none' }], writeBag: false, writeTrace: false });
     const viaTf = await replayBag({ bag: dir, config, configPath: CONFIG, engine: zero, outDir: path.join(tmp, 'gt-tf'), settings: [{ policy: 'none' }], writeBag: false, writeTrace: false });

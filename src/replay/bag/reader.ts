@@ -7,18 +7,12 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 import { ErrorCodes, VlaError } from '../../util/errors.js';
-import { readMetadata, type BagMetadata } from './metadata.js';
+import { readMetadata, type BagMetadata, type MetadataTopic } from './metadata.js';
 import { readMcap, readMcapSummary, summarizeMcap, type McapScan } from './mcap.js';
 import { Db3File } from './sqlite.js';
 
-export interface BagTopic {
-  name: string;
-  type: string;
-  serializationFormat: string;
-  offeredQosProfiles: string;
-  typeDescriptionHash: string;
-  messageCount: number;
-}
+/** A topic as metadata.yaml describes it. */
+export type BagTopic = MetadataTopic;
 
 export interface BagMessage {
   topic: string;
