@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # System packages the native build needs (Debian/Ubuntu): a C++17 compiler, CMake, nlohmann-json
-# (JSON parsing in the engine) and doctest (native tests). Installs only what is missing.
+# (JSON parsing in the engine), libjpeg-turbo (native JPEG decoding) and doctest (native tests). Installs only what is missing.
 set -euo pipefail
 pkgs=()
 command -v cmake >/dev/null || pkgs+=(cmake)
 command -v g++ >/dev/null || pkgs+=(g++)
 [ -f /usr/include/nlohmann/json.hpp ] || pkgs+=(nlohmann-json3-dev)
 [ -f /usr/include/doctest/doctest.h ] || pkgs+=(doctest-dev)
+[ -f /usr/include/jpeglib.h ] || pkgs+=(libjpeg-dev)
 if [ ${#pkgs[@]} -eq 0 ]; then
   echo "install-deps: system packages present"
   exit 0

@@ -4,7 +4,10 @@
 
 #include <memory>
 
+#include <chrono>
+
 #include "vla/engine.h"
+#include "vla/jpeg.h"
 #include "vla/prune-ops.h"
 #include "vla/schedule.h"
 
@@ -102,7 +105,31 @@ public:
     Napi::Promise promise() { return deferred_.Promise(); }
     vla::InferRequest req;
     std::vector<Napi::ObjectReference> keep;  // the JS buffers the request points into
-    void Execute() override { st_ = engine_->infer(req, &res_); }
+    // JPEG views: decoded here, on the worker thread, into native buffers (no JS allocation).
+    struct Jpeg {
+        size_t view;
+        std::string label;
+    };
+    std::vector<Jpeg> jpegs;
+    void Execute() override {
+        const auto t0 = std::chrono::steady_clock::now();
+        decoded_.resize(jpegs.size());
+        for (size_t k = 0; k < jpegs.size(); ++k) {
+            vla::ImageInput& im = req.views[jpegs[k].view];
+            int w = 0, h = 0;
+            st_ = vla::jpeg_decode_rgb(im.data, im.size, jpegs[k].label, &decoded_[k], &w, &h);
+            if (!st_.ok()) return;
+            im = vla::ImageInput{};
+            im.data = decoded_[k].data();
+            im.size = decoded_[k].size();
+            im.width = w;
+            im.height = h;
+            im.step = w * 3;
+            im.format = vla::PixelFormat::rgb8;
+        }
+        decode_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        st_ = engine_->infer(req, &res_);
+    }
     void OnOK() override;
     void OnError(const Napi::Error& e) override;
 
@@ -112,6 +139,8 @@ private:
     EngineWrap* owner_;
     vla::Status st_;
     vla::InferResult res_;
+    std::vector<std::vector<uint8_t>> decoded_;
+    double decode_ms_ = 0;
     void finish();
 };
 
@@ -230,6 +259,7 @@ void InferWorker::OnOK() {
     t.Set("prefillMs", r.timings.prefill_ms);
     t.Set("headMs", r.timings.head_ms);
     t.Set("totalMs", r.timings.total_ms);
+    t.Set("decodeMs", decode_ms_);
     o.Set("timings", t);
     o.Set("nPromptTokens", double(r.n_prompt_tokens));
     o.Set("nVisualTokens", double(r.n_visual_tokens));
@@ -311,8 +341,13 @@ Napi::Value EngineWrap::Infer(const Napi::CallbackInfo& info) {
             im.height = get_int(env, v, "height", 0, 0, 1 << 20);
             im.step = get_int(env, v, "step", 0, 0, 1 << 30);
             Napi::Value enc = v.Get("encoding");
-            if (!enc.IsString() || !vla::pixel_format_parse(enc.As<Napi::String>().Utf8Value(), &im.format))
-                throw coded_error(env, {vla::Code::image, where + ".encoding must be one of rgb8, bgr8, rgba8, bgra8, mono8"});
+            const std::string es = enc.IsString() ? enc.As<Napi::String>().Utf8Value() : "";
+            if (es == "jpeg" && vla::jpeg_available()) {
+                Napi::Value lv = v.Get("label");
+                w->jpegs.push_back({w->req.views.size(), lv.IsString() ? lv.As<Napi::String>().Utf8Value() : where});
+            } else if (!vla::pixel_format_parse(es, &im.format)) {
+                throw coded_error(env, {vla::Code::image, where + ".encoding must be one of rgb8, bgr8, rgba8, bgra8, mono8" + std::string(vla::jpeg_available() ? ", jpeg" : "")});
+            }
             w->req.views.push_back(im);
             w->keep.push_back(Napi::Persistent(u8.As<Napi::Object>()));
         }
@@ -418,6 +453,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     uint32_t i = 0;
     for (const auto& n : vla::backend_list()) names.Set(i++, n);
     exports.Set("backends", names);
+    // What this build can take besides raw pixels: JPEG bytes when built with libjpeg.
+    Napi::Object features = Napi::Object::New(env);
+    features.Set("jpeg", Napi::Boolean::New(env, vla::jpeg_available()));
+    exports.Set("features", features);
     return exports;
 }
 

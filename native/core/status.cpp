@@ -14,6 +14,7 @@ const char* code_name(Code c) {
         case Code::dtype: return "VLA_E_DTYPE";
         case Code::input: return "VLA_E_INPUT";
         case Code::image: return "VLA_E_IMAGE";
+        case Code::image_decode: return "VLA_E_IMAGE_DECODE";
         case Code::busy: return "VLA_E_BUSY";
         case Code::disposed: return "VLA_E_DISPOSED";
         case Code::backend: return "VLA_E_BACKEND";

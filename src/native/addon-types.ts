@@ -10,7 +10,10 @@ export interface NativeView {
   width: number;
   height: number;
   step: number; // bytes per row
-  encoding: PixelEncoding;
+  /** 'jpeg': compressed bytes the addon decodes on its worker thread (features.jpeg); width, height, step 0. */
+  encoding: PixelEncoding | 'jpeg';
+  /** Names the view in decode errors (e.g. "camera 'front'"). */
+  label?: string;
 }
 
 export type PrunePolicyName = 'none' | 'autoprune' | 'fastv' | 'pdrop' | 'sparsevlm-fixed' | 'cls-prior' | 'random';
@@ -94,6 +97,8 @@ export interface NativeRequest {
 }
 
 export interface NativeTimings {
+  /** JPEG decoding on the worker thread (0 without JPEG views). */
+  decodeMs: number;
   preprocessMs: number;
   visionMs: number;
   prefillMs: number;
@@ -157,4 +162,6 @@ export interface NativeAddon {
   /** AutoPrune's schedule and FLOPs without a model (synchronous, microseconds). */
   schedule(options: NativeScheduleOptions): NativeSchedule;
   backends: string[];
+  /** Inputs this build takes besides raw pixels. */
+  features: { jpeg: boolean };
 }

@@ -17,6 +17,8 @@ export interface EngineOptions {
   threads?: number;
   /** Calls waiting behind the running one before new calls are rejected with VLA_E_BUSY. */
   maxQueue?: number;
+  /** Where JPEG frames are decoded: in the addon's worker thread when it has libjpeg (default), or with sharp. */
+  jpegDecoder?: 'native' | 'sharp';
   logger?: Logger;
 }
 
@@ -98,6 +100,8 @@ export class Engine {
     private readonly stopIds: Int32Array,
     private readonly maxQueue: number,
     log: Logger,
+    /** JPEG bytes go to the addon undecoded. */
+    private readonly nativeJpeg: boolean,
   ) {
     this.native = native;
     this.log = log;
@@ -132,7 +136,8 @@ export class Engine {
         log.warn({ requested: backend, backend: nativeInfo.backend, available: addon.backends }, 'backend fallback');
       }
       log.info({ backend: nativeInfo.backend, params: nativeInfo.nParams, cameras: nativeInfo.cameras, head: nativeInfo.head, loadMs: Math.round(performance.now() - t0) }, 'model loaded');
-      return new Engine(native, tokenizer, info, Int32Array.from(stops), options.maxQueue ?? 8, log);
+      const nativeJpeg = options.jpegDecoder !== 'sharp' && addon.features?.jpeg === true;
+      return new Engine(native, tokenizer, info, Int32Array.from(stops), options.maxQueue ?? 8, log, nativeJpeg);
     } catch (err) {
       native.dispose();
       throw VlaError.from(err, ErrorCodes.CONFIG);
@@ -207,7 +212,7 @@ export class Engine {
     const { names, images } = this.orderViews(input.views);
 
     const tDecode = performance.now();
-    const views: NativeView[] = await Promise.all(images.map((img, i) => toNativeView(img, `camera '${names[i]}'`)));
+    const views: NativeView[] = await Promise.all(images.map((img, i) => toNativeView(img, `camera '${names[i]}'`, this.nativeJpeg)));
     const decodeMs = performance.now() - tDecode;
 
     const tTok = performance.now();
@@ -237,7 +242,7 @@ export class Engine {
       stopped: r.stopped,
       cameras: names,
       timings: {
-        decodeMs,
+        decodeMs: decodeMs + (r.timings.decodeMs ?? 0),
         tokenizeMs,
         preprocessMs: r.timings.preprocessMs,
         visionMs: r.timings.visionMs,

@@ -68,6 +68,18 @@ export function rawView(img: RawImage, label: string): NativeView {
   return { data: img.data, width, height, step, encoding: img.encoding };
 }
 
-export async function toNativeView(img: ImageInput, label: string): Promise<NativeView> {
-  return img.kind === 'compressed' ? decodeCompressed(img.data, label) : rawView(img, label);
+/** JPEG's start-of-image marker. */
+export function isJpeg(data: Uint8Array): boolean {
+  return data.byteLength >= 3 && data[0] === 0xff && data[1] === 0xd8 && data[2] === 0xff;
+}
+
+/**
+ * A view for the addon. With `nativeJpeg`, JPEG bytes go to the addon as they are and are decoded
+ * on its worker thread into native memory (no decoded frame in the JS heap: at camera rates those
+ * buffers force full garbage collections); PNG and builds without libjpeg decode here with sharp.
+ */
+export async function toNativeView(img: ImageInput, label: string, nativeJpeg = false): Promise<NativeView> {
+  if (img.kind !== 'compressed') return rawView(img, label);
+  if (nativeJpeg && isJpeg(img.data)) return { data: img.data, width: 0, height: 0, step: 0, encoding: 'jpeg', label };
+  return decodeCompressed(img.data, label);
 }

@@ -106,7 +106,7 @@ export function renderMarkdown(r: ReplayReport, charts: string[]): string {
     `- config: \`${r.config}\``,
     `- clock: ${r.mode.kind === 'every-set' ? 'every set (the bag clock waits for the model)' : `wall clock × ${r.mode.rate}`}`,
     `- ground truth: ${r.groundTruth ?? 'none in the bag: planning errors not computed'}`,
-    `- wall time ${r.wallS.toFixed(2)} s; replay overhead beyond inference: ${pct(r.overheadFraction)} of wall time${r.mode.kind === 'rate' ? ' (rate mode: mostly waiting for the bag clock)' : ''}`,
+    `- wall time ${r.wallS.toFixed(2)} s; replay overhead beyond inference: ${pct(r.overheadFraction)} of wall time${perSet(r)}${r.mode.kind === 'rate' ? ' (rate mode: mostly waiting for the bag clock)' : ''}`,
     `- written ${r.createdAt}`,
     '',
     '## Settings',
@@ -135,10 +135,17 @@ export function renderMarkdown(r: ReplayReport, charts: string[]): string {
   return L.join('\n');
 }
 
+/** The overhead as time per inferred set, which does not depend on how fast the model is. */
+function perSet(r: ReplayReport): string {
+  const sets = r.settings.reduce((a, s) => a + s.frames.setsInferred, 0);
+  const inferS = r.settings.reduce((a, s) => a + s.inferenceMs, 0) / 1000;
+  return sets ? `, ${(((r.wallS - inferS) * 1000) / sets).toFixed(2)} ms per set` : '';
+}
+
 /** A few lines for the console. */
 export function summaryText(r: ReplayReport): string {
   const lines = [
-    `replay of ${r.bag.path}: ${r.bag.durationS.toFixed(1)} s, ${r.messagesRead} messages read, ${r.mode.kind === 'every-set' ? 'every set' : `rate ×${r.mode.rate}`}, wall ${r.wallS.toFixed(1)} s (overhead beyond inference ${pct(r.overheadFraction)})`,
+    `replay of ${r.bag.path}: ${r.bag.durationS.toFixed(1)} s, ${r.messagesRead} messages read, ${r.mode.kind === 'every-set' ? 'every set' : `rate ×${r.mode.rate}`}, wall ${r.wallS.toFixed(1)} s (overhead beyond inference ${pct(r.overheadFraction)}${perSet(r)})`,
     `model ${r.model.name} (${r.model.backend}); ground truth: ${r.groundTruth ?? 'none'}`,
   ];
   const w = Math.max(8, ...r.settings.map((s) => s.label.length));

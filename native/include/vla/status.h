@@ -17,6 +17,7 @@ enum class Code {
     dtype,              // VLA_E_DTYPE: unknown or unsupported dtype
     input,              // VLA_E_INPUT: a request is malformed (ids, views, options)
     image,              // VLA_E_IMAGE: an image buffer is inconsistent (size, step, encoding)
+    image_decode,       // VLA_E_IMAGE_DECODE: compressed image bytes cannot be decoded
     busy,               // VLA_E_BUSY: the engine is running another inference
     disposed,           // VLA_E_DISPOSED: the engine was disposed
     backend,            // VLA_E_BACKEND: the requested backend is not available
