@@ -102,7 +102,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   const showBar = o.progress !== false && !o.json && process.stderr.isTTY === true;
   const bar = showBar
     ? new cliProgress.SingleBar(
-        { stream: process.stderr, format: '{label} |{bar}| {percentage}% | bag {bagTime}/{duration} s | {frames} frames | {fps} fps | ETA {eta_formatted}', hideCursor: true, etaBuffer: 50, clearOnComplete: false },
+        { stream: process.stderr, format: '{label} |{bar}| {percentage}% | bag {bagTime}/{bagDuration} s | {frames} frames | {fps} fps | ETA {eta_formatted}', hideCursor: true, etaBuffer: 50, clearOnComplete: false },
         cliProgress.Presets.shades_classic,
       )
     : undefined;
@@ -112,7 +112,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     if (!bar) return;
     const total = Math.max(0.001, p.durationS * p.settings);
     const value = Math.min(total, p.setting * p.durationS + Math.max(0, p.bagTimeS));
-    const payload = { label: `[${p.setting + 1}/${p.settings}] ${p.label}`, bagTime: p.bagTimeS.toFixed(1), duration: p.durationS.toFixed(1), frames: p.frames, fps: (p.frames / Math.max(1e-3, (performance.now() - wall0) / 1000)).toFixed(1) };
+    const payload = { label: `[${p.setting + 1}/${p.settings}] ${p.label}`, bagTime: p.bagTimeS.toFixed(1), bagDuration: p.durationS.toFixed(1), frames: p.frames, fps: (p.frames / Math.max(1e-3, (performance.now() - wall0) / 1000)).toFixed(1) };
     if (!started) {
       bar.start(total, value, payload);
       started = true;
@@ -134,7 +134,8 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
       writeTrace: o.trace !== false,
       signal: abort.signal,
       onProgress,
-      log: logger.child({ component: 'replay' }),
+      // Info lines would tear the progress bar: with a bar, the node logs warnings and errors only (LOG_LEVEL overrides).
+      log: logger.child({ component: 'replay' }, bar && process.env.LOG_LEVEL === undefined ? { level: 'warn' } : {}),
     });
     bar?.stop();
     const files = await writeReport(outDir, report);
