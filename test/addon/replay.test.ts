@@ -303,6 +303,32 @@ describe('replay of the sample drive (addon, tiny model)', function () {
     assert.ok(s.tokens.keptMean < 48, `${s.tokens.keptMean}`);
   });
 
+  it('CLI: bag info (text and JSON) on a real recording, make-sample-drive, trace --frames; bad paths are coded', async () => {
+    const talker = path.join(root, 'test', 'fixtures', 'rosbag2', 'talker-mcap');
+    const text = await cli('bag', 'info', talker);
+    assert.equal(text.code, 0, text.err);
+    assert.match(text.out, /Storage id:\s+mcap/);
+    assert.match(text.out, /Topic: \/topic\s+\| Type: std_msgs\/msg\/String \| Count: 10 \| Serialization Format: cdr/);
+    assert.match(text.out, /Messages:\s+20/);
+    const db3 = await cli('bag', 'info', path.join(root, 'test', 'fixtures', 'rosbag2', 'talker-sqlite3', 'talker.db3'), '--json');
+    assert.equal(JSON.parse(db3.out).messageCount, 20);
+    const missing = await cli('bag', 'info', path.join(tmp, 'no-such-bag'));
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /^VLA_E_IO: /);
+    const made = await cli('make-sample-drive', '--out', path.join(tmp, 'short'), '--duration', '1', '--camera-hz', '5', '--json');
+    assert.equal(made.code, 0, made.err);
+    assert.equal(JSON.parse(made.out).topics.find((t: { name: string }) => t.name === SAMPLE_TOPICS.camera('front')).messageCount, 5);
+    const bad = await cli('make-sample-drive', '--out', path.join(tmp, 'never'), '--duration', '-3');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /^VLA_E_ARGS: /);
+    const run = path.join(tmp, 'short-run');
+    assert.equal((await cli('replay', path.join(tmp, 'short'), '--config', CONFIG, '--model', model, '--out', run, '--no-progress', '--no-bag')).code, 0);
+    const frames = await cli('trace', path.join(run, 'trace.pb'), '--frames');
+    assert.equal(frames.code, 0, frames.err);
+    assert.match(frames.out, /re-scored: L2@1s/);
+    assert.match(frames.out, /#0 stamp \d+ kept 48\/\d+\/\d+ MI/);
+  });
+
   describe('bad bags: coded error, partial report, no crash', () => {
     let mcap: string;
     let size: number;
