@@ -46,3 +46,12 @@ export function buildPrompt(vla: PromptConfig, instruction: string, nViews: numb
     return vla.system_prompt === '' ? '' : vla.system_prompt + (space ?? '');
   });
 }
+
+/**
+ * The instruction as the node feeds it to the model: with the ego speed (odometry) when known.
+ * One definition for the node and the dataset writer, so training prompts match inference.
+ */
+export function modelInstruction(instruction: string, speedMps?: number): string {
+  if (speedMps === undefined) return instruction;
+  return `${instruction} (ego speed ${speedMps.toFixed(1)} m/s)`;
+}

@@ -4,6 +4,7 @@
  * with the camera stamp of the set. No rclnodejs here: the same class runs live, in memory and
  * in replay. Bad input is logged with its code, counted and reported; the node keeps running.
  */
+import { modelInstruction } from '../model/prompt.js';
 import type { NativePruneOptions } from '../native/addon-types.js';
 import type { InferInput, InferOutput } from '../native/engine.js';
 import type { ImageInput } from '../native/image.js';
@@ -264,7 +265,7 @@ export class VlaNodeLogic {
   private promptInstruction(instruction: string): string {
     const e = this.ego;
     if (!e || Number(this.port.now() - e.atNs) / 1e6 > this.params.maxAgeMs) return instruction;
-    return `${instruction} (ego speed ${e.speedMps.toFixed(1)} m/s)`;
+    return modelInstruction(instruction, e.speedMps);
   }
 
   /** Takes the newest complete set if the engine is idle; never queues more than one. */

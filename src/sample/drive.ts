@@ -1,9 +1,10 @@
 /**
- * A deterministic synthetic drive recorded as a rosbag2 MCAP bag: the ego follows a road with
- * straights and curves at a varying speed behind other traffic; three cameras (front, front-left,
- * front-right) see it through the procedural renderer as JPEG CompressedImage at `cameraHz`, an
- * instruction is latched at the start and changes once, and nav_msgs/Odometry at `odomHz` gives
- * the ground-truth ego path the replay scores the planner against. Same options, same bytes.
+ * Synthetic drives recorded as rosbag2 MCAP bags: any scenario (src/sample/scenario.ts), or the
+ * fixed sample drive the quick start replays (the ego follows a road with straights and curves
+ * at a varying speed behind other traffic). Three cameras (front, front-left, front-right) see it
+ * through the procedural renderer as JPEG CompressedImage at `cameraHz`, the instruction is
+ * latched at the start (the sample drive changes it once), and nav_msgs/Odometry at `odomHz`
+ * gives the ground-truth ego path the replay scores the planner against. Same options, same bytes.
  */
 import path from 'node:path';
 
@@ -14,20 +15,39 @@ import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA } from '../ros/port.js';
 import { BagWriter } from '../replay/bag/writer.js';
 import type { BagInfo } from '../replay/bag/reader.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
-import { renderView, type CameraName, type Vehicle } from './render.js';
+import { renderView, type CameraName, type RenderedView } from './render.js';
+import {
+  curvatureAt,
+  egoAt,
+  interpKnots,
+  renderOptionsAt,
+  SAMPLE_DRIVE_ROAD,
+  SAMPLE_DRIVE_SPEED,
+  sampleDriveScenario,
+  simulateScenario,
+  type Scenario,
+  type ScenarioSim,
+} from './scenario.js';
 
-export interface SampleDriveOptions {
-  durationS?: number;
+export interface ScenarioDriveOptions {
   cameraHz?: number;
   odomHz?: number;
   width?: number;
   height?: number;
   cameras?: CameraName[];
-  /** Varies textures, traffic colours and timing jitter. */
-  seed?: number;
   jpegQuality?: number;
   /** Bag time of the first message, ns (default 2026-01-01T00:00:00Z). */
   startNs?: bigint;
+  /** Camera skew and transport delay jitter (default: the scenario's seed). */
+  jitterSeed?: number;
+  /** Odometry this long past the last frame, so the replay can score the last frames' 3 s plans, s (default 0). */
+  odomTailS?: number;
+}
+
+export interface SampleDriveOptions extends Omit<ScenarioDriveOptions, 'jitterSeed'> {
+  durationS?: number;
+  /** Varies textures, traffic colours and timing jitter. */
+  seed?: number;
 }
 
 /** Topics of the sample drive; configs/sample-drive.yaml subscribes to these. */
@@ -37,64 +57,40 @@ export const SAMPLE_TOPICS = {
   odometry: '/localization/odometry',
 };
 
+/** JPEG settings of every synthetic camera frame (bags and datasets alike). */
+export const JPEG_QUALITY = 85;
+
 const NS = 1_000_000_000n;
 
-/** Road curvature (1/m, left positive) as a function of arc length: straights, a left bend, an S. */
+/** Road curvature of the sample drive (1/m, left positive) by arc length: straights, a left bend, an S. */
 export function roadCurvature(sM: number): number {
-  const segs: Array<[number, number, number]> = [
-    // [start m, end m, curvature]
-    [40, 110, 0.012],
-    [150, 200, -0.015],
-    [200, 240, 0.01],
-  ];
-  for (const [a, b, k] of segs) {
-    const ramp = 10;
-    if (sM >= a - ramp && sM <= b + ramp) {
-      const w = Math.min(1, (sM - (a - ramp)) / ramp, (b + ramp - sM) / ramp);
-      return k * Math.max(0, w);
-    }
-  }
-  return 0;
+  return curvatureAt(SAMPLE_DRIVE_ROAD, sM);
 }
 
-/** Ego speed (m/s) over time: pulls away, cruises, slows behind the lead car, speeds up again. */
+/** Ego speed of the sample drive (m/s) over time: pulls away, cruises, slows behind the lead car, speeds up again. */
 export function egoSpeed(tS: number): number {
-  if (tS < 4) return 6 + 1.0 * tS;
-  if (tS < 9) return 10;
-  if (tS < 13) return 10 - 0.9 * (tS - 9);
-  return 6.4 + 0.6 * Math.min(6, tS - 13);
+  return interpKnots(SAMPLE_DRIVE_SPEED, tS);
 }
 
-interface EgoState {
+export interface EgoPose {
   tS: number;
   sM: number;
   x: number;
   y: number;
   yaw: number;
   v: number;
+  /** Yaw rate over speed, 1/m. */
   kappa: number;
+  yawRate: number;
 }
 
-/** Integrates the ego on the road (1 ms steps) and samples it at the given times. */
-export function simulateEgo(timesS: number[]): EgoState[] {
-  const out: EgoState[] = [];
-  const sorted = [...timesS].sort((a, b) => a - b);
-  let t = 0, s = 0, x = 0, y = 0, yaw = 0;
-  const dt = 0.001;
-  for (const want of sorted) {
-    while (t + dt <= want + 1e-12) {
-      const v = egoSpeed(t + dt / 2);
-      const k = roadCurvature(s + (v * dt) / 2);
-      const yawMid = yaw + (v * k * dt) / 2;
-      x += v * dt * Math.cos(yawMid);
-      y += v * dt * Math.sin(yawMid);
-      yaw += v * k * dt;
-      s += v * dt;
-      t += dt;
-    }
-    out.push({ tS: want, sM: s, x, y, yaw, v: egoSpeed(want), kappa: roadCurvature(s) });
-  }
-  return out;
+/** The ego of a scenario (default: the sample drive) at the given times, in the odometry frame. */
+export function simulateEgo(timesS: number[], scenario: Scenario | ScenarioSim = sampleDriveScenario()): EgoPose[] {
+  const sim = 'n' in scenario ? scenario : simulateScenario(scenario);
+  return timesS.map((t) => {
+    const e = egoAt(sim, t);
+    return { tS: t, sM: e.s, x: e.x, y: e.y, yaw: e.yaw, v: e.v, kappa: e.v > 1e-6 ? e.yawRate / e.v : 0, yawRate: e.yawRate };
+  });
 }
 
 function hash(a: number, b: number): number {
@@ -102,21 +98,6 @@ function hash(a: number, b: number): number {
   h = Math.imul(h ^ (h >>> 15), 0x85ebca6b);
   h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
   return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
-}
-
-/** Other traffic by arc length: a lead car in the ego lane and cars in the neighbouring lanes. */
-function traffic(tS: number, egoS: number, seed: number): Vehicle[] {
-  const lead = 30 + 8.5 * tS - (tS > 8 ? 1.4 * (tS - 8) * Math.min(tS - 8, 5) : 0);
-  const left = 5 + 12 * tS;
-  const oncoming = 260 - 11 * tS;
-  const out: Vehicle[] = [];
-  const pal: Array<[number, number, number]> = [[185, 30, 35], [35, 70, 170], [220, 220, 225], [40, 40, 45], [200, 150, 30]];
-  const col = (i: number) => pal[Math.floor(hash(seed, i) * pal.length)] as [number, number, number];
-  for (const [sv, lane, i] of [[lead, 0, 1], [left, 1, 2], [oncoming, 1, 3]] as Array<[number, number, number]>) {
-    const d = sv - egoS;
-    if (d > -8 && d < 90) out.push({ distance: d, lane, color: col(i) });
-  }
-  return out;
 }
 
 function quat(yaw: number) {
@@ -127,20 +108,30 @@ function stamp(ns: bigint) {
   return { sec: Number(ns / NS), nanosec: Number(ns % NS) };
 }
 
-/** Writes the drive as a rosbag2 MCAP bag directory `outDir`; returns its info. */
-export async function makeSampleDrive(outDir: string, opts: SampleDriveOptions = {}): Promise<BagInfo> {
-  const durationS = opts.durationS ?? 12;
+/** JPEG bytes of a rendered view, as every synthetic camera frame is encoded (sharp, quality 85, no mozjpeg). */
+export async function encodeJpeg(view: RenderedView, quality = JPEG_QUALITY): Promise<Buffer> {
+  return sharp(Buffer.from(view.data.buffer, view.data.byteOffset, view.data.byteLength), { raw: { width: view.width, height: view.height, channels: 3 } })
+    .jpeg({ quality, mozjpeg: false })
+    .toBuffer();
+}
+
+/** Writes a scenario's episode as a rosbag2 MCAP bag directory `outDir`; returns its info. */
+export async function makeScenarioDrive(outDir: string, scenario: Scenario, opts: ScenarioDriveOptions = {}): Promise<BagInfo> {
+  const durationS = scenario.durationS;
   const cameraHz = opts.cameraHz ?? 10;
   const odomHz = opts.odomHz ?? 50;
   const width = opts.width ?? 320;
   const height = opts.height ?? 180;
   const cameras = opts.cameras ?? ['front', 'front_left', 'front_right'];
-  const seed = opts.seed ?? 1;
-  const quality = opts.jpegQuality ?? 85;
+  const jitterSeed = opts.jitterSeed ?? scenario.seed;
+  const quality = opts.jpegQuality ?? JPEG_QUALITY;
+  const odomTailS = opts.odomTailS ?? 0;
   const t0 = opts.startNs ?? 1_767_225_600n * NS;
   if (!(durationS > 0 && durationS <= 600) || !(cameraHz > 0 && cameraHz <= 100) || !(odomHz > 0 && odomHz <= 1000)) {
     throw new VlaError(ErrorCodes.ARGS, `sample drive: duration 0-600 s, camera rate 0-100 Hz, odometry rate 0-1000 Hz (got ${durationS}, ${cameraHz}, ${odomHz})`);
   }
+  if (!(odomTailS >= 0 && odomTailS <= 3.5)) throw new VlaError(ErrorCodes.ARGS, `sample drive: the odometry tail must be 0-3.5 s, got ${odomTailS}`);
+  const sim = simulateScenario(scenario);
   const codec = new MessageCodec();
   const writer = await BagWriter.create(outDir);
   try {
@@ -155,13 +146,12 @@ export async function makeSampleDrive(outDir: string, opts: SampleDriveOptions =
     let order = 0;
     const instr = (atS: number, text: string) =>
       pending.push({ logNs: t0 + BigInt(Math.round(atS * 1e9)), order: order++, topic: SAMPLE_TOPICS.instruction, make: async () => codec.encode('std_msgs/msg/String', { data: text }) });
-    instr(0, 'follow the road and keep a safe distance to the car ahead');
-    instr(durationS * 0.55, 'keep the lane and slow down for the car ahead');
+    instr(0, scenario.instruction);
+    for (const later of scenario.laterInstructions) instr(later.tS, later.text);
 
-    const nOdom = Math.floor(durationS * odomHz) + 1;
-    const odomTimes = Array.from({ length: nOdom }, (_, i) => i / odomHz);
-    const odom = simulateEgo(odomTimes);
-    for (const e of odom) {
+    const nOdom = Math.floor((durationS + odomTailS) * odomHz + 1e-9) + 1;
+    for (let i = 0; i < nOdom; i++) {
+      const e = egoAt(sim, i / odomHz);
       const st = t0 + BigInt(Math.round(e.tS * 1e9));
       pending.push({
         logNs: st + 2_000_000n,
@@ -172,46 +162,30 @@ export async function makeSampleDrive(outDir: string, opts: SampleDriveOptions =
             header: { stamp: stamp(st), frame_id: 'odom' },
             child_frame_id: 'base_link',
             pose: { pose: { position: { x: e.x, y: e.y, z: 0 }, orientation: quat(e.yaw) }, covariance: new Float64Array(36) },
-            twist: { twist: { linear: { x: e.v, y: 0, z: 0 }, angular: { x: 0, y: 0, z: e.v * e.kappa } }, covariance: new Float64Array(36) },
+            twist: { twist: { linear: { x: e.v, y: 0, z: 0 }, angular: { x: 0, y: 0, z: e.yawRate } }, covariance: new Float64Array(36) },
           }),
       });
     }
 
-    const nFrames = Math.floor(durationS * cameraHz);
-    const frameTimes = Array.from({ length: nFrames }, (_, i) => (i + 0.5) / cameraHz);
-    const egoAtFrames = simulateEgo(frameTimes);
-    egoAtFrames.forEach((e, fi) => {
+    const nFrames = Math.floor(durationS * cameraHz + 1e-9);
+    for (let fi = 0; fi < nFrames; fi++) {
+      const tS = (fi + 0.5) / cameraHz;
       cameras.forEach((camera, ci) => {
         // Cameras are not triggered together: a few ms of skew, and 8-20 ms of transport delay.
-        const skewNs = BigInt(Math.round((hash(seed * 31 + fi, ci) - 0.5) * 6e6));
-        const st = t0 + BigInt(Math.round(e.tS * 1e9)) + skewNs;
-        const delayNs = 8_000_000n + BigInt(Math.round(hash(fi, ci + 17 * seed) * 12e6));
+        const skewNs = BigInt(Math.round((hash(jitterSeed * 31 + fi, ci) - 0.5) * 6e6));
+        const st = t0 + BigInt(Math.round(tS * 1e9)) + skewNs;
+        const delayNs = 8_000_000n + BigInt(Math.round(hash(fi, ci + 17 * jitterSeed) * 12e6));
         pending.push({
           logNs: st + delayNs,
           order: order++,
           topic: SAMPLE_TOPICS.camera(camera),
           make: async () => {
-            // The renderer draws the road ahead with one curvature: use the mean over the next 40 m.
-            let k = 0;
-            for (let d = 0; d < 40; d += 4) k += roadCurvature(e.sM + d) / 10;
-            const view = renderView({
-              camera,
-              width,
-              height,
-              curvature: k,
-              vehicles: traffic(e.tS, e.sM, seed),
-              intersection: 300 - e.sM > 0 && 300 - e.sM < 80 ? 300 - e.sM : undefined,
-              light: 0.9 + 0.1 * Math.cos(e.tS / 3),
-              seed: seed * 100_003 + fi,
-            });
-            const jpeg = await sharp(Buffer.from(view.data.buffer, view.data.byteOffset, view.data.byteLength), { raw: { width: view.width, height: view.height, channels: 3 } })
-              .jpeg({ quality, mozjpeg: false })
-              .toBuffer();
+            const jpeg = await encodeJpeg(renderView(renderOptionsAt(scenario, sim, tS, camera, width, height)), quality);
             return codec.encode(IMG, { header: { stamp: stamp(st), frame_id: `camera_${camera}` }, format: 'jpeg', data: new Uint8Array(jpeg.buffer, jpeg.byteOffset, jpeg.byteLength) });
           },
         });
       });
-    });
+    }
     pending.sort((a, b) => (a.logNs < b.logNs ? -1 : a.logNs > b.logNs ? 1 : a.order - b.order));
     for (const p of pending) await writer.write(p.topic, p.logNs, await p.make());
   } catch (err) {
@@ -219,6 +193,17 @@ export async function makeSampleDrive(outDir: string, opts: SampleDriveOptions =
     throw err;
   }
   return writer.close();
+}
+
+/** Writes the fixed sample drive (see sampleDriveScenario) as a bag directory `outDir`; returns its info. */
+export async function makeSampleDrive(outDir: string, opts: SampleDriveOptions = {}): Promise<BagInfo> {
+  const durationS = opts.durationS ?? 12;
+  const seed = opts.seed ?? 1;
+  if (!(durationS > 0 && durationS <= 600)) {
+    throw new VlaError(ErrorCodes.ARGS, `sample drive: duration 0-600 s, camera rate 0-100 Hz, odometry rate 0-1000 Hz (got ${durationS}, ${opts.cameraHz ?? 10}, ${opts.odomHz ?? 50})`);
+  }
+  const { cameraHz, odomHz, width, height, cameras, jpegQuality, startNs, odomTailS } = opts;
+  return makeScenarioDrive(outDir, sampleDriveScenario({ durationS, seed }), { cameraHz, odomHz, width, height, cameras, jpegQuality, startNs, odomTailS, jitterSeed: seed });
 }
 
 export const SAMPLE_DRIVE_DIR_NAME = 'sample-drive';

@@ -3,7 +3,13 @@ import { ErrorCodes, VlaError } from '../util/errors.js';
 /**
  * A deterministic procedural renderer of driving camera views: sky, a tree line, grass, a
  * three-lane road that curves with `curvature`, an optional crossing road and box-shaped vehicles.
- * Ego frame: x forward, y left (m); the ego car drives in the middle lane.
+ *
+ * Two frames: the road frame has its origin on the middle lane's centre at the ego's arc length,
+ * x along the road tangent there, y left (m); the road centre is y = k x^2 / 2 ahead. The ego
+ * frame (x forward, y left) is the road frame moved by `egoLateralM` and turned by
+ * `egoHeadingRad`; the cameras sit at its origin. The scene (road, crossing, vehicles, trees) is
+ * defined in the road frame, so the same scene can be seen from a ego off the lane centre, in a
+ * lane change or in a turn. With both at 0 the two frames coincide.
  */
 
 export type CameraName = 'front' | 'front_left' | 'front_right' | 'back' | 'back_left' | 'back_right';
@@ -21,15 +27,19 @@ export const CAMERA_YAW_DEG: Readonly<Record<CameraName, number>> = Object.freez
 export type Rgb = [number, number, number];
 
 export interface Vehicle {
-  /** Distance of the vehicle's rear (m, along x; negative = behind). */
+  /** Distance of the vehicle's rear (m, along the road frame's x; negative = behind). */
   distance: number;
-  /** Lane: 0 ego lane, +1 left, -1 right. */
+  /** Lane: 0 middle lane, +1 left, -1 right; fractional values sit between lanes (e.g. on a lane edge). */
   lane: number;
   color?: Rgb;
   /** m; defaults 4.5, 1.8, 1.5. */
   length?: number;
   width?: number;
   height?: number;
+  /** Drives against the road frame's x (oncoming): the headlights face the ego. */
+  oncoming?: boolean;
+  /** 'car' (default: windows, lights) or 'barrier' (a plain box with a reflective stripe). */
+  kind?: 'car' | 'barrier';
 }
 
 export interface RenderOptions {
@@ -49,8 +59,20 @@ export interface RenderOptions {
   intersection?: number;
   /** Horizontal field of view (deg, default 70). */
   fovDeg?: number;
-  /** Trees along the road (default true). */
-  trees?: boolean;
+  /** Trees along the road: true (default) or false, or a density 0..1 (share of the tree slots used). */
+  trees?: boolean | number;
+  /** Ego offset from the middle lane's centre (m, left positive; default 0). */
+  egoLateralM?: number;
+  /** Ego heading relative to the road tangent at the ego (rad, left positive; default 0). */
+  egoHeadingRad?: number;
+  /**
+   * The ego's arc length along the road (m). When given, lane dashes and trees are anchored to
+   * the road so they move past from frame to frame, and tree placement follows `layoutSeed`
+   * instead of the per-frame texture seed; when absent, the legacy layout (fixed to the ego).
+   */
+  roadS?: number;
+  /** Seed of the tree layout with `roadS` (default: `seed`). */
+  layoutSeed?: number;
 }
 
 export interface RenderedView {
@@ -83,6 +105,24 @@ interface Camera {
   f: number;
   cos: number;
   sin: number;
+}
+
+/** The ego pose in the road frame: road-frame points go through `toEgo` before projection. */
+interface Pose {
+  l: number;
+  cos: number;
+  sin: number;
+  /** False when the ego frame is the road frame (then no arithmetic is done, so bytes match exactly). */
+  moved: boolean;
+}
+
+type P3 = [number, number, number];
+
+/** Road-frame point to the ego frame (rotation by -psi about the ego at (0, l)). */
+function toEgo(pose: Pose, x: number, y: number, z: number): P3 {
+  if (!pose.moved) return [x, y, z];
+  const dy = y - pose.l;
+  return [x * pose.cos + dy * pose.sin, -x * pose.sin + dy * pose.cos, z];
 }
 
 /** World point (x fwd, y left, z up) to pixel coordinates; undefined behind the near plane. */
@@ -137,31 +177,53 @@ function quad(cam: Camera, corners: Array<[number, number, number]>): Array<[num
   return out;
 }
 
-function drawVehicle(img: Float32Array, w: number, h: number, cam: Camera, v: Vehicle, k: number): void {
+/**
+ * Draws a box vehicle defined in the road frame. A face is drawn when the camera (the ego-frame
+ * origin) is on its outer side: the test uses the face's point and outward normal after the move
+ * into the ego frame, so a lane offset or a turned ego sees the right faces.
+ */
+function drawVehicle(img: Float32Array, w: number, h: number, cam: Camera, pose: Pose, v: Vehicle, k: number): void {
   const L = v.length ?? 4.5, W = v.width ?? 1.8, H = v.height ?? 1.5;
   const color = v.color ?? [200, 40, 40];
   const x0 = v.distance, x1 = v.distance + L;
   const yc = roadCenter(x0, k) + v.lane * LANE;
   const yl = yc + W / 2, yr = yc - W / 2;
-  const face = (c: Array<[number, number, number]>, col: Rgb, shade: number) => {
-    const q = quad(cam, c);
+  const face = (c: P3[], col: Rgb, shade: number) => {
+    const q = quad(cam, c.map(([x, y, z]) => toEgo(pose, x, y, z)));
     if (q) fillConvex(img, w, h, q, col, shade);
   };
-  // faces the camera (at the origin) can see, far ones first
-  if (yr > 0) face([[x0, yr, 0], [x1, yr, 0], [x1, yr, H], [x0, yr, H]], color, 0.8);
-  if (yl < 0) face([[x0, yl, 0], [x1, yl, 0], [x1, yl, H], [x0, yl, H]], color, 0.8);
-  if (x0 > 0) {
-    face([[x0, yl, 0], [x0, yr, 0], [x0, yr, H], [x0, yl, H]], color, 0.65);
-    face([[x0, yl - 0.15, 0.62 * H], [x0, yr + 0.15, 0.62 * H], [x0, yr + 0.15, 0.92 * H], [x0, yl - 0.15, 0.92 * H]], [40, 50, 60], 1);
-    face([[x0, yl - 0.05, 0.45 * H], [x0, yl - 0.35, 0.45 * H], [x0, yl - 0.35, 0.55 * H], [x0, yl - 0.05, 0.55 * H]], [230, 30, 20], 1);
-    face([[x0, yr + 0.35, 0.45 * H], [x0, yr + 0.05, 0.45 * H], [x0, yr + 0.05, 0.55 * H], [x0, yr + 0.35, 0.55 * H]], [230, 30, 20], 1);
-  }
-  if (x1 < 0) {
-    face([[x1, yl, 0], [x1, yr, 0], [x1, yr, H], [x1, yl, H]], color, 0.7);
-    face([[x1, yl - 0.15, 0.6 * H], [x1, yr + 0.15, 0.6 * H], [x1, yr + 0.15, 0.9 * H], [x1, yl - 0.15, 0.9 * H]], [40, 50, 60], 1);
-    face([[x1, yl - 0.05, 0.4 * H], [x1, yl - 0.35, 0.4 * H], [x1, yl - 0.35, 0.5 * H], [x1, yl - 0.05, 0.5 * H]], [250, 240, 190], 1);
-    face([[x1, yr + 0.35, 0.4 * H], [x1, yr + 0.05, 0.4 * H], [x1, yr + 0.05, 0.5 * H], [x1, yr + 0.35, 0.5 * H]], [250, 240, 190], 1);
-  }
+  /** Outer side test in the ego frame: (camera - point) . normal > 0, the camera at the origin. */
+  const faces = (px: number, py: number, nx: number, ny: number): boolean => {
+    const [ex, ey] = toEgo(pose, px, py, 0);
+    const [ox, oy] = toEgo(pose, 0, pose.l, 0); // the normal's origin, to turn the normal only
+    const [tx, ty] = toEgo(pose, nx, pose.l + ny, 0);
+    return -ex * (tx - ox) - ey * (ty - oy) > 0;
+  };
+  const car = (v.kind ?? 'car') === 'car';
+  // the end facing -x is the rear of a car driving along +x, the front of an oncoming one
+  const near: 'rear' | 'front' = v.oncoming ? 'front' : 'rear';
+  const far: 'rear' | 'front' = v.oncoming ? 'rear' : 'front';
+  const end = (x: number, style: 'rear' | 'front', shade: number) => {
+    face([[x, yl, 0], [x, yr, 0], [x, yr, H], [x, yl, H]], color, shade);
+    if (!car) {
+      face([[x, yl, 0.45 * H], [x, yr, 0.45 * H], [x, yr, 0.62 * H], [x, yl, 0.62 * H]], [240, 240, 235], 1);
+      return;
+    }
+    if (style === 'rear') {
+      face([[x, yl - 0.15, 0.62 * H], [x, yr + 0.15, 0.62 * H], [x, yr + 0.15, 0.92 * H], [x, yl - 0.15, 0.92 * H]], [40, 50, 60], 1);
+      face([[x, yl - 0.05, 0.45 * H], [x, yl - 0.35, 0.45 * H], [x, yl - 0.35, 0.55 * H], [x, yl - 0.05, 0.55 * H]], [230, 30, 20], 1);
+      face([[x, yr + 0.35, 0.45 * H], [x, yr + 0.05, 0.45 * H], [x, yr + 0.05, 0.55 * H], [x, yr + 0.35, 0.55 * H]], [230, 30, 20], 1);
+    } else {
+      face([[x, yl - 0.15, 0.6 * H], [x, yr + 0.15, 0.6 * H], [x, yr + 0.15, 0.9 * H], [x, yl - 0.15, 0.9 * H]], [40, 50, 60], 1);
+      face([[x, yl - 0.05, 0.4 * H], [x, yl - 0.35, 0.4 * H], [x, yl - 0.35, 0.5 * H], [x, yl - 0.05, 0.5 * H]], [250, 240, 190], 1);
+      face([[x, yr + 0.35, 0.4 * H], [x, yr + 0.05, 0.4 * H], [x, yr + 0.05, 0.5 * H], [x, yr + 0.35, 0.5 * H]], [250, 240, 190], 1);
+    }
+  };
+  // faces the camera can see (at most one of each pair), sides first, then the ends, the roof last
+  if (faces(x0, yr, 0, -1)) face([[x0, yr, 0], [x1, yr, 0], [x1, yr, H], [x0, yr, H]], color, 0.8);
+  if (faces(x0, yl, 0, 1)) face([[x0, yl, 0], [x1, yl, 0], [x1, yl, H], [x0, yl, H]], color, 0.8);
+  if (faces(x0, yc, -1, 0)) end(x0, near, near === 'rear' ? 0.65 : 0.7);
+  if (faces(x1, yc, 1, 0)) end(x1, far, far === 'rear' ? 0.65 : 0.7);
   if (CAM_HEIGHT > H) face([[x0, yl, H], [x0, yr, H], [x1, yr, H], [x1, yl, H]], color, 1.1);
 }
 
@@ -201,6 +263,16 @@ export function renderView(opts: RenderOptions = {}): RenderedView {
   const fov = ((opts.fovDeg ?? 70) * Math.PI) / 180;
   const cam: Camera = { cx: width / 2, cy: height * HORIZON, f: width / 2 / Math.tan(fov / 2), cos: Math.cos(yaw), sin: Math.sin(yaw) };
   const inter = opts.intersection;
+  const egoL = opts.egoLateralM ?? 0;
+  const psi = opts.egoHeadingRad ?? 0;
+  if (!Number.isFinite(egoL) || !Number.isFinite(psi) || !Number.isFinite(k)) {
+    throw new VlaError(ErrorCodes.INPUT, `render: curvature, egoLateralM and egoHeadingRad must be finite (got ${k}, ${egoL}, ${psi})`);
+  }
+  const pose: Pose = { l: egoL, cos: Math.cos(psi), sin: Math.sin(psi), moved: egoL !== 0 || psi !== 0 };
+  const roadS = opts.roadS;
+  if (roadS !== undefined && !Number.isFinite(roadS)) throw new VlaError(ErrorCodes.INPUT, `render: roadS must be finite, got ${roadS}`);
+  // dashes anchored to the road: the phase is the ego's arc length (kept small for float precision)
+  const dashPhase = roadS === undefined ? 0 : ((roadS % 9) + 9) % 9;
 
   const jitter = (hash3(1, 2, seed) - 0.5) * 20;
   const skyTop: Rgb = [70 + jitter, 125 + jitter, 205];
@@ -211,7 +283,8 @@ export function renderView(opts: RenderOptions = {}): RenderedView {
   // tree-line height per column (it follows the azimuth, so views of other cameras differ)
   const treeLine = new Float32Array(width);
   for (let u = 0; u < width; u++) {
-    const az = yaw - Math.atan((u + 0.5 - cam.cx) / cam.f);
+    // azimuth relative to the road direction: a turned ego sees the backdrop turn with it
+    const az = (pose.moved ? yaw + psi : yaw) - Math.atan((u + 0.5 - cam.cx) / cam.f);
     treeLine[u] = 0.012 + 0.01 * (Math.sin(az * 7 + seed) * 0.5 + 0.5) + 0.006 * Math.sin(az * 23 + 1.3 * seed) + 0.004 * hash3(Math.floor(az * 300), 7, seed);
   }
   for (let v = 0; v < height; v++) {
@@ -237,8 +310,11 @@ export function renderView(opts: RenderOptions = {}): RenderedView {
         }
       } else {
         const t = CAM_HEIGHT / Math.max(yc, 0.004);
-        const X = t * (cam.cos + xc * cam.sin);
-        const Y = t * (cam.sin - xc * cam.cos);
+        // the ray hits the ground at (ex, ey) in the ego frame; classify it in the road frame
+        const ex = t * (cam.cos + xc * cam.sin);
+        const ey = t * (cam.sin - xc * cam.cos);
+        const X = pose.moved ? ex * pose.cos - ey * pose.sin : ex;
+        const Y = pose.moved ? ex * pose.sin + ey * pose.cos + pose.l : ey;
         const dist = t * Math.sqrt(1 + xc * xc);
         const d = Y - roadCenter(X, k);
         const crossing = inter !== undefined && Math.abs(X - inter) < ROAD_HALF + 0.5;
@@ -249,7 +325,7 @@ export function renderView(opts: RenderOptions = {}): RenderedView {
           g = 88 + n;
           b = 94 + n;
           const ad = Math.abs(d);
-          const dashed = ((X % 9) + 9) % 9 < 3;
+          const dashed = roadS === undefined ? ((X % 9) + 9) % 9 < 3 : ((((X + dashPhase) % 9) + 9) % 9) < 3;
           const stop = inter !== undefined && X > inter - ROAD_HALF - 1.4 && X < inter - ROAD_HALF - 0.9 && d < 0 && d > -ROAD_HALF;
           if (stop || (!crossing && ((Math.abs(ad - LANE / 2) < 0.08 && dashed) || Math.abs(ad - ROAD_HALF) < 0.12))) {
             r = 225;
@@ -279,20 +355,33 @@ export function renderView(opts: RenderOptions = {}): RenderedView {
   for (const veh of opts.vehicles ?? []) {
     const L = veh.length ?? 4.5, W = veh.width ?? 1.8;
     const yc = roadCenter(veh.distance, k) + veh.lane * LANE;
-    const q = quad(cam, [[veh.distance - 0.2, yc + W / 2 + 0.2, 0], [veh.distance - 0.2, yc - W / 2 - 0.2, 0], [veh.distance + L + 0.2, yc - W / 2 - 0.2, 0], [veh.distance + L + 0.2, yc + W / 2 + 0.2, 0]]);
+    const corners: P3[] = [[veh.distance - 0.2, yc + W / 2 + 0.2, 0], [veh.distance - 0.2, yc - W / 2 - 0.2, 0], [veh.distance + L + 0.2, yc - W / 2 - 0.2, 0], [veh.distance + L + 0.2, yc + W / 2 + 0.2, 0]];
+    const q = quad(cam, corners.map(([x, y, z]) => toEgo(pose, x, y, z)));
     if (q) fillConvex(img, width, height, q, [30, 30, 34], 1); // shadow, under everything
-    const dist = Math.hypot(veh.distance + L / 2, yc);
-    items.push({ dist, draw: () => drawVehicle(img, width, height, cam, { ...veh, color: fogged(veh.color ?? [200, 40, 40], dist) }, k) });
+    const [mx, my] = toEgo(pose, veh.distance + L / 2, yc, 0);
+    const dist = Math.hypot(mx, my);
+    items.push({ dist, draw: () => drawVehicle(img, width, height, cam, pose, { ...veh, color: fogged(veh.color ?? [200, 40, 40], dist) }, k) });
   }
-  if (opts.trees !== false) {
-    for (let i = -8; i <= 10; i++) {
+  const trees = opts.trees ?? true;
+  const density = trees === true ? 1 : trees === false ? 0 : trees;
+  if (!(density >= 0)) throw new VlaError(ErrorCodes.INPUT, `render: trees must be a boolean or a density >= 0, got ${trees}`);
+  if (density > 0) {
+    // Legacy: 19 slots a side fixed to the ego, laid out by the texture seed. With roadS: the
+    // slots are fixed to the road (index by arc length), laid out by the layout seed.
+    const ls = roadS === undefined ? seed : (opts.layoutSeed ?? seed) | 0;
+    const base = roadS === undefined ? 0 : Math.floor(roadS / 14);
+    const shift = roadS === undefined ? 0 : roadS;
+    for (let j = -8; j <= 10; j++) {
+      const i = base + j;
       for (const side of [-1, 1]) {
-        const X = i * 14 + hash3(i, side, seed + 3) * 8;
+        if (density < 1 && hash3(i, side, ls + 7) >= density) continue;
+        const X = i * 14 + hash3(i, side, ls + 3) * 8 - shift;
         if (inter !== undefined && Math.abs(X - inter) < ROAD_HALF + 3) continue;
-        const Y = roadCenter(X, k) + side * (ROAD_HALF + 3 + hash3(i, side, seed + 4) * 5);
-        const size = 0.8 + hash3(i, side, seed + 5) * 0.6;
-        const dist = Math.hypot(X, Y);
-        items.push({ dist, draw: () => drawTree(img, width, height, cam, X, Y, size, dist, hash3(i, side, seed + 6)) });
+        const Y = roadCenter(X, k) + side * (ROAD_HALF + 3 + hash3(i, side, ls + 4) * 5);
+        const size = 0.8 + hash3(i, side, ls + 5) * 0.6;
+        const [tx, ty] = toEgo(pose, X, Y, 0);
+        const dist = Math.hypot(tx, ty);
+        items.push({ dist, draw: () => drawTree(img, width, height, cam, tx, ty, size, dist, hash3(i, side, ls + 6)) });
       }
     }
   }
