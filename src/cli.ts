@@ -15,6 +15,7 @@ import { Engine, parseBudget, type BackendName, type InferOutput } from './nativ
 import type { ImageInput } from './native/image.js';
 import { makeModel } from './model/tiny.js';
 import { registerReplayCommands } from './replay/cli.js';
+import { registerEvaluateCommand } from './replay/evaluate-cli.js';
 import { ErrorCodes, VlaError } from './util/errors.js';
 
 interface Io {
@@ -230,6 +231,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void = () => und
       io.out(JSON.stringify({ layers, visualTokens: o.visualTokens, budget: b, mi: o.mi, hidden, ffn, ...s }));
     });
   registerReplayCommands(program, io, setExit);
+  registerEvaluateCommand(program, io, setExit);
   return program;
 }
 

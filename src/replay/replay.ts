@@ -25,7 +25,7 @@ import { BagWriter } from './bag/writer.js';
 import { ReplayPort, type PublishedRecord } from './port.js';
 import { latencyStats } from './report.js';
 import type { BagSummary, ComplexityBucket, FrameSummary, LatencyStage, ReplayReport, ReportError, SettingResult } from './report-types.js';
-import { EgoPath, HORIZONS_S, planDistance, planningErrors, scoreFrame, yawFromQuaternion, type PoseSample, type ScoredFrame } from './score.js';
+import { EgoPath, HORIZONS_S, planDistance, plannedAt, planningErrors, scoreFrame, yawFromQuaternion, type PoseSample, type ScoredFrame } from './score.js';
 import { TraceWriter, type TraceFrame } from './trace.js';
 
 export interface ReplaySetting {
@@ -734,6 +734,7 @@ function summarize(label: string, prune: NativePruneOptions | undefined, node: V
     sensorToPublish: stage((r) => r.rec.sensorToPublishMs),
   };
   const layers = Math.max(0, ...outs.map((o) => o.prune.kept.length));
+  const xy = (p: { x: number; y: number } | null): [number, number] | null => (p ? [p.x, p.y] : null);
   const t0 = results[0]?.rec.stampNs;
   const series: FrameSummary[] = results.map((r) => {
     const o = r.rec.output;
@@ -747,6 +748,8 @@ function summarize(label: string, prune: NativePruneOptions | undefined, node: V
       relFlops: o.prune.flopsUnpruned > 0 ? o.prune.flops / o.prune.flopsUnpruned : 1,
       l2FinalM: lastWithGt,
       l2At3sM: r.score.l2At3sM,
+      plannedAt3s: xy(plannedAt(o.waypoints, 3)),
+      drivenAt3s: xy(r.gtH[2] ?? null),
     };
   });
   return {

@@ -51,6 +51,10 @@ export interface FrameSummary {
   l2FinalM: number | null;
   /** L2 at 3 s (m), null where the bag ends earlier. */
   l2At3sM: number | null;
+  /** Planned ego-frame position 3 s ahead [x, y] (m), null when the plan is shorter. */
+  plannedAt3s?: [number, number] | null;
+  /** Driven ego-frame position 3 s ahead [x, y] (m), null where the bag ends earlier. */
+  drivenAt3s?: [number, number] | null;
 }
 
 /** One policy/budget setting replayed over the bag. */

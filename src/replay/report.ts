@@ -7,7 +7,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { LatencyStage, LatencyStats, ReplayReport, SettingResult } from './report-types.js';
+import type { FrameSummary, LatencyStage, LatencyStats, ReplayReport, SettingResult } from './report-types.js';
 import { histogram, lineChart, scatterChart } from './svg.js';
 
 /** Nearest-rank percentile of an ascending array (p in 0..100): always a value that occurred. */
@@ -34,6 +34,7 @@ export const CHART_TITLES: Record<string, string> = {
   'retention-curve.svg': 'Visual tokens kept per decoder layer',
   'l2-over-time.svg': 'Planning error over the drive',
   'sweep-accuracy-flops.svg': 'Accuracy against prefill FLOPs',
+  'trajectory-3s.svg': 'Where the ego is 3 s ahead: planned and driven (ego frame)',
 };
 
 /** The charts of a report, by file name. */
@@ -59,6 +60,17 @@ export function renderCharts(r: ReplayReport): Array<{ name: string; svg: string
       series: r.settings.map((s) => ({ name: s.label, points: s.series.map((f) => [f.tS, f.l2At3sM ?? f.l2FinalM] as [number, number | null]) })),
     }),
   });
+  // The plan against the drive, 3 s ahead: x shows speed and stops, y shows turns and lane changes.
+  const first = r.settings[0];
+  if (first?.series.some((f) => f.drivenAt3s)) {
+    const pick = (f: FrameSummary, k: 'plannedAt3s' | 'drivenAt3s', i: 0 | 1): number | null => f[k]?.[i] ?? null;
+    const series: Array<{ name: string; points: Array<[number, number | null]> }> = [];
+    for (const [i, axis] of [[0, 'x (forward)'], [1, 'y (left)']] as const) {
+      series.push({ name: `driven ${axis}`, points: first.series.map((f) => [f.tS, pick(f, 'drivenAt3s', i)]) });
+      for (const st of r.settings) series.push({ name: `${st.label} ${axis}`, points: st.series.map((f) => [f.tS, pick(f, 'plannedAt3s', i)]) });
+    }
+    out.push({ name: 'trajectory-3s.svg', svg: lineChart({ title: CHART_TITLES['trajectory-3s.svg'] as string, xLabel: 'time in the drive [s]', yLabel: 'position 3 s ahead [m]', series, yFromZero: false }) });
+  }
   if (r.settings.length > 1) {
     const useL2 = r.settings.some((s) => s.planning.l2At3sM !== null);
     out.push({

@@ -1,0 +1,94 @@
+/** `autoprune-ros evaluate`: accuracy against compute over a directory of drives (see evaluate.ts). */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import { Option, type Command } from 'commander';
+
+import { packageRoot } from '../native/addon.js';
+import { Engine, type BackendName } from '../native/engine.js';
+import { loadParamsFile } from '../pipeline/params.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
+import { logger } from '../util/logger.js';
+import { evaluateDrives, evaluationTable, readDrives, writeEvaluation } from './evaluate.js';
+import { parseSweep, type ReplaySetting } from './replay.js';
+
+interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+const DEFAULT_SWEEP = ['policy=none,autoprune,fastv,pdrop,sparsevlm-fixed,cls-prior,random', 'budget=33%,22%,11%'];
+
+/**
+ * Budgets may be given as a share of the model's visual tokens ("33%"), turned into the
+ * paper's average-tokens-per-layer budget for this model, or as parseSweep takes them.
+ */
+export function resolveShareBudgets(sweep: string[], visualTokens: number): string[] {
+  return sweep.map((a) => {
+    if (!a.startsWith('budget=')) return a;
+    const vals = a.slice(7).split(',').map((v) => {
+      const m = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
+      if (!m) return v;
+      const share = Number(m[1]) / 100;
+      if (!(share > 0 && share <= 1)) throw new VlaError(ErrorCodes.ARGS, `--sweep: budget share '${v}' must be in (0%, 100%]`);
+      return String(Math.max(1, Math.round(share * visualTokens)));
+    });
+    return `budget=${vals.join(',')}`;
+  });
+}
+
+export function registerEvaluateCommand(program: Command, io: Io, setExit: (code: number) => void): void {
+  program
+    .command('evaluate <drives>')
+    .description('replay every drive of a directory (drives.json, from make-test-drives) with a sweep of policies and budgets and a constant-velocity baseline; pooled accuracy against compute')
+    .option('--config <yaml>', 'node parameter file', path.join(packageRoot, 'configs', 'sample-drive.yaml'))
+    .option('--model <dir>', "model directory (default: the config's model_path)")
+    .option('--sweep <key=values...>', 'policies and budgets; budgets as tokens or as a share of the visual tokens (33%)', DEFAULT_SWEEP)
+    .option('--out <dir>', 'output directory', path.join(packageRoot, 'build', 'evaluation'))
+    .option('--limit <n>', 'only the first n drives', (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1) throw new VlaError(ErrorCodes.ARGS, `--limit must be a positive integer, got '${v}'`);
+      return n;
+    })
+    .addOption(new Option('--backend <name>', 'compute backend').choices(['cpu', 'cuda', 'auto']))
+    .option('--threads <n>', 'CPU threads (0 = all cores)', (v: string) => Number(v))
+    .option('--json', 'print the evaluation as one JSON object')
+    .action(async (drivesDir: string, o: { config: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean }) => {
+      const overrides: Record<string, unknown> = {};
+      if (o.model) overrides.model_path = o.model;
+      if (o.backend) overrides.backend = o.backend;
+      if (o.threads !== undefined) overrides.threads = o.threads;
+      const config = loadParamsFile(o.config, overrides);
+      const mp = config.engine.modelPath;
+      config.engine.modelPath = path.isAbsolute(mp) || existsSync(mp) ? path.resolve(mp) : path.join(packageRoot, mp);
+      let drives = await readDrives(drivesDir);
+      if (o.limit) drives = drives.slice(0, o.limit);
+      const engine = await Engine.load(config.engine.modelPath, { backend: config.engine.backend, threads: config.engine.threads });
+      try {
+        const visualTokens = engine.info.tokensPerView * engine.cameras.length;
+        const settings: ReplaySetting[] = parseSweep(resolveShareBudgets(o.sweep, visualTokens));
+        const t0 = performance.now();
+        const report = await evaluateDrives({
+          drives,
+          config,
+          configPath: path.resolve(o.config),
+          engine,
+          modelPath: path.relative(packageRoot, config.engine.modelPath) || config.engine.modelPath,
+          visualTokens,
+          settings,
+          outDir: o.out,
+          command: `autoprune-ros evaluate ${path.relative(packageRoot, path.resolve(drivesDir)) || drivesDir} --sweep ${o.sweep.join(' ')}${o.limit ? ` --limit ${o.limit}` : ''}`,
+          // A policy that cannot meet a budget fails every frame; the table says so once (LOG_LEVEL shows each).
+          log: logger.child({ component: 'evaluate' }, process.env.LOG_LEVEL === undefined ? { level: 'fatal' } : {}),
+          onDrive: (i, d) => {
+            if (!o.json) io.err(`[${i + 1}/${drives.length}] ${path.basename(d.dir)}${d.kind ? ` (${d.kind}, ${d.complexity ?? '?'})` : ''}`);
+          },
+        });
+        const files = await writeEvaluation(o.out, report);
+        io.out(o.json ? JSON.stringify(report) : [...evaluationTable(report), '', `${drives.length} drives in ${((performance.now() - t0) / 1000).toFixed(1)} s; report: ${files.markdown}`].join('\n'));
+        setExit(0);
+      } finally {
+        await engine.dispose();
+      }
+    });
+}

@@ -1,0 +1,276 @@
+/**
+ * Accuracy against compute over a set of drives: every drive is replayed with the same sweep of
+ * pruning policies and budgets (and a constant-velocity baseline), and the per-drive results are
+ * pooled frame-weighted into one table, per complexity bucket too, with an accuracy-against-FLOPs
+ * chart. `evaluate` in the CLI; the README's accuracy table is its output.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import type { NodeConfig } from '../pipeline/params.js';
+import type { InferInput, InferOutput } from '../native/engine.js';
+import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
+import type { Logger } from '../util/logger.js';
+import { replayBag, type ReplayEngine, type ReplaySetting } from './replay.js';
+import type { PlanningErrors, SettingResult } from './report-types.js';
+import { scatterChart } from './svg.js';
+
+/** One drive of drives.json (written by `make-test-drives`). */
+export interface DriveEntry {
+  dir: string;
+  seed?: number;
+  kind?: string;
+  instruction?: string;
+  complexity?: string;
+}
+
+/** Pooled figures of one setting over some frames. */
+export interface PooledPlanning extends PlanningErrors {
+  /** Frames whose inference failed: with n = 0, the policy cannot meet the budget on this model. */
+  failed: number;
+  /** Frame-weighted mean of per-frame pruned / unpruned prefill FLOPs. */
+  relFlops: number;
+  keptMean: number;
+  /** Mean total inference time per frame (ms, CPU as run). */
+  totalMsMean: number;
+  /** Fraction of the model's L2@3s gain over constant velocity that this setting keeps (1 = as unpruned). */
+  skillRetained: number | null;
+  /** ADE(none) / ADE(setting): the seed's "Ratio" read as an error ratio (1 = as unpruned). */
+  adeRatio: number | null;
+}
+
+export interface EvaluationRow {
+  label: string;
+  policy: string;
+  budget: string | null;
+  all: PooledPlanning;
+  byComplexity: Record<string, PooledPlanning>;
+  byKind: Record<string, PooledPlanning>;
+}
+
+export interface EvaluationReport {
+  kind: 'autoprune-ros.evaluation';
+  version: 1;
+  createdAt: string;
+  model: { path: string; params: number; visualTokens: number };
+  drives: Array<DriveEntry & { frames: number }>;
+  command: string;
+  rows: EvaluationRow[];
+}
+
+const CV_LABEL = 'constant velocity';
+
+/** A planner that goes straight ahead at the ego speed the node writes into the prompt. */
+export function constantVelocityPlanner(cameras: string[], numWaypoints: number, waypointDtS: number): ReplayEngine {
+  return {
+    cameras,
+    info: { backend: 'baseline', nParams: 0, numWaypoints, waypointDtS },
+    infer: async (input: InferInput): Promise<InferOutput> => {
+      const m = /\(ego speed (-?[\d.]+) m\/s\)/.exec(input.instruction);
+      const v = m ? Number(m[1]) : 0;
+      return {
+        head: 'waypoints',
+        waypoints: Array.from({ length: numWaypoints }, (_, i) => ({ tS: (i + 1) * waypointDtS, x: v * (i + 1) * waypointDtS, y: 0 })),
+        tokenIds: [],
+        stopped: true,
+        cameras: Object.keys(input.views),
+        timings: { decodeMs: 0, tokenizeMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, headMs: 0, engineMs: 0, totalMs: 0 },
+        tokens: { prompt: 0, visual: 0, text: 0, generated: 0 },
+        prune: { policy: 'none', nVisual: 0, kept: [], merged: [], keptPerView: [], mi0: 0, mi1: 0, k: 0, scale: 1, targetTokens: 0, avgTokens: 0, flops: 0, flopsUnpruned: 0, budgetMet: true },
+      };
+    },
+  };
+}
+
+/** Reads drives.json of a test-drive directory. */
+export async function readDrives(dir: string): Promise<DriveEntry[]> {
+  const file = path.join(dir, 'drives.json');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message} (write the drives with \`autoprune-ros make-test-drives --out ${dir}\`)`, { file }, { cause: err });
+  }
+  const list = Array.isArray(raw) ? raw : (raw as { drives?: unknown }).drives;
+  if (!Array.isArray(list) || !list.length) throw new VlaError(ErrorCodes.INPUT, `${file}: no drives listed`);
+  return list.map((d, i) => {
+    // make-test-drives names the bag directory `bag` (relative to drives.json); `dir` is accepted too
+    const e = d as Partial<DriveEntry> & { bag?: string };
+    const rel = e.bag ?? e.dir;
+    if (typeof rel !== 'string' || !rel) throw new VlaError(ErrorCodes.INPUT, `${file}: drive ${i} names no bag directory`);
+    const { bag: _bag, ...rest } = e;
+    return { ...rest, dir: path.resolve(dir, rel) } as DriveEntry;
+  });
+}
+
+interface Acc {
+  n: number;
+  /** Frames whose inference failed (for example a budget the policy cannot meet). */
+  failed: number;
+  sums: Record<'l2At1sM' | 'l2At2sM' | 'l2At3sM' | 'adeM' | 'fdeM' | 'relFlops' | 'keptMean' | 'totalMs', number>;
+}
+const newAcc = (): Acc => ({ n: 0, failed: 0, sums: { l2At1sM: 0, l2At2sM: 0, l2At3sM: 0, adeM: 0, fdeM: 0, relFlops: 0, keptMean: 0, totalMs: 0 } });
+
+/** Adds one drive's setting result, weighted by its scored frames. */
+function accumulate(a: Acc, s: SettingResult): void {
+  a.failed += s.frames.failed;
+  const n = s.planning.n;
+  if (!n) return;
+  a.n += n;
+  const p = s.planning;
+  for (const k of ['l2At1sM', 'l2At2sM', 'l2At3sM', 'adeM', 'fdeM'] as const) a.sums[k] += n * (p[k] ?? Number.NaN);
+  a.sums.relFlops += n * s.compute.relFlopsMean;
+  a.sums.keptMean += n * s.tokens.keptMean;
+  a.sums.totalMs += n * (s.latency.total.meanMs ?? 0);
+}
+
+function finish(a: Acc): PooledPlanning {
+  const m = (k: keyof Acc['sums']) => (a.n ? a.sums[k] / a.n : Number.NaN);
+  const nul = (v: number) => (Number.isFinite(v) ? v : null);
+  return { n: a.n, failed: a.failed, l2At1sM: nul(m('l2At1sM')), l2At2sM: nul(m('l2At2sM')), l2At3sM: nul(m('l2At3sM')), adeM: nul(m('adeM')), fdeM: nul(m('fdeM')), relFlops: m('relFlops'), keptMean: m('keptMean'), totalMsMean: m('totalMs'), skillRetained: null, adeRatio: null };
+}
+
+function withRatios(p: PooledPlanning, none: PooledPlanning | undefined, cv: PooledPlanning | undefined): PooledPlanning {
+  if (!none) return p;
+  const gain = cv?.l2At3sM != null && none.l2At3sM != null ? cv.l2At3sM - none.l2At3sM : null;
+  return {
+    ...p,
+    skillRetained: gain !== null && gain > 0 && cv?.l2At3sM != null && p.l2At3sM != null ? (cv.l2At3sM - p.l2At3sM) / gain : null,
+    adeRatio: none.adeM != null && p.adeM ? none.adeM / p.adeM : null,
+  };
+}
+
+export interface EvaluateOptions {
+  drives: DriveEntry[];
+  config: NodeConfig;
+  configPath: string;
+  engine: ReplayEngine & { info: { nParams: number } };
+  modelPath: string;
+  visualTokens: number;
+  settings: ReplaySetting[];
+  outDir: string;
+  command: string;
+  log?: Logger;
+  signal?: AbortSignal;
+  onDrive?: (i: number, drive: DriveEntry) => void;
+}
+
+/** Replays every drive with every setting (and the constant-velocity baseline) and pools the results. */
+export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationReport> {
+  const labels: string[] = [];
+  const meta = new Map<string, { policy: string; budget: string | null }>();
+  const pools = new Map<string, { all: Acc; byC: Map<string, Acc>; byK: Map<string, Acc> }>();
+  const pool = (label: string) => {
+    let p = pools.get(label);
+    if (!p) {
+      p = { all: newAcc(), byC: new Map(), byK: new Map() };
+      pools.set(label, p);
+      labels.push(label);
+    }
+    return p;
+  };
+  const sub = (m: Map<string, Acc>, k: string) => {
+    let a = m.get(k);
+    if (!a) m.set(k, (a = newAcc()));
+    return a;
+  };
+  const cv = constantVelocityPlanner(o.engine.cameras, o.engine.info.numWaypoints, o.engine.info.waypointDtS);
+  const drives: EvaluationReport['drives'] = [];
+  for (const [i, d] of o.drives.entries()) {
+    if (o.signal?.aborted) break;
+    o.onDrive?.(i, d);
+    const outDir = path.join(o.outDir, 'drives', path.basename(d.dir));
+    const runs: SettingResult[] = [];
+    for (const [engine, settings] of [[cv, [{ policy: 'none' } as ReplaySetting]], [o.engine, o.settings]] as const) {
+      const { report } = await replayBag({ bag: d.dir, config: o.config, configPath: o.configPath, engine, outDir, settings: [...settings], writeBag: false, writeTrace: false, ...(o.signal ? { signal: o.signal } : {}), ...(o.log ? { log: o.log } : {}) });
+      if (report.error) throw new VlaError(report.error.code as ErrorCode, `${d.dir}: ${report.error.message}`, { drive: d.dir });
+      const res = report.settings.map((s) => (engine === cv ? { ...s, label: CV_LABEL, policy: 'baseline' } : s));
+      runs.push(...res);
+    }
+    drives.push({ ...d, frames: runs[0]?.planning.n ?? 0 });
+    for (const s of runs) {
+      meta.set(s.label, { policy: s.policy, budget: s.budget });
+      const p = pool(s.label);
+      accumulate(p.all, s);
+      accumulate(sub(p.byC, d.complexity ?? 'unknown'), s);
+      accumulate(sub(p.byK, d.kind ?? 'unknown'), s);
+    }
+  }
+  const none = pools.get('none');
+  const cvp = pools.get(CV_LABEL);
+  const rows: EvaluationRow[] = labels.map((label) => {
+    const p = pools.get(label)!;
+    const per = (m: Map<string, Acc>, noneM?: Map<string, Acc>, cvM?: Map<string, Acc>) =>
+      Object.fromEntries([...m.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, a]) => [k, withRatios(finish(a), noneM?.get(k) && finish(noneM.get(k)!), cvM?.get(k) && finish(cvM.get(k)!))]));
+    return {
+      label,
+      ...meta.get(label)!,
+      all: withRatios(finish(p.all), none && finish(none.all), cvp && finish(cvp.all)),
+      byComplexity: per(p.byC, none?.byC, cvp?.byC),
+      byKind: per(p.byK, none?.byK, cvp?.byK),
+    };
+  });
+  return { kind: 'autoprune-ros.evaluation', version: 1, createdAt: new Date().toISOString(), model: { path: o.modelPath, params: o.engine.info.nParams, visualTokens: o.visualTokens }, drives, command: o.command, rows };
+}
+
+const f3 = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(3));
+const pc = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(100 * v).toFixed(1)}%`);
+
+/** The table as Markdown: one row per setting, pooled over all drives. */
+export function evaluationTable(r: EvaluationReport, pick: (row: EvaluationRow) => PooledPlanning | undefined = (row) => row.all): string[] {
+  const L = ['| setting | kept tokens | rel. prefill FLOPs | CPU ms / frame | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  for (const row of r.rows) {
+    const p = pick(row);
+    if (!p) continue;
+    if (!p.n) {
+      if (p.failed) L.push(`| ${row.label} | – | – | – | cannot meet this budget on this model (${p.failed} frames refused) | | | | | | |`);
+      continue;
+    }
+    const base = row.policy === 'baseline';
+    L.push(`| ${row.label} | ${base ? '–' : `${p.keptMean.toFixed(1)} / ${r.model.visualTokens}`} | ${base ? '–' : pc(p.relFlops)} | ${base ? '–' : p.totalMsMean.toFixed(2)} | ${f3(p.l2At1sM)} | ${f3(p.l2At2sM)} | ${f3(p.l2At3sM)} | ${f3(p.adeM)} | ${f3(p.fdeM)} | ${base ? '–' : pc(p.skillRetained)} | ${base ? '–' : pc(p.adeRatio)} |`);
+  }
+  return L;
+}
+
+export function evaluationMarkdown(r: EvaluationReport): string {
+  const frames = r.drives.reduce((a, d) => a + d.frames, 0);
+  const L = [
+    '# Accuracy against compute',
+    '',
+    `Model \`${r.model.path}\` (${r.model.params.toLocaleString('en-US')} parameters, ${r.model.visualTokens} visual tokens per frame), ${r.drives.length} held-out drives, ${frames} scored frames. Command: \`${r.command}\`.`,
+    '',
+    'Errors are open-loop L2 distances between the planned and the driven future ego positions, frame-weighted over the drives. Skill retained: (L2@3s of constant velocity − L2@3s of the setting) / (the same for `none`), the share of what the model gains over a constant-velocity planner that survives pruning. ADE ratio: ADE of `none` / ADE of the setting. Rel. prefill FLOPs: §2.8 of docs/autoprune.md, against the unpruned prefill.',
+    '',
+    ...evaluationTable(r),
+    '',
+  ];
+  const buckets = [...new Set(r.rows.flatMap((row) => Object.keys(row.byComplexity)))];
+  for (const b of buckets) {
+    L.push(`## Complexity: ${b}`, '', ...evaluationTable(r, (row) => row.byComplexity[b]), '');
+  }
+  const kinds = [...new Set(r.rows.flatMap((row) => Object.keys(row.byKind)))];
+  for (const k of kinds) L.push(`## Instruction kind: ${k}`, '', ...evaluationTable(r, (row) => row.byKind[k]), '');
+  L.push('![Accuracy against prefill FLOPs](accuracy-flops.svg)', '');
+  return L.join('\n');
+}
+
+export function evaluationChart(r: EvaluationReport): string {
+  const pts = r.rows.filter((row) => row.policy !== 'baseline').map((row) => ({ x: 100 * row.all.relFlops, y: row.all.l2At3sM, label: row.budget ? row.budget.replace('tokens:', 'T=') : row.label, group: row.policy }));
+  return scatterChart({ title: 'Accuracy against prefill FLOPs (held-out drives)', xLabel: '% of unpruned prefill FLOPs', yLabel: 'L2 at 3 s [m]', points: pts });
+}
+
+/** evaluation.json, evaluation.md and accuracy-flops.svg in outDir (each written whole, then renamed). */
+export async function writeEvaluation(outDir: string, r: EvaluationReport): Promise<{ json: string; markdown: string; chart: string }> {
+  await mkdir(outDir, { recursive: true });
+  const put = async (name: string, text: string) => {
+    const file = path.join(outDir, name);
+    await writeFile(`${file}.tmp`, text);
+    await rename(`${file}.tmp`, file);
+    return file;
+  };
+  return {
+    json: await put('evaluation.json', JSON.stringify(r, null, 1) + '\n'),
+    chart: await put('accuracy-flops.svg', evaluationChart(r)),
+    markdown: await put('evaluation.md', evaluationMarkdown(r)),
+  };
+}
