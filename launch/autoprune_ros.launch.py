@@ -20,7 +20,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument('config', default_value=os.path.join(ROOT, 'configs', 'default.yaml'),
                               description='ROS 2 parameter file (see configs/autoprune_ros.schema.json)'),
-        DeclareLaunchArgument('model_path', default_value=os.path.join(ROOT, 'build', 'models', 'tiny'),
+        DeclareLaunchArgument('model_path', default_value=os.path.join(ROOT, 'assets', 'models', 'drive'),
                               description='model directory'),
         DeclareLaunchArgument('front_topic', default_value='~/input/front/image'),
         DeclareLaunchArgument('front_left_topic', default_value='~/input/front_left/image'),

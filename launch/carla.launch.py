@@ -17,7 +17,7 @@ def generate_launch_description():
     role = arg('role_name')
     return LaunchDescription([
         DeclareLaunchArgument('config', default_value=os.path.join(ROOT, 'configs', 'carla.yaml')),
-        DeclareLaunchArgument('model_path', default_value=os.path.join(ROOT, 'build', 'models', 'tiny')),
+        DeclareLaunchArgument('model_path', default_value=os.path.join(ROOT, 'assets', 'models', 'drive')),
         DeclareLaunchArgument('role_name', default_value='ego_vehicle'),
         DeclareLaunchArgument('front_sensor', default_value='rgb_front'),
         DeclareLaunchArgument('left_sensor', default_value='rgb_left'),

@@ -1,8 +1,10 @@
 /**
- * Replay subcommands of the CLI: `replay`, `bag info`, `make-sample-drive`, `trace`, and the
- * quick start (the default command), which replays the generated sample drive.
+ * Replay subcommands of the CLI: `replay`, `bag info`, `make-sample-drive`, `make-test-drives`,
+ * `make-dataset`, `trace`, and the quick start (the default command), which replays the
+ * generated sample drive.
  */
 import { existsSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import cliProgress from 'cli-progress';
@@ -13,13 +15,16 @@ import type { PrunePolicyName } from '../native/addon-types.js';
 import { Engine, parseBudget, type BackendName } from '../native/engine.js';
 import { makeModel } from '../model/tiny.js';
 import { loadParamsFile } from '../pipeline/params.js';
-import { defaultSampleDriveDir, makeSampleDrive } from '../sample/drive.js';
+import { makeDataset, SPLIT_SEED_BASE, splitSeeds } from '../sample/dataset.js';
+import { defaultSampleDriveDir, makeSampleDrive, makeScenarioDrive } from '../sample/drive.js';
+import { SCENARIO_KINDS, sampleScenario } from '../sample/scenario.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger } from '../util/logger.js';
 import { bagInfoJson, formatBagInfo, openBag } from './bag/reader.js';
 import { parseSweep, replayBag, type ReplayProgress, type ReplaySetting } from './replay.js';
 import { summaryText, writeReport } from './report.js';
 import { diffTraces, readTrace, scoreTrace } from './trace.js';
+import { constantVelocityPlanner } from './evaluate.js';
 
 export interface Io {
   out: (s: string) => void;
@@ -28,6 +33,14 @@ export interface Io {
 
 export const DEFAULT_MODEL_DIR = path.join(packageRoot, 'build', 'models', 'tiny');
 export const SAMPLE_CONFIG = path.join(packageRoot, 'configs', 'sample-drive.yaml');
+
+/** Test drives carry odometry this far past their last frame, so every frame's 3 s plan is scored, s. */
+const TEST_DRIVE_ODOM_TAIL_S = 3;
+
+/** The quick start's held-out episode: the second test seed, a left turn at a crossing in traffic. */
+export const QUICKSTART_SCENARIO = 900_001;
+/** A third of the bundled model's 147 visual tokens (3 views x 49). */
+const QUICKSTART_BUDGET_TOKENS = 49;
 
 /** Exit status of a replay that was interrupted (as a shell reports SIGINT). */
 export const EXIT_INTERRUPTED = 130;
@@ -150,6 +163,14 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   }
 }
 
+/** The command line as parsed (commander keeps it on the root command, untyped). */
+function commandLine(cmd: Command): string[] {
+  let root: Command = cmd;
+  while (root.parent) root = root.parent;
+  const raw = (root as unknown as { rawArgs?: unknown }).rawArgs;
+  return Array.isArray(raw) ? ['autoprune-ros', ...raw.slice(2).map(String)] : ['autoprune-ros', cmd.name()];
+}
+
 export function registerReplayCommands(program: Command, io: Io, setExit: (code: number) => void): void {
   const backend = () => new Option('--backend <name>', 'compute backend (default: the config\'s)').choices(['cpu', 'cuda', 'auto']);
   const POLICIES: PrunePolicyName[] = ['none', 'autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior', 'random'];
@@ -203,19 +224,108 @@ export function registerReplayCommands(program: Command, io: Io, setExit: (code:
 
   program
     .command('make-sample-drive')
-    .description('write the deterministic synthetic multi-camera drive (rosbag2 MCAP) the quick start replays')
+    .description('write the deterministic synthetic multi-camera drive (rosbag2 MCAP) the quick start replays, or with --scenario one generated episode')
     .requiredOption('--out <dir>', 'bag directory to create')
-    .option('--duration <s>', 'seconds of driving', positive('--duration'), 12)
+    .option('--duration <s>', 'seconds of driving (default 12; an episode sets its own)', positive('--duration'))
     .option('--camera-hz <hz>', 'camera rate', positive('--camera-hz'), 10)
-    .option('--seed <n>', 'textures, traffic colours, timing jitter', count('--seed'), 1)
+    .option('--seed <n>', 'textures, traffic colours, timing jitter (default 1; an episode uses its seed)', count('--seed'))
+    .option('--scenario <seed>', 'write the generated episode of this scenario seed instead of the fixed drive (test split: 900000 and up)', count('--scenario'))
     .option('--width <px>', 'image width', count('--width'), 320)
     .option('--height <px>', 'image height', count('--height'), 180)
     .option('--json', 'print one JSON object')
-    .action(async (o: { out: string; duration: number; cameraHz: number; seed: number; width: number; height: number; json?: boolean }) => {
+    .action(async (o: { out: string; duration?: number; cameraHz: number; seed?: number; scenario?: number; width: number; height: number; json?: boolean }) => {
+      if (o.scenario !== undefined && (o.duration !== undefined || o.seed !== undefined)) throw new VlaError(ErrorCodes.ARGS, '--scenario sets the duration and the seed: drop --duration and --seed');
       const t0 = performance.now();
-      const info = await makeSampleDrive(o.out, { durationS: o.duration, cameraHz: o.cameraHz, seed: o.seed, width: o.width, height: o.height });
+      const sc = o.scenario !== undefined ? sampleScenario(o.scenario) : undefined;
+      const info = sc
+        ? await makeScenarioDrive(o.out, sc, { cameraHz: o.cameraHz, width: o.width, height: o.height, odomTailS: TEST_DRIVE_ODOM_TAIL_S })
+        : await makeSampleDrive(o.out, { durationS: o.duration ?? 12, cameraHz: o.cameraHz, seed: o.seed ?? 1, width: o.width, height: o.height });
       const ms = performance.now() - t0;
-      io.out(o.json ? JSON.stringify({ ...bagInfoJson(info), ms }) : `wrote ${o.out}: ${info.messageCount} messages, ${(Number(info.durationNs) / 1e9).toFixed(1)} s, in ${ms.toFixed(0)} ms`);
+      const what = sc ? { scenario: { seed: sc.seed, kind: sc.kind, instruction: sc.instruction, complexity: sc.complexity } } : {};
+      io.out(
+        o.json
+          ? JSON.stringify({ ...bagInfoJson(info), ...what, ms })
+          : `wrote ${o.out}${sc ? ` (scenario ${sc.seed}: ${sc.kind}, '${sc.instruction}', ${sc.complexity})` : ''}: ${info.messageCount} messages, ${(Number(info.durationNs) / 1e9).toFixed(1)} s, in ${ms.toFixed(0)} ms`,
+      );
+    });
+
+  program
+    .command('make-test-drives')
+    .description('write the first N test-split episodes as bags DIR/test-<seed>/ and a DIR/drives.json listing them')
+    .requiredOption('--out <dir>', 'directory to create the bags in')
+    .option('--count <n>', 'episodes', count('--count'), 10)
+    .option('--per-kind <k>', 'instead: the first k test episodes of every instruction kind (a stratified test set)', count('--per-kind'))
+    .option('--json', 'print one JSON object')
+    .action(async (o: { out: string; count: number; perKind?: number; json?: boolean }) => {
+      if (o.count < 1) throw new VlaError(ErrorCodes.ARGS, '--count must be at least 1');
+      if (o.perKind !== undefined && o.perKind < 1) throw new VlaError(ErrorCodes.ARGS, '--per-kind must be at least 1');
+      const t0 = performance.now();
+      const drives: Array<{ seed: number; bag: string; kind: string; instruction: string; complexity: string; durationS: number }> = [];
+      const scenarios: Array<ReturnType<typeof sampleScenario>> = [];
+      if (o.perKind === undefined) {
+        for (const seed of splitSeeds('test', o.count)) scenarios.push(sampleScenario(seed));
+      } else {
+        // walk the test seeds in order and keep each kind's first k episodes
+        const have = new Map<string, number>();
+        for (let seed = SPLIT_SEED_BASE.test; scenarios.length < o.perKind * SCENARIO_KINDS.length && seed < SPLIT_SEED_BASE.test + 100_000; seed++) {
+          const sc = sampleScenario(seed);
+          const n = have.get(sc.kind) ?? 0;
+          if (n < o.perKind) {
+            have.set(sc.kind, n + 1);
+            scenarios.push(sc);
+          }
+        }
+      }
+      for (const sc of scenarios) {
+        const seed = sc.seed;
+        const bag = `test-${seed}`;
+        await makeScenarioDrive(path.join(o.out, bag), sc, { odomTailS: TEST_DRIVE_ODOM_TAIL_S });
+        drives.push({ seed, bag, kind: sc.kind, instruction: sc.instruction, complexity: sc.complexity, durationS: sc.durationS });
+        if (!o.json) io.err(`${bag}: ${sc.kind}, '${sc.instruction}', ${sc.complexity}, ${sc.durationS.toFixed(1)} s`);
+      }
+      const list = path.join(o.out, 'drives.json');
+      try {
+        await mkdir(o.out, { recursive: true });
+        await writeFile(list, JSON.stringify({ format: 'autoprune-ros-test-drives', version: 1, drives }, null, 2) + '\n');
+      } catch (err) {
+        throw new VlaError(ErrorCodes.IO, `${list}: ${(err as Error).message}`, { file: list }, { cause: err });
+      }
+      const ms = performance.now() - t0;
+      io.out(o.json ? JSON.stringify({ dir: o.out, drives, ms }) : `wrote ${drives.length} test drives and ${list} in ${(ms / 1000).toFixed(1)} s`);
+    });
+
+  program
+    .command('make-dataset')
+    .description('write a training dataset of synthetic episodes: JPEG views (frames.bin), prompt token ids and future waypoints (index.json), tokenizer')
+    .requiredOption('--out <dir>', 'dataset directory')
+    .option('--train <n>', 'training episodes (seeds 1000 and up)', count('--train'), 3000)
+    .option('--val <n>', 'validation episodes (seeds 500000 and up)', count('--val'), 300)
+    .option('--test <n>', 'test episodes (seeds 900000 and up)', count('--test'), 300)
+    .option('--frames-per-episode <k>', 'instants per episode', count('--frames-per-episode'), 2)
+    .option('--width <px>', 'image width', count('--width'), 320)
+    .option('--height <px>', 'image height', count('--height'), 180)
+    .option('--no-progress', 'no progress bar')
+    .option('--json', 'print one JSON object')
+    .action(async (o: { out: string; train: number; val: number; test: number; framesPerEpisode: number; width: number; height: number; progress?: boolean; json?: boolean }, cmd: Command) => {
+      const showBar = o.progress !== false && !o.json && process.stderr.isTTY === true;
+      const bar = showBar ? new cliProgress.SingleBar({ stream: process.stderr, format: 'episodes |{bar}| {value}/{total} | ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
+      try {
+        bar?.start(o.train + o.val + o.test, 0);
+        const r = await makeDataset(o.out, {
+          train: o.train,
+          val: o.val,
+          test: o.test,
+          framesPerEpisode: o.framesPerEpisode,
+          width: o.width,
+          height: o.height,
+          command: commandLine(cmd),
+          onProgress: (done) => bar?.update(done),
+        });
+        bar?.stop();
+        io.out(o.json ? JSON.stringify(r) : `wrote ${r.dir}: ${r.samples} samples from ${r.episodes} episodes, frames.bin ${(r.framesBytes / 1e6).toFixed(1)} MB, in ${(r.ms / 1000).toFixed(1)} s`);
+      } finally {
+        bar?.stop();
+      }
     });
 
   program
@@ -270,16 +380,30 @@ export function registerReplayCommands(program: Command, io: Io, setExit: (code:
 
   program
     .command('quickstart', { isDefault: true })
-    .description('the main job on the bundled default: generate the sample drive, replay it with the tiny model, print the report summary')
-    .option('--out <dir>', 'output directory', path.join(packageRoot, 'build', 'replay', 'sample-drive'))
+    .description('the main job on the bundled default: generate a held-out test drive, replay it with the bundled trained model (unpruned and AutoPrune at a third of the visual tokens), print the report summary beside a constant-velocity baseline')
+    .option('--out <dir>', 'output directory', path.join(packageRoot, 'build', 'replay', 'held-out-drive'))
+    .option('--scenario <seed>', 'the held-out episode to drive (test split: 900000 and up)', count('--scenario'), QUICKSTART_SCENARIO)
     .option('--json', 'print the report as one JSON object')
-    .action(async (o: { out: string; json?: boolean }) => {
-      const bag = defaultSampleDriveDir(packageRoot);
+    .action(async (o: { out: string; scenario: number; json?: boolean }) => {
+      if (o.scenario < SPLIT_SEED_BASE.test) throw new VlaError(ErrorCodes.ARGS, `--scenario ${o.scenario} is not a held-out episode (test seeds start at ${SPLIT_SEED_BASE.test})`);
+      const sc = sampleScenario(o.scenario);
+      const bag = path.join(packageRoot, 'build', `held-out-drive-${o.scenario}`);
       if (!existsSync(path.join(bag, 'metadata.yaml'))) {
         const t0 = performance.now();
-        await makeSampleDrive(bag);
-        if (!o.json) io.out(`generated the sample drive ${bag} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        await makeScenarioDrive(bag, sc, { odomTailS: TEST_DRIVE_ODOM_TAIL_S });
+        if (!o.json) io.out(`generated the held-out drive ${bag} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       }
-      setExit(await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', 'budget=24'], json: o.json }));
+      if (!o.json) io.out(`episode ${sc.seed}: '${sc.instruction}' (${sc.kind}, ${sc.complexity} complexity, ${sc.durationS.toFixed(1)} s)`);
+      const code = await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', `budget=${QUICKSTART_BUDGET_TOKENS}`], json: o.json });
+      if (!o.json && code === 0) {
+        // The yardstick the model must beat: straight ahead at the odometry speed.
+        const config = loadParamsFile(SAMPLE_CONFIG);
+        const cv = constantVelocityPlanner(config.node.cameras.map((c) => c.camera), 6, 0.5);
+        const { report } = await replayBag({ bag, config, configPath: SAMPLE_CONFIG, engine: cv, outDir: path.join(o.out, 'constant-velocity'), settings: [{ policy: 'none' }], writeBag: false, writeTrace: false, log: logger.child({ component: 'replay' }, { level: 'warn' }) });
+        const p = report.settings[0]?.planning;
+        const f = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toFixed(3));
+        io.out(`constant-velocity baseline on the same frames: L2@3s ${f(p?.l2At3sM)} m, ADE ${f(p?.adeM)} m, FDE ${f(p?.fdeM)} m`);
+      }
+      setExit(code);
     });
 }

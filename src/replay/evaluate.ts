@@ -187,7 +187,7 @@ export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationRepo
       const res = report.settings.map((s) => (engine === cv ? { ...s, label: CV_LABEL, policy: 'baseline' } : s));
       runs.push(...res);
     }
-    drives.push({ ...d, frames: runs[0]?.planning.n ?? 0 });
+    drives.push({ ...d, dir: path.relative(process.cwd(), d.dir) || d.dir, frames: runs[0]?.planning.n ?? 0 });
     for (const s of runs) {
       meta.set(s.label, { policy: s.policy, budget: s.budget });
       const p = pool(s.label);

@@ -41,7 +41,7 @@ describe('node parameters', () => {
     assert.equal(carla.node.cameras[0]!.qos?.reliability, 'reliable');
     const nus = loadParamsFile(path.join(root, 'configs', 'nuscenes.yaml'));
     assert.equal(nus.node.cameras[5]!.type, 'sensor_msgs/msg/CompressedImage');
-    assert.deepEqual(loadParamsFile(path.join(root, 'configs', 'default.yaml')).node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 64 }, x0: 14.9, k0: 0.4, gamma: 0.2 });
+    assert.deepEqual(loadParamsFile(path.join(root, 'configs', 'default.yaml')).node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, x0: 2.8, k0: 0.4, gamma: 0.2 });
   });
 
   it('applies defaults and rejects bad values with the parameter named', () => {
