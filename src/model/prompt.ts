@@ -55,3 +55,9 @@ export function modelInstruction(instruction: string, speedMps?: number): string
   if (speedMps === undefined) return instruction;
   return `${instruction} (ego speed ${speedMps.toFixed(1)} m/s)`;
 }
+
+/** The ego speed modelInstruction appended, or undefined (the constant-velocity baseline reads it). */
+export function egoSpeedOf(instruction: string): number | undefined {
+  const m = /\(ego speed (-?\d+(?:\.\d+)?) m\/s\)$/.exec(instruction);
+  return m ? Number(m[1]) : undefined;
+}

@@ -1,7 +1,7 @@
 /**
  * Replay subcommands of the CLI: `replay`, `bag info`, `make-sample-drive`, `make-test-drives`,
- * `make-dataset`, `trace`, and the quick start (the default command), which replays the
- * generated sample drive.
+ * `make-dataset`, `trace`, and the quick start (the default command), which replays a held-out
+ * episode with the bundled model.
  */
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -16,7 +16,7 @@ import { Engine, parseBudget, type BackendName } from '../native/engine.js';
 import { makeModel } from '../model/tiny.js';
 import { loadParamsFile } from '../pipeline/params.js';
 import { makeDataset, SPLIT_SEED_BASE, splitSeeds } from '../sample/dataset.js';
-import { defaultSampleDriveDir, makeSampleDrive, makeScenarioDrive } from '../sample/drive.js';
+import { makeSampleDrive, makeScenarioDrive } from '../sample/drive.js';
 import { SCENARIO_KINDS, sampleScenario } from '../sample/scenario.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger } from '../util/logger.js';
@@ -69,6 +69,8 @@ interface ReplayCliOptions {
   trace?: boolean;
   json?: boolean;
   progress?: boolean;
+  /** Also replay a constant-velocity planner (the model's waypoint times) and print its errors. */
+  baseline?: boolean;
 }
 
 function parseRemaps(list: string[] = []): Map<string, string> {
@@ -155,7 +157,16 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     io.out(o.json ? JSON.stringify(report) : summaryText(report));
     if (report.error) io.err(`${report.error.code}: ${report.error.message}${o.json ? '' : ` (partial report: ${files.markdown})`}`);
     if (report.interrupted) return EXIT_INTERRUPTED;
-    return report.error ? 1 : 0;
+    if (report.error) return 1;
+    if (o.baseline && !o.json) {
+      // The yardstick the model must beat: straight ahead at the odometry speed in the prompt.
+      const cv = constantVelocityPlanner(engine.cameras, engine.info.numWaypoints, engine.info.waypointDtS);
+      const base = await replayBag({ bag, config, configPath: path.resolve(o.config), engine: cv, outDir: path.join(outDir, 'constant-velocity'), settings: [{ policy: 'none' }], remaps: parseRemaps(o.remap), writeBag: false, writeTrace: false, log: logger.child({ component: 'replay' }, { level: 'warn' }) });
+      const p = base.report.settings[0]?.planning;
+      const f = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toFixed(3));
+      io.out(`constant-velocity baseline on the same frames: L2@3s ${f(p?.l2At3sM)} m, ADE ${f(p?.adeM)} m, FDE ${f(p?.fdeM)} m`);
+    }
+    return 0;
   } finally {
     bar?.stop();
     process.off('SIGINT', onSigint);
@@ -204,6 +215,7 @@ export function registerReplayCommands(program: Command, io: Io, setExit: (code:
     .option('--no-bag', 'do not write the output bag')
     .option('--no-trace', 'do not write the trace')
     .option('--no-progress', 'no progress bar')
+    .option('--baseline', 'also replay a constant-velocity planner on the same frames and print its errors')
     .option('--json', 'print the report as one JSON object')
     .action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
 
@@ -394,16 +406,6 @@ export function registerReplayCommands(program: Command, io: Io, setExit: (code:
         if (!o.json) io.out(`generated the held-out drive ${bag} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       }
       if (!o.json) io.out(`episode ${sc.seed}: '${sc.instruction}' (${sc.kind}, ${sc.complexity} complexity, ${sc.durationS.toFixed(1)} s)`);
-      const code = await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', `budget=${QUICKSTART_BUDGET_TOKENS}`], json: o.json });
-      if (!o.json && code === 0) {
-        // The yardstick the model must beat: straight ahead at the odometry speed.
-        const config = loadParamsFile(SAMPLE_CONFIG);
-        const cv = constantVelocityPlanner(config.node.cameras.map((c) => c.camera), 6, 0.5);
-        const { report } = await replayBag({ bag, config, configPath: SAMPLE_CONFIG, engine: cv, outDir: path.join(o.out, 'constant-velocity'), settings: [{ policy: 'none' }], writeBag: false, writeTrace: false, log: logger.child({ component: 'replay' }, { level: 'warn' }) });
-        const p = report.settings[0]?.planning;
-        const f = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toFixed(3));
-        io.out(`constant-velocity baseline on the same frames: L2@3s ${f(p?.l2At3sM)} m, ADE ${f(p?.adeM)} m, FDE ${f(p?.fdeM)} m`);
-      }
-      setExit(code);
+      setExit(await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', `budget=${QUICKSTART_BUDGET_TOKENS}`], json: o.json, baseline: true }));
     });
 }

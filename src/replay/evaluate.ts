@@ -7,12 +7,14 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { NodeConfig } from '../pipeline/params.js';
+import { egoSpeedOf } from '../model/prompt.js';
 import type { InferInput, InferOutput } from '../native/engine.js';
+import type { NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
 import { replayBag, type ReplayEngine, type ReplaySetting } from './replay.js';
 import type { PlanningErrors, SettingResult } from './report-types.js';
+import { constantVelocityPlan } from './score.js';
 import { scatterChart } from './svg.js';
 
 /** One drive of drives.json (written by `make-test-drives`). */
@@ -62,15 +64,15 @@ const CV_LABEL = 'constant velocity';
 
 /** A planner that goes straight ahead at the ego speed the node writes into the prompt. */
 export function constantVelocityPlanner(cameras: string[], numWaypoints: number, waypointDtS: number): ReplayEngine {
+  const times = Array.from({ length: numWaypoints }, (_, i) => (i + 1) * waypointDtS);
   return {
     cameras,
     info: { backend: 'baseline', nParams: 0, numWaypoints, waypointDtS },
     infer: async (input: InferInput): Promise<InferOutput> => {
-      const m = /\(ego speed (-?[\d.]+) m\/s\)/.exec(input.instruction);
-      const v = m ? Number(m[1]) : 0;
       return {
         head: 'waypoints',
-        waypoints: Array.from({ length: numWaypoints }, (_, i) => ({ tS: (i + 1) * waypointDtS, x: v * (i + 1) * waypointDtS, y: 0 })),
+        // without odometry the node sends no speed: standing still is the only constant velocity known
+        waypoints: constantVelocityPlan(egoSpeedOf(input.instruction) ?? 0, times),
         tokenIds: [],
         stopped: true,
         cameras: Object.keys(input.views),

@@ -6,7 +6,6 @@
  * latched at the start (the sample drive changes it once), and nav_msgs/Odometry at `odomHz`
  * gives the ground-truth ego path the replay scores the planner against. Same options, same bytes.
  */
-import path from 'node:path';
 
 import sharp from 'sharp';
 
@@ -204,9 +203,4 @@ export async function makeSampleDrive(outDir: string, opts: SampleDriveOptions =
   }
   const { cameraHz, odomHz, width, height, cameras, jpegQuality, startNs, odomTailS } = opts;
   return makeScenarioDrive(outDir, sampleDriveScenario({ durationS, seed }), { cameraHz, odomHz, width, height, cameras, jpegQuality, startNs, odomTailS, jitterSeed: seed });
-}
-
-export const SAMPLE_DRIVE_DIR_NAME = 'sample-drive';
-export function defaultSampleDriveDir(root: string): string {
-  return path.join(root, 'build', SAMPLE_DRIVE_DIR_NAME);
 }

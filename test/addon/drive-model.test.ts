@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
+import { egoSpeedOf } from '../../src/model/prompt.js';
 import { loadAddon } from '../../src/native/addon.js';
 import type { NativeEngine, NativeResult } from '../../src/native/addon-types.js';
 import { addonPath, root } from './helpers.js';
@@ -106,7 +107,8 @@ describe('the bundled driving model against PyTorch (addon, cpu)', function () {
       const n = gt.length;
       model += Math.hypot(r.waypoints[2 * n - 2]! - last[0]!, r.waypoints[2 * n - 1]! - last[1]!);
       // constant velocity: the speed is in the prompt; straight ahead for 3 s
-      const v = Number(/\(ego speed ([\d.]+) m\/s\)/.exec(c.instruction)?.[1] ?? NaN);
+      const v = egoSpeedOf(c.instruction);
+      assert.ok(v !== undefined, `${c.name}: no ego speed in '${c.instruction}'`);
       cv += Math.hypot(v * 0.5 * n - last[0]!, last[1]!);
     }
     assert.ok(model < cv, `mean L2@3s: model ${(model / golden.cases.length).toFixed(2)} m, constant velocity ${(cv / golden.cases.length).toFixed(2)} m`);

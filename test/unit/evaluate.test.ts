@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { egoSpeedOf, modelInstruction } from '../../src/model/prompt.js';
 import type { InferInput, InferOutput } from '../../src/native/engine.js';
 import { loadParamsFile } from '../../src/pipeline/params.js';
 import { constantVelocityPlanner, evaluateDrives, evaluationMarkdown, readDrives } from '../../src/replay/evaluate.js';
@@ -45,6 +46,17 @@ describe('evaluate (accuracy against compute over drives)', function () {
     writeFileSync(path.join(tmp, 'drives.json'), JSON.stringify({ drives: [{ seed: 900000, bag: 'test-900000', kind: 'change_right', complexity: 'medium' }, { seed: 900004, bag: 'test-900004', kind: 'stop_behind', complexity: 'medium' }] }));
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('the constant-velocity planner reads the speed the node writes into the prompt', async () => {
+    for (const v of [0, 7.44, 12.96]) assert.equal(egoSpeedOf(modelInstruction('keep the lane', v)), Number(v.toFixed(1)));
+    assert.equal(egoSpeedOf('keep the lane'), undefined);
+    assert.equal(egoSpeedOf('drive at (ego speed 5 m/s) then stop'), undefined, 'only the suffix counts');
+    const cv = constantVelocityPlanner(['front'], 3, 1);
+    const out = await cv.infer({ views: {}, instruction: modelInstruction('go', 4) });
+    assert.deepEqual(out.waypoints.map((w) => [w.tS, w.x, w.y]), [[1, 4, 0], [2, 8, 0], [3, 12, 0]]);
+    const still = await cv.infer({ views: {}, instruction: 'go' });
+    assert.ok(still.waypoints.every((w) => w.x === 0), 'no odometry: no speed to extrapolate');
+  });
 
   it('budget shares become token budgets of the model', () => {
     assert.deepEqual(resolveShareBudgets(['policy=none,autoprune', 'budget=33%,22%,11%'], 147), ['policy=none,autoprune', 'budget=49,32,16']);
