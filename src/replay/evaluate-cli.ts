@@ -37,6 +37,12 @@ export function resolveShareBudgets(sweep: string[], visualTokens: number): stri
   });
 }
 
+const integer = (name: string, min: number) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new VlaError(ErrorCodes.ARGS, `${name} must be an integer >= ${min}, got '${v}'`);
+  return n;
+};
+
 export function registerEvaluateCommand(program: Command, io: Io, setExit: (code: number) => void): void {
   program
     .command('evaluate <drives>')
@@ -45,13 +51,9 @@ export function registerEvaluateCommand(program: Command, io: Io, setExit: (code
     .option('--model <dir>', "model directory (default: the config's model_path)")
     .option('--sweep <key=values...>', 'policies and budgets; budgets as tokens or as a share of the visual tokens (33%)', DEFAULT_SWEEP)
     .option('--out <dir>', 'output directory', path.join(packageRoot, 'build', 'evaluation'))
-    .option('--limit <n>', 'only the first n drives', (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new VlaError(ErrorCodes.ARGS, `--limit must be a positive integer, got '${v}'`);
-      return n;
-    })
+    .option('--limit <n>', 'only the first n drives', integer('--limit', 1))
     .addOption(new Option('--backend <name>', 'compute backend').choices(['cpu', 'cuda', 'auto']))
-    .option('--threads <n>', 'CPU threads (0 = all cores)', (v: string) => Number(v))
+    .option('--threads <n>', 'CPU threads (0 = all cores)', integer('--threads', 0))
     .option('--json', 'print the evaluation as one JSON object')
     .action(async (drivesDir: string, o: { config: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean }) => {
       const overrides: Record<string, unknown> = {};
