@@ -34,7 +34,7 @@ describe('training pipeline end to end (PyTorch)', function () {
       process.stdout.write(`      skipped: PyTorch/Pillow not installed for ${PY} (scripts/install-train-deps.sh installs them)\n`);
       this.skip();
     }
-    const { mkdtempSync, rmSync, readFileSync } = await import('node:fs');
+    const { mkdtempSync, rmSync, readFileSync, writeFileSync } = await import('node:fs');
     const os = await import('node:os');
     const { makeDataset } = await import('../../src/sample/dataset.js');
     const { Engine } = await import('../../src/native/engine.js');
@@ -65,9 +65,21 @@ describe('training pipeline end to end (PyTorch)', function () {
       } finally {
         await engine.dispose();
       }
+      // damaged frames are refused naming the sample and camera (a fresh cache, so frames.bin is read again)
+      const train1 = (cache: string) => spawnSync(PY, [path.join(root, 'tools', 'train', 'train.py'), '--dataset', ds, '--out', path.join(tmp, 'bad'), '--steps', '1', '--cache', path.join(tmp, cache)], { encoding: 'utf8' });
+      const frames = path.join(ds, 'frames.bin');
+      const good = readFileSync(frames);
+      writeFileSync(frames, Buffer.concat([Buffer.alloc(16, 0x55), good.subarray(16)])); // first JPEG's header overwritten
+      let bad = train1('cache-garbled');
+      assert.notEqual(bad.status, 0);
+      assert.match(bad.stderr, /sample 0 camera front at offset 0: not a decodable image/);
+      writeFileSync(frames, good.subarray(0, good.length - 1000)); // truncated
+      bad = train1('cache-truncated');
+      assert.notEqual(bad.status, 0);
+      assert.match(bad.stderr, /lie outside the file .*truncated dataset/);
       // a dataset directory without index.json is refused with a clear message
       rmSync(path.join(ds, 'index.json'));
-      const bad = spawnSync(PY, [path.join(root, 'tools', 'train', 'train.py'), '--dataset', ds, '--out', path.join(tmp, 'm3'), '--steps', '1'], { encoding: 'utf8' });
+      bad = spawnSync(PY, [path.join(root, 'tools', 'train', 'train.py'), '--dataset', ds, '--out', path.join(tmp, 'm3'), '--steps', '1'], { encoding: 'utf8' });
       assert.notEqual(bad.status, 0);
       assert.match(bad.stderr + bad.stdout, /index\.json/);
     } finally {

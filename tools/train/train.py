@@ -87,8 +87,18 @@ def load_dataset(ds_dir, S, cache_dir):
         with open(os.path.join(ds_dir, 'frames.bin'), 'rb') as f:
             blob = f.read()
         for i, s in enumerate(samples):
+            if len(s['frames']) != V:
+                raise SystemExit(f"{ds_dir}: sample {i} has {len(s['frames'])} views for {V} cameras")
             for v, (off, n) in enumerate(s['frames']):
-                img = Image.open(io.BytesIO(blob[off:off + n]))
+                if off < 0 or n <= 0 or off + n > len(blob):
+                    raise SystemExit(f'{ds_dir}/frames.bin: sample {i} camera {ds["cameras"][v]}: bytes {off}..{off + n} '
+                                     f'lie outside the file ({len(blob)} bytes): truncated dataset')
+                try:
+                    img = Image.open(io.BytesIO(blob[off:off + n]))
+                    img.load()
+                except (OSError, SyntaxError) as e:  # PIL reports damaged JPEGs as either
+                    raise SystemExit(f'{ds_dir}/frames.bin: sample {i} camera {ds["cameras"][v]} at offset {off}: '
+                                     f'not a decodable image ({e})')
                 pix[i, v] = preprocess_image(img, S, CLIP_MEAN, pad=True)
         np.save(cache + '.tmp.npy', pix)
         os.replace(cache + '.tmp.npy', cache)

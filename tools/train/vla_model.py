@@ -15,10 +15,16 @@ import os
 import shutil
 import struct
 
+import sys
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+# the functional reference's reader (tools/reference/vla_ref.py): one safetensors reader in Python
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'reference'))
+from vla_ref import read_safetensors  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- config
@@ -356,30 +362,7 @@ class VlaModel(nn.Module):
 
 
 # ----------------------------------------------------------------------------- files
-DTYPES = {'F32': ('<f4', 4), 'F16': ('<f2', 2)}
-
-
-def read_safetensors(path):
-    """Our own reader (the format is a length, a JSON header and raw little-endian data)."""
-    with open(path, 'rb') as f:
-        buf = f.read()
-    (n,) = struct.unpack('<Q', buf[:8])
-    header = json.loads(buf[8:8 + n].decode('utf-8'))
-    out = {}
-    for name, meta in header.items():
-        if name == '__metadata__':
-            continue
-        s, e = meta['data_offsets']
-        raw = buf[8 + n + s:8 + n + e]
-        dt = meta['dtype']
-        if dt == 'BF16':
-            a = (np.frombuffer(raw, '<u2').astype(np.uint32) << 16).view(np.float32)
-        elif dt in DTYPES:
-            a = np.frombuffer(raw, DTYPES[dt][0]).astype(np.float32)
-        else:
-            raise ValueError(f'{name}: unsupported dtype {dt}')
-        out[name] = torch.from_numpy(a.reshape(meta['shape']).copy())
-    return out
+DTYPES = {'F32': '<f4', 'F16': '<f2'}
 
 
 def write_safetensors(path, tensors, dtype='F16', metadata=None):
@@ -387,7 +370,7 @@ def write_safetensors(path, tensors, dtype='F16', metadata=None):
     (No Debian package ships the safetensors library; the format is small and the engine's
     strict reader and its fuzz tests check what we write.)"""
     names = sorted(tensors)
-    np_dt = DTYPES[dtype][0]
+    np_dt = DTYPES[dtype]
     blobs, header, off = [], {}, 0
     for name in names:
         a = tensors[name].detach().to(torch.float32).cpu().numpy().astype(np_dt)
