@@ -7,7 +7,16 @@ namespace vla {
 std::unique_ptr<Backend> backend_cpu_create(const BackendOptions& o);
 #ifdef VLA_HAVE_CUDA
 Status backend_cuda_create(const BackendOptions& o, std::unique_ptr<Backend>* out);
+std::string backend_cuda_probe();  // "" when a device is usable
 #endif
+
+std::string backend_cuda_unavailable_reason() {
+#ifdef VLA_HAVE_CUDA
+    return backend_cuda_probe();
+#else
+    return "the CUDA backend is not built into this addon (configure on a machine with the CUDA toolkit; VLA_CUDA=ON to require it)";
+#endif
+}
 
 std::vector<std::string> backend_list() {
     std::vector<std::string> names{"cpu"};
@@ -28,7 +37,7 @@ Status backend_create(const std::string& name, const BackendOptions& opts, std::
         if (st.ok() || name == "cuda") return st;
 #else
         if (name == "cuda")
-            return {Code::backend, "backend 'cuda' is not built into this addon (configure with VLA_CUDA=ON on a machine with the CUDA toolkit and cuBLAS)"};
+            return {Code::backend, "backend 'cuda': " + backend_cuda_unavailable_reason()};
 #endif
         *out = backend_cpu_create(opts);
         return Status::OK();

@@ -35,18 +35,23 @@ struct Weights {
 // Resolves llava-hf names in either spelling and checks shapes.
 class Binder {
 public:
-    Binder(const WeightStore& ws, Backend& be, ModelInfo& info) : ws_(ws), be_(be), info_(info) {}
+    // ws null: synthetic weights (random matrices, unit norms, zero biases) from `seed`.
+    Binder(const WeightStore* ws, Backend& be, ModelInfo& info, uint64_t seed = 0, double std = 0.02)
+        : ws_(ws), be_(be), info_(info), seed_(seed), std_(std) {}
+
+    bool has(const std::string& name) const { return ws_ && ws_->find(name); }
 
     // First prefix under which `probe` exists, else the last one (errors then name it).
     std::string pick(std::initializer_list<const char*> prefixes, const std::string& probe) const {
         for (const char* p : prefixes)
-            if (ws_.find(p + probe)) return p;
+            if (has(p + probe)) return p;
         return *(prefixes.end() - 1);
     }
 
     Status bind(const std::string& name, std::vector<int64_t> shape, Tensor* out, bool optional = false,
                 bool* present = nullptr) {
-        const TensorView* tv = ws_.find(name);
+        if (!ws_) return synthesize(name, shape, out, present);
+        const TensorView* tv = ws_->find(name);
         if (!tv) {
             if (optional) {
                 if (present) *present = false;
@@ -60,7 +65,7 @@ public:
                 for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
                 return r + "]";
             };
-            return {Code::tensor_shape, ws_.file_of(name) + ": tensor '" + name + "' has shape " + fmt(tv->shape) +
+            return {Code::tensor_shape, ws_->file_of(name) + ": tensor '" + name + "' has shape " + fmt(tv->shape) +
                                             ", the config needs " + fmt(shape)};
         }
         int64_t rows = shape.empty() ? 1 : shape[0], cols = 1;
@@ -74,32 +79,44 @@ public:
     }
 
 private:
-    const WeightStore& ws_;
+    Status synthesize(const std::string& name, const std::vector<int64_t>& shape, Tensor* out, bool* present) {
+        int64_t rows = shape.empty() ? 1 : shape[0], cols = 1;
+        for (size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
+        if (shape.size() == 1) { rows = 1; cols = shape[0]; }
+        auto ends = [&](const char* suf) {
+            const std::string s(suf);
+            return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+        };
+        const bool is_norm = name.find("norm") != std::string::npos || name.find("layrnorm") != std::string::npos;
+        float mean = 0.f, sd = float(std_);
+        if (ends(".bias")) sd = 0.f;
+        else if (is_norm && ends(".weight")) { mean = 1.f; sd = 0.f; }
+        VLA_RETURN_IF_ERROR(be_.random_weight(rows, cols, seed_ + 0x9E3779B97F4A7C15ull * ++count_, mean, sd, out));
+        info_.n_params += rows * cols;
+        info_.weight_bytes += rows * cols * int64_t(dtype_size(out->dtype));
+        if (present) *present = true;
+        return Status::OK();
+    }
+
+    const WeightStore* ws_;
     Backend& be_;
     ModelInfo& info_;
+    uint64_t seed_ = 0, count_ = 0;
+    double std_ = 0.02;
 };
 
-// Row bookkeeping of the decoder sequence as pruning compacts it.
-struct SeqInfo {
-    enum Kind : int8_t { other = 0, visual = 1, merged = 2 };
-    std::vector<int8_t> kind;
-    std::vector<int16_t> view;  // camera of a visual row, -1 otherwise
-    int64_t n_queries = 0;      // action queries at the end
+// The decoder sequence as pruning compacts it. Which rows are visual lives on the backend
+// (kind/view/pos, I32 [n, 1]) so that selection and compaction never leave the device; the
+// host knows only the counts, which every policy's schedule fixes in advance.
+struct Seq {
+    Tensor kind, view, pos;      // 0 other / 1 visual / 2 merged; camera of a visual row (-1); RoPE position
+    int64_t n = 0;               // rows
+    int64_t n_vis = 0;           // visual + merged rows
+    int64_t tail = 0;            // rows after the last image of the prompt (instruction, queries): never
+                                 // pruned; the "text" rows of the pruning scores
+    int64_t n_queries = 0;       // action queries at the end
     int n_views = 0;
-
-    std::vector<int64_t> visual_rows() const {
-        std::vector<int64_t> r;
-        for (size_t i = 0; i < kind.size(); ++i)
-            if (kind[i] != other) r.push_back(int64_t(i));
-        return r;
-    }
-    // Everything after the last visual token: the instruction text (and action queries),
-    // the "text" rows of the pruning scores.
-    int64_t tail_start() const {
-        int64_t t = int64_t(kind.size());
-        while (t > 0 && kind[size_t(t - 1)] == other) --t;
-        return t;
-    }
+    int64_t tail_start() const { return n - tail; }
 };
 
 struct KvCache {
@@ -117,35 +134,37 @@ struct Engine::Impl {
     // Decoder activations, reused by every layer, token and inference (inferences are serial):
     // sized to the longest sequence seen, so the hot path allocates nothing.
     struct Scratch {
-        Tensor h, q, k, v, a, g, u;
+        Tensor h, q, a, g, u;
         int64_t rows = 0;
     } scratch;
 
-    Status bind_all();
+    Status bind_all(uint64_t seed = 0, double std = 0.02);
     Status run(const InferRequest& req, InferResult* out);
 
     // Runs the vision tower and projector; returns visual tokens [n_views * per_view, d].
     // With `prior`, also the CLS-attention prior of every visual token (head mean at the
     // feature layer, FasterVLM-style), zeroed on letterbox padding when pad_mask.
+    // prior: F32 [n_views * per_view + 1, 1], the last entry 0 (the gather target of non-visual rows).
     Status encode_views(const std::vector<ImageInput>& views, Tensor* visual, int64_t* per_view, StageTimings* t,
-                        std::vector<float>* prior = nullptr, bool pad_mask = true);
-    // One decoder layer over x [n, d] at `positions`, appending to and attending over `kv`.
-    // With prob_rows, also the attention probabilities of those query rows over all keys,
-    // copied to the host: [n_heads * n_prob_rows, kv.len + n].
-    Status decoder_layer(int l, Tensor& x, const int32_t* positions, KvCache& kv, const std::vector<int32_t>* prob_rows = nullptr,
-                         std::vector<float>* probs = nullptr);
-    // Runs the prefill over x with the request's pruning policy; x, pos and the bookkeeping
-    // are compacted between layers.
-    Status prefill(const InferRequest& req, Tensor& x, std::vector<int32_t>& pos, SeqInfo& seq,
-                   const std::vector<float>& prior, std::vector<KvCache>& kv, PruneStats* stats);
+                        Tensor* prior = nullptr, bool pad_mask = true);
+    // One decoder layer over x [n, d] at positions pos (I32 [n, 1]), appending to and attending
+    // over `kv`. With n_prob_rows > 0, also the attention probabilities of query rows
+    // [prob_row0, prob_row0 + n_prob_rows) over all keys, left on the backend in *probs:
+    // [n_heads * n_prob_rows, kv.len + n].
+    Status decoder_layer(int l, Tensor& x, const Tensor& pos, KvCache& kv, int64_t prob_row0 = 0,
+                         int64_t n_prob_rows = 0, Tensor* probs = nullptr);
+    // Runs the prefill over x with the request's pruning policy; x and seq are compacted
+    // between layers on the backend. prior_rows: the CLS prior of each row (autoprune, cls-prior).
+    Status prefill(const InferRequest& req, Tensor& x, Seq& seq, const Tensor& prior_rows, const std::vector<int64_t>& vis_rows0,
+                   std::vector<KvCache>& kv, PruneStats* stats);
     Status final_norm_rows(const Tensor& x, int64_t row0, int64_t n, Tensor* out);
 };
 
-Status Engine::Impl::bind_all() {
+Status Engine::Impl::bind_all(uint64_t seed, double std) {
     const auto& c = info.config;
     const auto& vc = c.vision;
     const auto& tc = c.text;
-    Binder b(*store, *be, info);
+    Binder b(store.get(), *be, info, seed, std);
     const int64_t D = vc.hidden, P = vc.patch_size, Np = vc.n_patches(), d = tc.hidden;
     const std::string vp = b.pick({"model.vision_tower.vision_model.", "vision_tower.vision_model."},
                                   "embeddings.patch_embedding.weight");
@@ -205,7 +224,7 @@ Status Engine::Impl::bind_all() {
         w.has_lm_head = true;
     } else {
         const bool need = c.vla.head == ActionHead::text;
-        const std::string head_name = store->find("lm_head.weight") ? "lm_head.weight" : "language_model.lm_head.weight";
+        const std::string head_name = !store || store->find("lm_head.weight") ? "lm_head.weight" : "language_model.lm_head.weight";
         VLA_RETURN_IF_ERROR(b.bind(head_name, {tc.vocab, d}, &w.lm_head, !need, &w.has_lm_head));
     }
 
@@ -227,7 +246,7 @@ Status Engine::Impl::bind_all() {
 }
 
 Status Engine::Impl::encode_views(const std::vector<ImageInput>& views, Tensor* visual, int64_t* per_view,
-                                  StageTimings* t, std::vector<float>* prior, bool pad_mask) {
+                                  StageTimings* t, Tensor* prior, bool pad_mask) {
     const auto& c = info.config;
     const auto& vc = c.vision;
     Backend& B = *be;
@@ -284,21 +303,22 @@ Status Engine::Impl::encode_views(const std::vector<ImageInput>& views, Tensor* 
             Tensor probs;
             VLA_RETURN_IF_ERROR(B.alloc(int64_t(vc.n_heads) * nv, N, &probs));
             B.attention_probs(q, k, rows.data(), nv, probs, ap);
-            std::vector<float> hp(size_t(probs.numel()));
-            B.read(probs, hp.data(), probs.numel());
-            prior->assign(size_t(nv * pv_), 0.f);
+            // Padding patches get no prior (LLaVA-1.5 letterbox); the mean over heads on the backend.
             const int g = vc.image_size / vc.patch_size;
+            std::vector<int32_t> masked(size_t(nv * pv_), 0);
             for (int v = 0; v < nv; ++v) {
-                std::vector<uint8_t> mask;
-                if (pad_mask && c.vla.preprocess.pad) mask = prune_pad_mask(views[size_t(v)].width, views[size_t(v)].height, g);
-                for (int64_t i = 0; i < pv_; ++i) {
-                    const int64_t key = int64_t(v) * T + (c.drop_cls ? 1 + i : i);
-                    double sum = 0;
-                    for (int hh = 0; hh < vc.n_heads; ++hh) sum += hp[size_t((int64_t(hh) * nv + v) * N + key)];
-                    const bool masked = !mask.empty() && (c.drop_cls ? mask[size_t(i)] : (i > 0 && mask[size_t(i - 1)]));
-                    (*prior)[size_t(v * pv_ + i)] = masked ? 0.f : float(sum / vc.n_heads);
-                }
+                if (!(pad_mask && c.vla.preprocess.pad)) break;
+                const std::vector<uint8_t> mask = prune_pad_mask(views[size_t(v)].width, views[size_t(v)].height, g);
+                for (int64_t i = 0; i < pv_; ++i)
+                    masked[size_t(v * pv_ + i)] = c.drop_cls ? mask[size_t(i)] : (i > 0 && mask[size_t(i - 1)]);
             }
+            Tensor mt;
+            VLA_RETURN_IF_ERROR(B.alloc_i32(int64_t(nv) * pv_, 1, &mt));
+            B.write_i32(mt, masked.data(), int64_t(masked.size()));
+            VLA_RETURN_IF_ERROR(B.alloc(int64_t(nv) * pv_ + 1, 1, prior));
+            B.cls_prior(probs, vc.n_heads, nv, T, c.drop_cls ? 1 : 0, pv_, mt, *prior);
+            const float zero = 0.f;
+            B.write(*prior, &zero, 1, int64_t(nv) * pv_);
         }
         B.matmul(a, L.o_w, &L.o_b, h);
         B.add(x, h);
@@ -334,8 +354,8 @@ Status Engine::Impl::encode_views(const std::vector<ImageInput>& views, Tensor* 
     return Status::OK();
 }
 
-Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, KvCache& kv,
-                                   const std::vector<int32_t>* prob_rows, std::vector<float>* probs) {
+Status Engine::Impl::decoder_layer(int l, Tensor& x, const Tensor& pos, KvCache& kv, int64_t prob_row0,
+                                   int64_t n_prob_rows, Tensor* probs) {
     const auto& tc = info.config.text;
     const auto& L = w.txt[size_t(l)];
     Backend& B = *be;
@@ -346,23 +366,21 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, K
         scratch = {};
         VLA_RETURN_IF_ERROR(B.alloc(n, d, &scratch.h));
         VLA_RETURN_IF_ERROR(B.alloc(n, qd, &scratch.q));
-        VLA_RETURN_IF_ERROR(B.alloc(n, kvd, &scratch.k));
-        VLA_RETURN_IF_ERROR(B.alloc(n, kvd, &scratch.v));
         VLA_RETURN_IF_ERROR(B.alloc(n, qd, &scratch.a));
         VLA_RETURN_IF_ERROR(B.alloc(n, tc.intermediate, &scratch.g));
         VLA_RETURN_IF_ERROR(B.alloc(n, tc.intermediate, &scratch.u));
         scratch.rows = n;
     }
-    Tensor h = B.rows(scratch.h, 0, n), q = B.rows(scratch.q, 0, n), k = B.rows(scratch.k, 0, n), v = B.rows(scratch.v, 0, n),
-           a = B.rows(scratch.a, 0, n), g = B.rows(scratch.g, 0, n), u = B.rows(scratch.u, 0, n);
+    Tensor h = B.rows(scratch.h, 0, n), q = B.rows(scratch.q, 0, n), a = B.rows(scratch.a, 0, n),
+           g = B.rows(scratch.g, 0, n), u = B.rows(scratch.u, 0, n);
+    // K and V are written straight into this layer's cache rows.
+    Tensor k = B.rows(kv.k, kv.len, n), v = B.rows(kv.v, kv.len, n);
     B.rms_norm(x, L.in_norm, tc.rms_eps, h);
     B.matmul(h, L.q, nullptr, q);
     B.matmul(h, L.k, nullptr, k);
     B.matmul(h, L.v, nullptr, v);
-    B.rope(q, tc.n_heads, tc.head_dim, positions, tc.rope_theta);
-    B.rope(k, tc.n_kv_heads, tc.head_dim, positions, tc.rope_theta);
-    B.copy_rows(k, 0, n, kv.k, kv.len);
-    B.copy_rows(v, 0, n, kv.v, kv.len);
+    B.rope(q, tc.n_heads, tc.head_dim, pos, tc.rope_theta);
+    B.rope(k, tc.n_kv_heads, tc.head_dim, pos, tc.rope_theta);
     AttentionParams ap;
     ap.n_head = tc.n_heads;
     ap.n_kv_head = tc.n_kv_heads;
@@ -372,14 +390,12 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, K
     ap.causal = true;
     ap.scale = 1.f / std::sqrt(float(tc.head_dim));
     B.attention(q, kv.k, kv.v, a, ap);
-    if (prob_rows && !prob_rows->empty()) {
+    if (n_prob_rows > 0 && probs) {
         // Beside the fused attention, so that pruning never forces a slow attention path.
-        Tensor pt;
-        const int64_t nr = int64_t(prob_rows->size());
-        VLA_RETURN_IF_ERROR(B.alloc(int64_t(tc.n_heads) * nr, ap.n_kv, &pt));
-        B.attention_probs(q, kv.k, prob_rows->data(), nr, pt, ap);
-        probs->resize(size_t(pt.numel()));
-        B.read(pt, probs->data(), pt.numel());
+        std::vector<int32_t> rows(static_cast<size_t>(n_prob_rows));
+        for (int64_t i = 0; i < n_prob_rows; ++i) rows[size_t(i)] = int32_t(prob_row0 + i);
+        VLA_RETURN_IF_ERROR(B.alloc(int64_t(tc.n_heads) * n_prob_rows, ap.n_kv, probs));
+        B.attention_probs(q, kv.k, rows.data(), n_prob_rows, *probs, ap);
     }
     kv.len += n;
     B.matmul(a, L.o, nullptr, h);
@@ -395,74 +411,60 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const int32_t* positions, K
 
 namespace {
 
-// Keeps the non-visual rows and the visual rows `keep` (indices into seq.visual_rows(),
-// ascending), appends `merged` [c, d] right after the last kept visual row, and rebuilds x,
-// the bookkeeping and positions (re-indexed 0..n-1, or the survivors' own).
-Status compact(Backend& B, Tensor& x, std::vector<int32_t>& pos, SeqInfo& seq, const std::vector<int64_t>& keep,
-               const std::vector<float>& merged, bool reindex) {
-    const std::vector<int64_t> vis = seq.visual_rows();
-    const int64_t tail = seq.tail_start(), d = x.cols, c = int64_t(merged.size()) / std::max<int64_t>(1, d);
-    std::vector<uint8_t> keep_row(seq.kind.size(), 1);
-    for (int64_t r : vis) keep_row[size_t(r)] = 0;
-    for (int64_t k : keep) keep_row[size_t(vis[size_t(k)])] = 1;
-    std::vector<int32_t> head_idx, tail_idx;
-    for (int64_t i = 0; i < int64_t(seq.kind.size()); ++i)
-        if (keep_row[size_t(i)]) (i < tail ? head_idx : tail_idx).push_back(int32_t(i));
-    const int64_t a = int64_t(head_idx.size()), n_new = a + c + int64_t(tail_idx.size());
-    Tensor nx;
+// Keeps the non-visual rows and the visual rows flagged in `keep` (I32 [n, 1]), puts the c rows
+// of `merged` [c, d] just before the tail, and rebuilds x and the row metadata (positions
+// re-indexed 0..n-1, or the survivors' own). All on the backend; `kept` is the number of flagged
+// rows, which the caller's schedule knows.
+Status compact(Backend& B, Tensor& x, Seq& seq, const Tensor& keep, int64_t kept, const Tensor* merged, int64_t c,
+               bool reindex) {
+    const int64_t n_keep = seq.n - seq.n_vis + kept, a = n_keep - seq.tail, n_new = n_keep + c, d = x.cols;
+    Tensor idx, nx, kind, view, pos;
+    VLA_RETURN_IF_ERROR(B.alloc_i32(std::max<int64_t>(n_keep, 1), 1, &idx));
+    B.prune_index(keep, seq.kind, true, seq.n, idx);
     VLA_RETURN_IF_ERROR(B.alloc(n_new, d, &nx));
-    Tensor part = B.rows(nx, 0, a);
-    B.gather_rows(x, head_idx.data(), a, part);
-    if (c) B.write(nx, merged.data(), c * d, a * d);
-    part = B.rows(nx, a + c, int64_t(tail_idx.size()));
-    B.gather_rows(x, tail_idx.data(), int64_t(tail_idx.size()), part);
-    SeqInfo ns = seq;
-    std::vector<int32_t> np;
-    ns.kind.clear();
-    ns.view.clear();
-    auto take = [&](int32_t i) {
-        ns.kind.push_back(seq.kind[size_t(i)]);
-        ns.view.push_back(seq.view[size_t(i)]);
-        np.push_back(pos[size_t(i)]);
+    VLA_RETURN_IF_ERROR(B.alloc_i32(n_new, 1, &kind));
+    VLA_RETURN_IF_ERROR(B.alloc_i32(n_new, 1, &view));
+    VLA_RETURN_IF_ERROR(B.alloc_i32(n_new, 1, &pos));
+    const Tensor head_idx = B.rows(idx, 0, a), tail_idx = B.rows(idx, a, seq.tail);
+    auto move = [&](const Tensor& src, Tensor& dst) {
+        if (a > 0) {
+            Tensor part = B.rows(dst, 0, a);
+            B.gather_rows_idx(src, head_idx, a, part);
+        }
+        if (seq.tail > 0) {
+            Tensor part = B.rows(dst, a + c, seq.tail);
+            B.gather_rows_idx(src, tail_idx, seq.tail, part);
+        }
     };
-    for (int32_t i : head_idx) take(i);
-    const int32_t after = np.empty() ? 0 : np.back() + 1;
-    for (int64_t j = 0; j < c; ++j) {
-        ns.kind.push_back(SeqInfo::merged);
-        ns.view.push_back(-1);
-        np.push_back(after);
-    }
-    for (int32_t i : tail_idx) take(i);
-    if (reindex)
-        for (size_t i = 0; i < np.size(); ++i) np[i] = int32_t(i);
+    move(x, nx);
+    if (c) B.copy_rows(*merged, 0, c, nx, a);
+    move(seq.kind, kind);
+    move(seq.view, view);
+    move(seq.pos, pos);
+    B.prune_merged_meta(kind, view, pos, a, c, n_new, reindex);
     x = nx;
-    pos = std::move(np);
-    seq = std::move(ns);
+    seq.kind = kind;
+    seq.view = view;
+    seq.pos = pos;
+    seq.n = n_new;
+    seq.n_vis = kept + c;
     return Status::OK();
 }
 
-// mean over heads and the given rows of probs [H * nr, ld] at each key column.
-std::vector<float> mean_scores(const std::vector<float>& probs, int n_heads, int64_t nr, int64_t ld,
-                               const std::vector<int64_t>& cols) {
-    std::vector<float> r(cols.size(), 0.f);
-    for (size_t v = 0; v < cols.size(); ++v) {
-        double s = 0;
-        for (int64_t t = 0; t < int64_t(n_heads) * nr; ++t) s += probs[size_t(t * ld + cols[v])];
-        r[v] = float(s / double(int64_t(n_heads) * nr));
-    }
-    return r;
+double mi_of(const std::vector<float>& pairs, int64_t slot) {
+    return double(pairs[size_t(2 * slot)]) + double(pairs[size_t(2 * slot + 1)]);
 }
 
 }  // namespace
 
-Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, std::vector<int32_t>& pos, SeqInfo& seq,
-                             const std::vector<float>& prior, std::vector<KvCache>& kv, PruneStats* st) {
+Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const Tensor& prior_rows,
+                             const std::vector<int64_t>& vis_rows0, std::vector<KvCache>& kv, PruneStats* st) {
     const auto& tc = info.config.text;
     Backend& B = *be;
     const PruneOptions& po = req.prune;
     const int L = tc.n_layers;
-    const int Nv = int(seq.visual_rows().size());
-    const int n_other = int(seq.kind.size()) - Nv;
+    const int Nv = int(seq.n_vis);
+    const int n_other = int(seq.n) - Nv;
     const double d = tc.hidden, m = tc.intermediate;
     st->policy = po.policy;
     st->n_visual = Nv;
@@ -496,99 +498,108 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, std::vector<int
     Schedule sched;
     st->target_tokens = policy == PrunePolicy::none ? Nv : T;
 
-    auto record = [&](int l) {
-        int kept = 0, merged = 0;
-        auto& pv = st->kept_per_view[size_t(l)];
-        std::fill(pv.begin(), pv.end(), 0);
-        for (size_t i = 0; i < seq.kind.size(); ++i) {
-            if (seq.kind[i] == SeqInfo::visual) { ++kept; ++pv[size_t(seq.view[i])]; }
-            if (seq.kind[i] == SeqInfo::merged) { ++kept; ++merged; }
-        }
-        st->kept[size_t(l)] = kept;
-        st->merged[size_t(l)] = merged;
-    };
+    // Per-layer counts stay on the backend until the end: one read after the prefill.
+    Tensor counts, mi;
+    VLA_RETURN_IF_ERROR(B.alloc_i32(L, seq.n_views + 2, &counts));
+    VLA_RETURN_IF_ERROR(B.alloc(1, 2 * int64_t(L), &mi));
+    std::vector<float> mi_host(size_t(2 * L), 0.f);
+    B.write(mi, mi_host.data(), 2 * int64_t(L));
+    auto record = [&](int l) { B.prune_count(seq.kind, seq.view, seq.n, seq.n_views, counts, l); };
+    std::vector<int> expect(size_t(L), 0);  // the host's count of visual + merged rows, checked at the end
 
     // Pre-LLM selection (cls-prior, random): T tokens enter layer 0.
     int entering = Nv;
     if (plan.pre_llm >= 0) {
-        std::vector<int64_t> keep;
+        Tensor keep;
+        VLA_RETURN_IF_ERROR(B.alloc_i32(seq.n, 1, &keep));
         if (policy == PrunePolicy::cls_prior) {
-            keep = prune_topk(prior, plan.pre_llm);
+            B.prune_topk(prior_rows, seq.kind, nullptr, seq.n, plan.pre_llm, keep);
         } else {
             std::vector<int64_t> all(static_cast<size_t>(Nv));
             for (int i = 0; i < Nv; ++i) all[size_t(i)] = i;
             std::mt19937_64 rng(po.seed);
             std::shuffle(all.begin(), all.end(), rng);
             all.resize(size_t(plan.pre_llm));
-            std::sort(all.begin(), all.end());
-            keep = all;
+            std::vector<int32_t> flags(size_t(seq.n), 0);
+            for (int64_t v : all) flags[size_t(vis_rows0[size_t(v)])] = 1;
+            B.write_i32(keep, flags.data(), seq.n);
         }
-        VLA_RETURN_IF_ERROR(compact(B, x, pos, seq, keep, {}, po.reindex_positions));
+        VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, plan.pre_llm, nullptr, 0, po.reindex_positions));
         entering = plan.pre_llm;
     }
 
-    std::vector<float> probs;
     for (int l = 0; l < L; ++l) {
-        // Which query rows this layer's pruning step scores with.
-        std::vector<int32_t> rows;
-        const int64_t n = int64_t(seq.kind.size()), tail = seq.tail_start();
+        // Which query rows this layer's pruning step scores with: always a contiguous range.
+        const int64_t n = seq.n, tail = seq.tail_start();
+        int64_t r0 = 0, nr = 0;
         bool step = false;
         switch (policy) {
         case PrunePolicy::autoprune:
             step = true;
-            for (int64_t i = tail; i < n; ++i) rows.push_back(int32_t(i));
+            r0 = tail;
+            nr = n - tail;
             break;
         case PrunePolicy::fastv:
             step = l == std::max(1, std::min(po.fastv_layer, L - 1)) - 1;
-            if (step) rows.push_back(int32_t(n - 1));  // the last prompt token
+            r0 = n - 1;  // the last prompt token
+            nr = 1;
             break;
         case PrunePolicy::pdrop:
             step = std::find(plan.pdrop_layers.begin(), plan.pdrop_layers.end(), l) != plan.pdrop_layers.end();
-            if (step) rows.push_back(int32_t(std::max(tail, n - 1 - seq.n_queries)));  // the last instruction token
+            r0 = std::max(tail, n - 1 - seq.n_queries);  // the last instruction token
+            nr = 1;
             break;
         case PrunePolicy::sparsevlm_fixed:
             step = std::find(plan.sparsevlm_layers.begin(), plan.sparsevlm_layers.end(), l) != plan.sparsevlm_layers.end();
-            if (step)
-                for (int64_t i = tail; i < n; ++i) rows.push_back(int32_t(i));
+            r0 = tail;
+            nr = n - tail;
             break;
         default:
             break;
         }
-        const std::vector<int64_t> vis = step ? seq.visual_rows() : std::vector<int64_t>{};
-        step = step && !vis.empty() && !rows.empty();
-        VLA_RETURN_IF_ERROR(decoder_layer(l, x, pos.data(), kv[size_t(l)], step ? &rows : nullptr, &probs));
-        if (!step) {
+        step = step && seq.n_vis > 0 && nr > 0;
+        Tensor probs;
+        VLA_RETURN_IF_ERROR(decoder_layer(l, x, seq.pos, kv[size_t(l)], r0, step ? nr : 0, &probs));
+        auto done = [&] {
             record(l);
+            expect[size_t(l)] = int(seq.n_vis);
+        };
+        if (!step) {
+            done();
             continue;
         }
-        const int64_t nr = int64_t(rows.size()), ld = kv[size_t(l)].len;  // keys: this layer's whole cache
-        const std::vector<float> r = mean_scores(probs, tc.n_heads, nr, ld, vis);
-        int64_t K = int64_t(vis.size());
+        Tensor scores;
+        VLA_RETURN_IF_ERROR(B.alloc(n, 1, &scores));
+        B.prune_scores(probs, int64_t(tc.n_heads) * nr, seq.kind, n, scores);
+        int64_t K = seq.n_vis;
         bool recycle = false;
         if (policy == PrunePolicy::autoprune) {
-            double mi = 0;
-            for (int h = 0; h < tc.n_heads; ++h) mi += prune_mutual_information(probs.data() + size_t(int64_t(h) * nr * ld), ld, nr, vis);
+            B.prune_mi(probs, tc.n_heads, nr, seq.kind, n, mi, l);
             if (l == 0) {
                 // Stage B: CLS prior + 0.3 MI_0 a_0, no merging.
-                st->mi0 = mi / double(nr);
-                std::vector<float> s0(vis.size());
-                for (size_t v = 0; v < vis.size(); ++v) s0[v] = prior[v] + float(0.3 * st->mi0) * r[v];
-                VLA_RETURN_IF_ERROR(compact(B, x, pos, seq, prune_topk(s0, n1), {}, po.reindex_positions));
-                record(l);
+                Tensor keep;
+                VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &keep));
+                B.prune_prior_scores(scores, prior_rows, seq.kind, n, mi, 0, 0.3, double(nr));
+                const int64_t k0 = std::min<int64_t>(n1, seq.n_vis);
+                B.prune_topk(scores, seq.kind, nullptr, n, k0, keep);
+                VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, k0, nullptr, 0, po.reindex_positions));
+                done();
                 continue;
             }
             if (l == 1) {
-                st->mi1 = mi;
+                // The one device-to-host sync of the prefill: MI_1 shapes the curve.
+                B.read(mi, mi_host.data(), 4);
+                st->mi1 = mi_of(mi_host, 1);
                 if (po.budget.kind == BudgetKind::flops) {
                     bool met = true;
-                    sched = autoprune_schedule_flops(L, Nv, n1, mi, po.budget.value * 1e9, n_other, d, m, po.autoprune, &met);
+                    sched = autoprune_schedule_flops(L, Nv, n1, st->mi1, po.budget.value * 1e9, n_other, d, m, po.autoprune, &met);
                 } else {
-                    sched = autoprune_schedule(L, Nv, T, mi, po.autoprune);
+                    sched = autoprune_schedule(L, Nv, T, st->mi1, po.autoprune);
                 }
                 st->k = sched.k;
                 st->scale = sched.scale;
             }
-            K = std::min<int64_t>(int64_t(std::ceil((n1 - 1) * sched.keep_frac[size_t(l)])), int64_t(vis.size()));
+            K = std::min<int64_t>(int64_t(std::ceil((n1 - 1) * sched.keep_frac[size_t(l)])), seq.n_vis);
             recycle = po.recycle;
         } else if (policy == PrunePolicy::fastv) {
             K = plan.fastv_keep;
@@ -600,35 +611,48 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, std::vector<int
             K = plan.sparsevlm_counts[s_];
             recycle = po.recycle;
         }
-        K = std::max<int64_t>(0, std::min<int64_t>(K, int64_t(vis.size())));
-        if (K == int64_t(vis.size())) {
-            record(l);
+        K = std::max<int64_t>(0, std::min<int64_t>(K, seq.n_vis));
+        if (K == seq.n_vis) {
+            done();
             continue;
         }
-        std::vector<int64_t> keep = prune_topk(r, K);
-        std::vector<float> merged;
+        Tensor keep, merged;
+        VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &keep));
+        B.prune_topk(scores, seq.kind, nullptr, n, K, keep);
+        int64_t C = 0;
         if (recycle) {
             // Token recycling: the best-scored 30 % (+1) of the pruned merge into C tokens.
-            std::vector<uint8_t> kept_mask(vis.size(), 0);
-            for (int64_t k : keep) kept_mask[size_t(k)] = 1;
-            std::vector<int64_t> pruned;
-            std::vector<float> pruned_scores;
-            for (size_t v = 0; v < vis.size(); ++v)
-                if (!kept_mask[v]) { pruned.push_back(int64_t(v)); pruned_scores.push_back(r[v]); }
-            const int64_t M = int64_t(0.3 * double(pruned.size())) + 1;
-            const int64_t C = prune_recycled_count(int64_t(pruned.size()));
-            std::vector<int64_t> sel = prune_topk(pruned_scores, M);
-            std::vector<int32_t> rows_sel;
-            for (int64_t si : sel) rows_sel.push_back(int32_t(vis[size_t(pruned[size_t(si)])]));
-            Tensor hs;
-            VLA_RETURN_IF_ERROR(B.alloc(int64_t(rows_sel.size()), x.cols, &hs));
-            B.gather_rows(x, rows_sel.data(), int64_t(rows_sel.size()), hs);
-            std::vector<float> hh(size_t(hs.numel()));
-            B.read(hs, hh.data(), hs.numel());
-            merged = prune_dpc_knn_merge(hh, int64_t(rows_sel.size()), x.cols, C);
+            const int64_t pruned = seq.n_vis - K;
+            const int64_t M = int64_t(0.3 * double(pruned)) + 1;
+            C = prune_recycled_count(pruned);
+            Tensor sel, sel_idx, hs;
+            VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &sel));
+            VLA_RETURN_IF_ERROR(B.alloc_i32(M, 1, &sel_idx));
+            VLA_RETURN_IF_ERROR(B.alloc(M, x.cols, &hs));
+            VLA_RETURN_IF_ERROR(B.alloc(C, x.cols, &merged));
+            B.prune_topk(scores, seq.kind, &keep, n, M, sel);
+            B.prune_index(sel, seq.kind, false, n, sel_idx);
+            B.gather_rows_idx(x, sel_idx, M, hs);
+            VLA_RETURN_IF_ERROR(B.dpc_knn_merge(hs, C, merged));
         }
-        VLA_RETURN_IF_ERROR(compact(B, x, pos, seq, keep, merged, policy == PrunePolicy::fastv ? false : po.reindex_positions));
-        record(l);
+        VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, K, C ? &merged : nullptr, C,
+                                    policy == PrunePolicy::fastv ? false : po.reindex_positions));
+        done();
+    }
+
+    // What pruning did, per layer and view: read once, after the prefill.
+    std::vector<int32_t> ch(size_t(L) * size_t(seq.n_views + 2));
+    B.read_i32(counts, ch.data(), int64_t(ch.size()));
+    B.read(mi, mi_host.data(), 2 * int64_t(L));
+    if (policy == PrunePolicy::autoprune) st->mi0 = mi_of(mi_host, 0) / double(std::max<int64_t>(1, seq.tail));
+    for (int l = 0; l < L; ++l) {
+        const int32_t* row = ch.data() + size_t(l) * size_t(seq.n_views + 2);
+        for (int v = 0; v < seq.n_views; ++v) st->kept_per_view[size_t(l)][size_t(v)] = row[v];
+        st->kept[size_t(l)] = row[seq.n_views];
+        st->merged[size_t(l)] = row[seq.n_views + 1];
+        if (row[seq.n_views] != expect[size_t(l)])
+            return {Code::internal, "pruning at layer " + std::to_string(l) + " left " + std::to_string(row[seq.n_views]) +
+                                        " visual rows, the schedule expected " + std::to_string(expect[size_t(l)])};
     }
     st->flops = prune_plan_flops(st->kept, entering, n_other, d, m);
     double sum = 0;
@@ -684,7 +708,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
     const bool need_prior = policy == PrunePolicy::autoprune || policy == PrunePolicy::cls_prior;
     Tensor visual;
     int64_t per_view = 0;
-    std::vector<float> prior;
+    Tensor prior;
     VLA_RETURN_IF_ERROR(encode_views(req.views, &visual, &per_view, &r.timings, need_prior ? &prior : nullptr, req.prune.pad_mask));
 
     // ---- assemble the prefill sequence
@@ -697,23 +721,28 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
                                  std::to_string(tc.max_positions)};
     Tensor x;
     VLA_RETURN_IF_ERROR(B.alloc(n, tc.hidden, &x));
-    SeqInfo seq;
-    seq.kind.assign(size_t(n), SeqInfo::other);
-    seq.view.assign(size_t(n), -1);
+    Seq seq;
+    seq.n = n;
+    seq.n_vis = n_img_tokens * per_view;
     seq.n_queries = n_queries;
     seq.n_views = int(req.views.size());
+    std::vector<int32_t> kind(size_t(n), 0), view(size_t(n), -1), pos(static_cast<size_t>(n)), prior_idx(size_t(n), int32_t(seq.n_vis));
+    std::vector<int64_t> vis_rows0;  // the visual rows before any pruning, in order
     {
-        int64_t row = 0, view = 0;
+        int64_t row = 0, v = 0, last_vis_end = 0;
         size_t i = 0;
         while (i < req.input_ids.size()) {
             if (req.input_ids[i] == c.image_token_id) {
-                B.copy_rows(visual, view * per_view, per_view, x, row);
+                B.copy_rows(visual, v * per_view, per_view, x, row);
                 for (int64_t j = 0; j < per_view; ++j) {
-                    seq.kind[size_t(row + j)] = SeqInfo::visual;
-                    seq.view[size_t(row + j)] = int16_t(view);
+                    kind[size_t(row + j)] = 1;
+                    view[size_t(row + j)] = int32_t(v);
+                    prior_idx[size_t(row + j)] = int32_t(v * per_view + j);
+                    vis_rows0.push_back(row + j);
                 }
                 row += per_view;
-                ++view;
+                last_vis_end = row;
+                ++v;
                 ++i;
                 continue;
             }
@@ -728,9 +757,24 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
             for (int64_t k = 0; k < n_queries; ++k) q[size_t(k)] = int32_t(k);
             B.get_rows(w.act_q, q.data(), n_queries, x, row);
         }
+        seq.tail = n - last_vis_end;
     }
-    std::vector<int32_t> pos(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) pos[size_t(i)] = int32_t(i);
+    VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &seq.kind));
+    VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &seq.view));
+    VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &seq.pos));
+    B.write_i32(seq.kind, kind.data(), n);
+    B.write_i32(seq.view, view.data(), n);
+    B.write_i32(seq.pos, pos.data(), n);
+    // The CLS prior of each row (0 for non-visual rows: they read the trailing zero).
+    Tensor prior_rows;
+    if (need_prior) {
+        Tensor pidx;
+        VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &pidx));
+        VLA_RETURN_IF_ERROR(B.alloc(n, 1, &prior_rows));
+        B.write_i32(pidx, prior_idx.data(), n);
+        B.gather_rows_idx(prior, pidx, n, prior_rows);
+    }
 
     // ---- prefill: every layer keeps its own cache and length, so rows may be removed between layers
     const int64_t kvd = int64_t(tc.n_kv_heads) * tc.head_dim;
@@ -739,7 +783,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         VLA_RETURN_IF_ERROR(B.alloc(n + max_new, kvd, &c_.k));
         VLA_RETURN_IF_ERROR(B.alloc(n + max_new, kvd, &c_.v));
     }
-    VLA_RETURN_IF_ERROR(prefill(req, x, pos, seq, prior, kv, &r.prune));
+    VLA_RETURN_IF_ERROR(prefill(req, x, seq, prior_rows, vis_rows0, kv, &r.prune));
     const int64_t n_final = x.rows;  // rows after the last layer (pruning may have removed some)
     B.synchronize();
     r.timings.prefill_ms = ms_since(t_prefill);
@@ -778,10 +822,11 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
     } else {
         std::vector<int32_t> stops = req.stop_ids;
         if (tc.eos_id >= 0) stops.push_back(tc.eos_id);
-        Tensor hn, logits, xt;
+        Tensor hn, logits, xt, best, p1;
         VLA_RETURN_IF_ERROR(B.alloc(1, tc.vocab, &logits));
         VLA_RETURN_IF_ERROR(B.alloc(1, tc.hidden, &xt));
-        std::vector<float> host(static_cast<size_t>(tc.vocab));
+        VLA_RETURN_IF_ERROR(B.alloc_i32(1, 1, &best));
+        VLA_RETURN_IF_ERROR(B.alloc_i32(1, 1, &p1));
         VLA_RETURN_IF_ERROR(final_norm_rows(x, n_final - 1, 1, &hn));
         if (req.return_hidden) {
             r.hidden.resize(size_t(hn.numel()));
@@ -789,10 +834,14 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         }
         for (int step = 0; step < max_new; ++step) {
             B.matmul(hn, w.lm_head, nullptr, logits);
-            B.read(logits, host.data(), tc.vocab);
-            if (step == 0 && req.return_logits) r.logits = host;
-            // Greedy; ties go to the lowest id so runs are reproducible.
-            const int32_t next = int32_t(std::max_element(host.begin(), host.end()) - host.begin());
+            if (step == 0 && req.return_logits) {
+                r.logits.resize(size_t(tc.vocab));
+                B.read(logits, r.logits.data(), tc.vocab);
+            }
+            // Greedy on the backend (one int comes back); ties go to the lowest id so runs are reproducible.
+            B.argmax(logits, tc.vocab, best);
+            int32_t next = 0;
+            B.read_i32(best, &next, 1);
             if (std::find(stops.begin(), stops.end(), next) != stops.end()) {
                 r.stopped = true;
                 break;
@@ -805,7 +854,8 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
             const bool reindex = req.prune.reindex_positions && policy != PrunePolicy::fastv;
             for (int l = 0; l < tc.n_layers; ++l) {
                 const int32_t p = reindex ? int32_t(kv[size_t(l)].len) : int32_t(n + step);
-                VLA_RETURN_IF_ERROR(decoder_layer(l, xt, &p, kv[size_t(l)]));
+                B.write_i32(p1, &p, 1);
+                VLA_RETURN_IF_ERROR(decoder_layer(l, xt, p1, kv[size_t(l)]));
             }
             VLA_RETURN_IF_ERROR(final_norm_rows(xt, 0, 1, &hn));
         }
@@ -825,12 +875,39 @@ Engine::~Engine() = default;
 
 const ModelInfo& Engine::info() const { return impl_->info; }
 
+namespace {
+Status backend_options(const EngineOptions& opts, BackendOptions* bo) {
+    bo->n_threads = opts.n_threads;
+    bo->device = opts.device;
+    if (opts.weight_dtype == "auto") bo->weight_dtype = WeightDType::auto_;
+    else if (opts.weight_dtype == "f16") bo->weight_dtype = WeightDType::f16;
+    else if (opts.weight_dtype == "bf16") bo->weight_dtype = WeightDType::bf16;
+    else return {Code::input, "unknown weight_dtype '" + opts.weight_dtype + "' (auto, f16, bf16)"};
+    if (opts.device < 0) return {Code::input, "device must be >= 0, got " + std::to_string(opts.device)};
+    return Status::OK();
+}
+}  // namespace
+
+Status Engine::create_synthetic(const ModelConfig& config, const EngineOptions& opts, uint64_t seed, double std,
+                                std::unique_ptr<Engine>* out) {
+    if (!(std >= 0) || !std::isfinite(std)) return {Code::input, "synthetic weight std must be finite and >= 0"};
+    auto impl = std::make_unique<Impl>();
+    impl->info.config = config;
+    BackendOptions bo;
+    VLA_RETURN_IF_ERROR(backend_options(opts, &bo));
+    VLA_RETURN_IF_ERROR(backend_create(opts.backend, bo, &impl->be));
+    impl->info.backend = impl->be->name();
+    VLA_RETURN_IF_ERROR(impl->bind_all(seed, std));
+    out->reset(new Engine(std::move(impl)));
+    return Status::OK();
+}
+
 Status Engine::load(const std::string& dir, const EngineOptions& opts, std::unique_ptr<Engine>* out) {
     auto impl = std::make_unique<Impl>();
+    BackendOptions bo;
+    VLA_RETURN_IF_ERROR(backend_options(opts, &bo));
     VLA_RETURN_IF_ERROR(config_load(dir + "/config.json", &impl->info.config));
     VLA_RETURN_IF_ERROR(WeightStore::open_dir(dir, &impl->store));
-    BackendOptions bo;
-    bo.n_threads = opts.n_threads;
     VLA_RETURN_IF_ERROR(backend_create(opts.backend, bo, &impl->be));
     impl->info.backend = impl->be->name();
     Status st = impl->bind_all();

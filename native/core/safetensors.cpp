@@ -141,6 +141,7 @@ size_t dtype_size(DType t) {
         case DType::f32: return 4;
         case DType::f16: return 2;
         case DType::bf16: return 2;
+        case DType::i32: return 4;
     }
     return 0;
 }
@@ -150,6 +151,7 @@ const char* dtype_name(DType t) {
         case DType::f32: return "F32";
         case DType::f16: return "F16";
         case DType::bf16: return "BF16";
+        case DType::i32: return "I32";
     }
     return "?";
 }

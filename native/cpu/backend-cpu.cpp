@@ -4,12 +4,14 @@
 #include <cmath>
 #include <cstring>
 #include <new>
+#include <random>
 #include <vector>
 
 #include "convert.h"
 #include "gemm.h"
 #include "vla/backend.h"
 #include "vla/image.h"
+#include "vla/prune-ops.h"
 #include "vla/threadpool.h"
 
 namespace vla {
@@ -45,6 +47,8 @@ inline float dot(const float* a, const float* b, int64_t n) {
 
 inline float* F(Tensor& t) { return static_cast<float*>(t.data); }
 inline const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
+inline int32_t* I(Tensor& t) { return static_cast<int32_t*>(t.data); }
+inline const int32_t* I(const Tensor& t) { return static_cast<const int32_t*>(t.data); }
 
 class CpuBackend final : public Backend {
 public:
@@ -65,6 +69,27 @@ public:
             allocated_ -= int64_t(bytes);
         });
         *out = std::move(t);
+        return Status::OK();
+    }
+
+    Status alloc_i32(int64_t rows, int64_t cols, Tensor* out) override {
+        VLA_RETURN_IF_ERROR(alloc(rows, cols, out));  // same element size
+        out->dtype = DType::i32;
+        return Status::OK();
+    }
+    void write_i32(Tensor& dst, const int32_t* src, int64_t n, int64_t offset) override {
+        std::memcpy(I(dst) + offset, src, size_t(n) * sizeof(int32_t));
+    }
+    void read_i32(const Tensor& src, int32_t* dst, int64_t n, int64_t offset) override {
+        std::memcpy(dst, I(src) + offset, size_t(n) * sizeof(int32_t));
+    }
+
+    Status random_weight(int64_t rows, int64_t cols, uint64_t seed, float mean, float std, Tensor* out) override {
+        VLA_RETURN_IF_ERROR(alloc(rows, cols, out));
+        std::mt19937_64 g(seed);
+        std::normal_distribution<float> nd(mean, std);
+        float* p = F(*out);
+        for (int64_t i = 0, n = out->numel(); i < n; ++i) p[i] = std > 0 ? nd(g) : mean;
         return Status::OK();
     }
 
@@ -180,7 +205,8 @@ public:
         });
     }
 
-    void rope(Tensor& x, int n_heads, int head_dim, const int32_t* positions, float theta) override {
+    void rope(Tensor& x, int n_heads, int head_dim, const Tensor& pos_t, float theta) override {
+        const int32_t* positions = I(pos_t);
         const int half = head_dim / 2;
         std::vector<double> inv_freq(static_cast<size_t>(half));
         for (int i = 0; i < half; ++i) inv_freq[i] = 1.0 / std::pow(double(theta), 2.0 * i / head_dim);
@@ -291,9 +317,113 @@ public:
         std::memmove(F(dst) + dst_row0 * dst.cols, F(src) + src_row0 * src.cols, size_t(n * src.cols) * sizeof(float));
     }
 
+    // F32 and I32 rows alike: 4-byte elements copied as bytes.
     void gather_rows(const Tensor& src, const int32_t* idx, int64_t n, Tensor& dst) override {
         for (int64_t i = 0; i < n; ++i)
             std::memcpy(F(dst) + i * dst.cols, F(src) + int64_t(idx[i]) * src.cols, size_t(src.cols) * sizeof(float));
+    }
+    void gather_rows_idx(const Tensor& src, const Tensor& idx, int64_t n, Tensor& dst) override {
+        gather_rows(src, I(idx), n, dst);
+    }
+
+    // ---- pruning ops: the oracle for the device versions (same arithmetic, same order)
+    void prune_scores(const Tensor& probs, int64_t n_rows, const Tensor& kind, int64_t n, Tensor& scores) override {
+        const int64_t ld = probs.cols;
+        for (int64_t j = 0; j < n; ++j) {
+            if (I(kind)[j] == 0) { F(scores)[j] = 0.f; continue; }
+            double s = 0;
+            for (int64_t r = 0; r < n_rows; ++r) s += F(probs)[r * ld + j];
+            F(scores)[j] = float(s / double(n_rows));
+        }
+    }
+
+    void prune_mi(const Tensor& probs, int n_heads, int64_t nr, const Tensor& kind, int64_t n, Tensor& out,
+                  int64_t slot) override {
+        std::vector<int64_t> cols;
+        for (int64_t j = 0; j < n; ++j)
+            if (I(kind)[j] != 0) cols.push_back(j);
+        const int64_t ld = probs.cols;
+        double mi = 0;
+        for (int h = 0; h < n_heads; ++h) mi += prune_mutual_information(F(probs) + int64_t(h) * nr * ld, ld, nr, cols);
+        const float hi = float(mi);
+        F(out)[2 * slot] = hi;
+        F(out)[2 * slot + 1] = float(mi - double(hi));
+    }
+
+    void prune_prior_scores(Tensor& scores, const Tensor& prior, const Tensor& kind, int64_t n, const Tensor& mi,
+                            int64_t slot, double alpha, double divisor) override {
+        const double m = double(F(mi)[2 * slot]) + double(F(mi)[2 * slot + 1]);
+        const float coef = float(alpha * (m / divisor));
+        for (int64_t j = 0; j < n; ++j)
+            if (I(kind)[j] != 0) F(scores)[j] = F(prior)[j] + coef * F(scores)[j];
+    }
+
+    void prune_topk(const Tensor& scores, const Tensor& kind, const Tensor* exclude, int64_t n, int64_t k,
+                    Tensor& flags) override {
+        std::vector<int64_t> cand;
+        std::vector<float> sc;
+        for (int64_t j = 0; j < n; ++j) {
+            I(flags)[j] = 0;
+            if (I(kind)[j] != 0 && !(exclude && I(*exclude)[j] != 0)) {
+                cand.push_back(j);
+                sc.push_back(F(scores)[j]);
+            }
+        }
+        for (int64_t c : vla::prune_topk(sc, k)) I(flags)[cand[size_t(c)]] = 1;
+    }
+
+    void prune_index(const Tensor& flags, const Tensor& kind, bool keep_other, int64_t n, Tensor& idx) override {
+        int64_t o = 0;
+        for (int64_t j = 0; j < n; ++j)
+            if (I(flags)[j] != 0 || (keep_other && I(kind)[j] == 0)) I(idx)[o++] = int32_t(j);
+    }
+
+    void prune_merged_meta(Tensor& kind, Tensor& view, Tensor& pos, int64_t a, int64_t c, int64_t n,
+                           bool reindex) override {
+        const int32_t after = a > 0 ? I(pos)[a - 1] + 1 : 0;
+        for (int64_t j = a; j < a + c; ++j) {
+            I(kind)[j] = 2;
+            I(view)[j] = -1;
+            I(pos)[j] = after;
+        }
+        if (reindex)
+            for (int64_t j = 0; j < n; ++j) I(pos)[j] = int32_t(j);
+    }
+
+    void prune_count(const Tensor& kind, const Tensor& view, int64_t n, int n_views, Tensor& counts,
+                     int64_t row) override {
+        int32_t* c = I(counts) + row * counts.cols;
+        std::fill(c, c + n_views + 2, 0);
+        for (int64_t j = 0; j < n; ++j) {
+            const int32_t k = I(kind)[j];
+            if (k == 1 && I(view)[j] >= 0 && I(view)[j] < n_views) ++c[I(view)[j]];
+            if (k != 0) ++c[n_views];
+            if (k == 2) ++c[n_views + 1];
+        }
+    }
+
+    Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) override {
+        std::vector<float> xs(F(x), F(x) + x.numel());
+        const std::vector<float> m = prune_dpc_knn_merge(xs, x.rows, x.cols, c);
+        std::memcpy(F(out), m.data(), m.size() * sizeof(float));
+        return Status::OK();
+    }
+
+    void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
+                   const Tensor& masked, Tensor& prior) override {
+        const int64_t N = probs.cols;
+        for (int v = 0; v < n_views; ++v)
+            for (int64_t i = 0; i < pv; ++i) {
+                const int64_t key = int64_t(v) * T + first + i;
+                double sum = 0;
+                for (int h = 0; h < n_heads; ++h) sum += F(probs)[(int64_t(h) * n_views + v) * N + key];
+                F(prior)[v * pv + i] = I(masked)[v * pv + i] ? 0.f : float(sum / n_heads);
+            }
+    }
+
+    void argmax(const Tensor& x, int64_t n, Tensor& out) override {
+        const float* p = F(x);
+        I(out)[0] = int32_t(std::max_element(p, p + n) - p);
     }
 
     void patch_embed(const Tensor& img, int n_img, int S, int P, const Tensor& w, Tensor& out) override {

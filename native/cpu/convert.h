@@ -49,6 +49,11 @@ inline void convert_to_f32(const void* src, DType t, int64_t first, int64_t n, f
         for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
         break;
     }
+    case DType::i32: {  // index tensors: values converted (not a weight dtype)
+        const int32_t* s = static_cast<const int32_t*>(src) + first;
+        for (int64_t i = 0; i < n; ++i) dst[i] = float(s[i]);
+        break;
+    }
     }
 }
 

@@ -42,6 +42,13 @@ Tensor make(Backend& b, int64_t rows, int64_t cols, const std::vector<float>& v)
     return t;
 }
 
+Tensor positions(Backend& b, std::vector<int32_t> p) {
+    Tensor t;
+    REQUIRE(b.alloc_i32(int64_t(p.size()), 1, &t).ok());
+    b.write_i32(t, p.data(), int64_t(p.size()));
+    return t;
+}
+
 std::vector<float> get(Backend& b, const Tensor& t) {
     std::vector<float> v(static_cast<size_t>(t.numel()));
     b.read(t, v.data(), t.numel());
@@ -199,12 +206,12 @@ TEST_CASE("rope: identity at position 0, preserves pair norms, scores depend on 
     auto qv = randn(H * hd, 5), kv = randn(H * hd, 6);
     Tensor q0 = make(*b, 1, H * hd, qv);
     int32_t p0 = 0;
-    b->rope(q0, H, hd, &p0, 10000.f);
+    b->rope(q0, H, hd, positions(*b, {p0}), 10000.f);
     CHECK(nmse(get(*b, q0), qv) == 0.0);
     auto score = [&](int32_t pq, int32_t pk) {
         Tensor q = make(*b, 1, H * hd, qv), k = make(*b, 1, H * hd, kv);
-        b->rope(q, H, hd, &pq, 10000.f);
-        b->rope(k, H, hd, &pk, 10000.f);
+        b->rope(q, H, hd, positions(*b, {pq}), 10000.f);
+        b->rope(k, H, hd, positions(*b, {pk}), 10000.f);
         auto a = get(*b, q), c = get(*b, k);
         double d = 0;
         for (int i = 0; i < hd; ++i) d += a[i] * c[i];  // head 0
@@ -218,7 +225,7 @@ TEST_CASE("rope: identity at position 0, preserves pair norms, scores depend on 
     // Hand-derived: head_dim 2, theta any: one pair rotated by angle = position.
     Tensor r = make(*b, 1, 2, {1, 0});
     int32_t p = 1;
-    b->rope(r, 1, 2, &p, 10000.f);
+    b->rope(r, 1, 2, positions(*b, {p}), 10000.f);
     auto rv = get(*b, r);
     CHECK(rv[0] == doctest::Approx(std::cos(1.0)));
     CHECK(rv[1] == doctest::Approx(std::sin(1.0)));

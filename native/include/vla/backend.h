@@ -1,7 +1,13 @@
 // The backend interface: memory and ops. The model core (native/core) runs the forward pass
 // only through this interface, so a backend (cpu/ always, cuda/ when built) is a drop-in.
 // Tensors are 2-D, row-major: [rows, cols]. Activations are always F32; weights keep the dtype
-// the backend chose at upload (CPU: the file's own, zero-copy from the mmap).
+// the backend chose at upload (CPU: the file's own, zero-copy from the mmap; CUDA: F16 or BF16).
+// Per-row vectors of the decoder sequence (positions, kinds, scores, flags) are [n, 1] columns,
+// so rows() views and gather_rows() work on them as on activations.
+//
+// Synchronisation contract: ops are queued in order on the backend's stream and return at
+// once; read()/read_i32() wait for the queued work and are the only device-to-host syncs. Host
+// arrays passed to ops (rows, ids, idx) may be reused as soon as the call returns.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -64,9 +70,16 @@ public:
     virtual Status alloc(int64_t rows, int64_t cols, Tensor* out) = 0;
     // A weight for the ops below; `src` stays mapped for the backend's lifetime.
     virtual Status upload_weight(const TensorView& src, int64_t rows, int64_t cols, Tensor* out) = 0;
+    // A weight [rows, cols] of random values ~ N(0, std) + mean, generated where it lives
+    // (benchmarks with the shapes of models too large to ship).
+    virtual Status random_weight(int64_t rows, int64_t cols, uint64_t seed, float mean, float std, Tensor* out) = 0;
     // Host <-> tensor copies of F32 values, `n` floats starting at float index `offset`.
     virtual void write(Tensor& dst, const float* src, int64_t n, int64_t offset = 0) = 0;
     virtual void read(const Tensor& src, float* dst, int64_t n, int64_t offset = 0) = 0;
+    // I32 tensor [rows, cols], uninitialised: indices, positions, flags and counters.
+    virtual Status alloc_i32(int64_t rows, int64_t cols, Tensor* out) = 0;
+    virtual void write_i32(Tensor& dst, const int32_t* src, int64_t n, int64_t offset = 0) = 0;
+    virtual void read_i32(const Tensor& src, int32_t* dst, int64_t n, int64_t offset = 0) = 0;
     // A view of rows [row0, row0 + n) of t (no copy).
     Tensor rows(const Tensor& t, int64_t row0, int64_t n) const;
 
@@ -85,8 +98,8 @@ public:
     // y = silu(gate) * up; y may alias gate.
     virtual void swiglu(const Tensor& gate, const Tensor& up, Tensor& y) = 0;
     // Rotary embedding, Llama's rotate-half layout, on x [n, n_heads * head_dim] in place;
-    // positions[n] on the host.
-    virtual void rope(Tensor& x, int n_heads, int head_dim, const int32_t* positions, float theta) = 0;
+    // positions: I32 [n, 1] (backend memory: pruning moves them on the device).
+    virtual void rope(Tensor& x, int n_heads, int head_dim, const Tensor& positions, float theta) = 0;
     // out[n_q, n_head * head_dim] = softmax(q k^T * scale + mask) v.
     virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out,
                            const AttentionParams& p) = 0;
@@ -99,25 +112,80 @@ public:
     virtual void get_rows(const Tensor& table, const int32_t* ids, int64_t n, Tensor& out, int64_t out_row0) = 0;
     // dst[dst_row0 + i] = src[src_row0 + i], i < n (F32, same cols).
     virtual void copy_rows(const Tensor& src, int64_t src_row0, int64_t n, Tensor& dst, int64_t dst_row0) = 0;
-    // dst[i] = src[idx[i]], i < n; idx on the host. The compaction op of visual-token pruning.
+    // dst[i] = src[idx[i]], i < n; idx on the host. src and dst F32 or I32 (same dtype and cols).
     virtual void gather_rows(const Tensor& src, const int32_t* idx, int64_t n, Tensor& dst) = 0;
+    // The same with idx an I32 [>= n, 1] tensor: the compaction op of visual-token pruning,
+    // whose indices are computed on the device.
+    virtual void gather_rows_idx(const Tensor& src, const Tensor& idx, int64_t n, Tensor& dst) = 0;
     // Patch embedding of `n_img` images img[n_img * 3, S * S] (planar RGB) with w [D, 3 * P * P]
     // into out rows [img * (1 + Np) + 1 + p] (row 0 of each image is left for the class token).
     virtual void patch_embed(const Tensor& img, int n_img, int S, int P, const Tensor& w, Tensor& out) = 0;
     // Preprocess one frame into rows [3 * slot, 3 * slot + 3) of out [.., size * size].
     virtual Status preprocess(const ImageInput& in, const PreprocessParams& p, Tensor& out, int slot) = 0;
+    // ---- Visual-token pruning on the backend (no host round trip per layer). `kind` is the
+    // decoder sequence's row kind, I32 [n, 1]: 0 other (text, queries), 1 visual, 2 merged; the
+    // candidates of every selection are the rows with kind != 0.
+    //
+    // scores[j] = mean over the n_rows rows r of probs[r, j] (double accumulation) where
+    // kind[j] != 0, else 0; probs [n_rows, >= n], scores F32 [n, 1].
+    virtual void prune_scores(const Tensor& probs, int64_t n_rows, const Tensor& kind, int64_t n, Tensor& scores) = 0;
+    // Sum over heads h of the MI (spec 2.2) of probs rows [h * nr, (h + 1) * nr) over the
+    // candidate columns j < n, in double; stored as a float pair (hi, lo = mi - hi) at
+    // out[0, 2 * slot], so the host recovers the double. out F32 [1, >= 2 * slot + 2].
+    virtual void prune_mi(const Tensor& probs, int n_heads, int64_t nr, const Tensor& kind, int64_t n, Tensor& out,
+                          int64_t slot) = 0;
+    // AutoPrune's first stage: scores[j] = prior[j] + float(alpha * (mi / divisor)) * scores[j]
+    // on candidates (mi: the pair at mi[0, 2 * slot]), F32 arithmetic as the reference.
+    virtual void prune_prior_scores(Tensor& scores, const Tensor& prior, const Tensor& kind, int64_t n, const Tensor& mi,
+                                    int64_t slot, double alpha, double divisor) = 0;
+    // flags[j] = 1 for the k candidates (excluding rows where exclude[j] != 0) with the highest
+    // scores, ties to the lower j; 0 elsewhere. flags I32 [n, 1]. k <= candidates (caller).
+    virtual void prune_topk(const Tensor& scores, const Tensor& kind, const Tensor* exclude, int64_t n, int64_t k,
+                            Tensor& flags) = 0;
+    // idx[0..) = ascending j < n with flags[j] != 0 or (keep_other and kind[j] == 0); the
+    // caller knows the count. idx I32 [>= count, 1].
+    virtual void prune_index(const Tensor& flags, const Tensor& kind, bool keep_other, int64_t n, Tensor& idx) = 0;
+    // After a compaction that put c merged rows at [a, a + c) of an n-row sequence: kind = 2,
+    // view = -1 and pos = (a > 0 ? pos[a - 1] + 1 : 0) there; then, when reindex, pos[i] = i.
+    virtual void prune_merged_meta(Tensor& kind, Tensor& view, Tensor& pos, int64_t a, int64_t c, int64_t n,
+                                   bool reindex) = 0;
+    // counts[row, v] = visual rows of view v (v < n_views), counts[row, n_views] = visual +
+    // merged rows, counts[row, n_views + 1] = merged rows. counts I32 [.., n_views + 2].
+    virtual void prune_count(const Tensor& kind, const Tensor& view, int64_t n, int n_views, Tensor& counts,
+                             int64_t row) = 0;
+    // DPC-kNN merging (spec 2.5) of x [m, d] into out [c, d]; the CPU's prune_dpc_knn_merge.
+    virtual Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) = 0;
+    // The CLS-attention prior (FasterVLM-style) from the class rows' probabilities
+    // probs [n_heads * n_views, n_views * T] (row h * n_views + v): prior[v * pv + i] =
+    // masked[v * pv + i] ? 0 : mean_h probs[h * n_views + v, v * T + first + i], i < pv;
+    // prior F32 [>= n_views * pv, 1], masked I32 [n_views * pv, 1].
+    virtual void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
+                           const Tensor& masked, Tensor& prior) = 0;
+    // out[0, 0] = index of the largest of x's n values (ties: the lowest); out I32.
+    virtual void argmax(const Tensor& x, int64_t n, Tensor& out) = 0;
+
     // Waits for queued work (no-op on cpu).
     virtual void synchronize() {}
     // Bytes of activation memory currently allocated through alloc().
     virtual int64_t allocated_bytes() const = 0;
 };
 
+enum class WeightDType { auto_, f16, bf16 };
+
 struct BackendOptions {
-    int n_threads = 0;  // 0: all hardware threads
+    int n_threads = 0;  // cpu: 0 = all hardware threads
+    int device = 0;     // cuda: device ordinal
+    // cuda: the weights' dtype on the device. auto: F16/BF16 files keep theirs; F32 becomes F16,
+    // or BF16 when a tensor's magnitude exceeds F16's range.
+    WeightDType weight_dtype = WeightDType::auto_;
+    // cuda: bytes of the activation pool reserved at load (0: grow on demand, kept for reuse).
+    int64_t pool_bytes = 0;
 };
 
 // "cpu" always; "cuda" where built and a device is present. Code::backend otherwise.
 Status backend_create(const std::string& name, const BackendOptions& opts, std::unique_ptr<Backend>* out);
+// Why "cuda" is not available here ("" when it is): not compiled in, no device, driver error.
+std::string backend_cuda_unavailable_reason();
 std::vector<std::string> backend_list();  // the names compiled in
 
 }  // namespace vla

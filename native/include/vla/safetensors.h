@@ -15,7 +15,8 @@
 
 namespace vla {
 
-enum class DType { f32, f16, bf16 };  // the dtypes the engine computes from
+// The dtypes the engine computes from; i32 only for backend index tensors (never in files).
+enum class DType { f32, f16, bf16, i32 };
 
 // Size in bytes of one element.
 size_t dtype_size(DType t);
