@@ -390,6 +390,10 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
         if (b.IsString()) opts.backend = b.As<Napi::String>().Utf8Value();
         else if (!b.IsUndefined()) throw input_error(env, "options.backend must be a string");
         opts.n_threads = get_int(env, o, "threads", 0, 0, 1024);
+        opts.device = get_int(env, o, "device", 0, 0, 1024);
+        Napi::Value wd = o.Get("weightDtype");
+        if (wd.IsString()) opts.weight_dtype = wd.As<Napi::String>().Utf8Value();
+        else if (!wd.IsUndefined()) throw input_error(env, "options.weightDtype must be a string");
     }
     auto* w = new LoadWorker(env, info[0].As<Napi::String>().Utf8Value(), opts);
     Napi::Promise p = w->promise();
@@ -453,6 +457,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     uint32_t i = 0;
     for (const auto& n : vla::backend_list()) names.Set(i++, n);
     exports.Set("backends", names);
+    // Why "cuda" cannot be used here ("" when it can): not built, no device, no driver.
+    exports.Set("cudaUnavailable", Napi::String::New(env, vla::backend_cuda_unavailable_reason()));
     // What this build can take besides raw pixels: JPEG bytes when built with libjpeg.
     Napi::Object features = Napi::Object::New(env);
     features.Set("jpeg", Napi::Boolean::New(env, vla::jpeg_available()));

@@ -359,8 +359,7 @@ Status Engine::Impl::decoder_layer(int l, Tensor& x, const Tensor& pos, KvCache&
     const auto& tc = info.config.text;
     const auto& L = w.txt[size_t(l)];
     Backend& B = *be;
-    const int64_t n = x.rows, d = tc.hidden, qd = int64_t(tc.n_heads) * tc.head_dim,
-                  kvd = int64_t(tc.n_kv_heads) * tc.head_dim;
+    const int64_t n = x.rows, d = tc.hidden, qd = int64_t(tc.n_heads) * tc.head_dim;
     if (kv.len + n > kv.k.rows) return {Code::internal, "kv cache overflow at layer " + std::to_string(l)};
     if (scratch.rows < n) {
         scratch = {};
@@ -704,12 +703,15 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         if (s < 0 || s >= tc.vocab) return {Code::input, "stop id " + std::to_string(s) + " is outside the vocabulary"};
 
     // ---- vision
+    const int64_t reads0 = B.host_reads();
     const PrunePolicy policy = req.prune.policy;
     const bool need_prior = policy == PrunePolicy::autoprune || policy == PrunePolicy::cls_prior;
     Tensor visual;
     int64_t per_view = 0;
     Tensor prior;
+    VLA_RETURN_IF_ERROR(B.take_error());  // nothing left over from a failed inference
     VLA_RETURN_IF_ERROR(encode_views(req.views, &visual, &per_view, &r.timings, need_prior ? &prior : nullptr, req.prune.pad_mask));
+    VLA_RETURN_IF_ERROR(B.take_error());
 
     // ---- assemble the prefill sequence
     const auto t_prefill = Clock::now();
@@ -784,6 +786,8 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         VLA_RETURN_IF_ERROR(B.alloc(n + max_new, kvd, &c_.v));
     }
     VLA_RETURN_IF_ERROR(prefill(req, x, seq, prior_rows, vis_rows0, kv, &r.prune));
+    VLA_RETURN_IF_ERROR(B.take_error());
+    r.prefill_host_reads = B.host_reads() - reads0;
     const int64_t n_final = x.rows;  // rows after the last layer (pruning may have removed some)
     B.synchronize();
     r.timings.prefill_ms = ms_since(t_prefill);
@@ -862,6 +866,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         r.n_generated = int64_t(r.tokens.size());
     }
     B.synchronize();
+    VLA_RETURN_IF_ERROR(B.take_error());
     r.timings.head_ms = ms_since(t_head);
     r.timings.total_ms = ms_since(t_start);
     *out = std::move(r);

@@ -91,6 +91,47 @@ inline uint8_t clip8(float v) { return uint8_t(std::min(255.f, std::max(0.f, std
 
 }  // namespace
 
+PreprocessGeometry image_preprocess_geometry(const ImageInput& in, const PreprocessParams& p) {
+    // The square region of a virtual canvas that is resized to S x S.
+    // pad: canvas is max(W, H) square with the image centred (PIL paste offset floor((side-W)/2)).
+    // crop: the image itself, short side scaled to S, then the centre S x S (HF rounding).
+    const int W = in.width, H = in.height, S = p.size;
+    PreprocessGeometry g;
+    if (p.pad) {
+        const int side = std::max(W, H);
+        g.canvas_w = g.canvas_h = side;
+        g.img_x0 = (side - W) / 2;
+        g.img_y0 = (side - H) / 2;
+        g.out_w = g.out_h = S;
+    } else {
+        g.canvas_w = W;
+        g.canvas_h = H;
+        if (W <= H) {
+            g.out_w = S;
+            g.out_h = int(int64_t(S) * H / W);
+        } else {
+            g.out_h = S;
+            g.out_w = int(int64_t(S) * W / H);
+        }
+    }
+    g.crop_x = (g.out_w - S) / 2;
+    g.crop_y = (g.out_h - S) / 2;
+    for (int c = 0; c < 3; ++c) g.fill[c] = uint8_t(int(p.mean[c] * 255.f));
+    return g;
+}
+
+ResampleTaps image_resample_taps(int in_size, int out_size) {
+    const Taps t = make_taps(in_size, out_size, 0.0, in_size);
+    ResampleTaps r;
+    for (int i = 0; i < out_size; ++i) {
+        r.lo.push_back(t.lo[size_t(i)]);
+        r.count.push_back(t.count[size_t(i)]);
+        r.off.push_back(int32_t(r.w.size()));
+        r.w.insert(r.w.end(), t.w[size_t(i)].begin(), t.w[size_t(i)].end());
+    }
+    return r;
+}
+
 Status image_preprocess(const ImageInput& in, const PreprocessParams& p, float* out) {
     VLA_RETURN_IF_ERROR(image_validate(in, "image"));
     if (p.size <= 0 || p.size > 4096) return {Code::input, "preprocess size must be in 1..4096"};
@@ -105,30 +146,10 @@ Status image_preprocess(const ImageInput& in, const PreprocessParams& p, float* 
         return row[bgr ? 2 - c : c];
     };
 
-    // Geometry: the square region of a virtual canvas that is resized to S x S.
-    // pad: canvas is max(W, H) square with the image centred (PIL paste offset floor((side-W)/2)).
-    // crop: the image itself, short side scaled to S, then the centre S x S (HF rounding).
-    int canvas_w, canvas_h, img_x0, img_y0, out_w, out_h;
-    if (p.pad) {
-        const int side = std::max(W, H);
-        canvas_w = canvas_h = side;
-        img_x0 = (side - W) / 2;
-        img_y0 = (side - H) / 2;
-        out_w = out_h = S;
-    } else {
-        canvas_w = W;
-        canvas_h = H;
-        img_x0 = img_y0 = 0;
-        if (W <= H) {
-            out_w = S;
-            out_h = int(int64_t(S) * H / W);
-        } else {
-            out_h = S;
-            out_w = int(int64_t(S) * W / H);
-        }
-    }
-    uint8_t fill[3];
-    for (int c = 0; c < 3; ++c) fill[c] = uint8_t(int(p.mean[c] * 255.f));
+    const PreprocessGeometry geo = image_preprocess_geometry(in, p);
+    const int canvas_w = geo.canvas_w, canvas_h = geo.canvas_h, img_x0 = geo.img_x0, img_y0 = geo.img_y0,
+              out_w = geo.out_w, out_h = geo.out_h;
+    const uint8_t* fill = geo.fill;
     auto canvas = [&](int x, int y, int c) -> uint8_t {
         const int ix = x - img_x0, iy = y - img_y0;
         if (ix < 0 || iy < 0 || ix >= W || iy >= H) return fill[c];
@@ -152,7 +173,7 @@ Status image_preprocess(const ImageInput& in, const PreprocessParams& p, float* 
                 mid[(size_t(y) * out_w + x) * 3 + c] = clip8(s);
             }
     }
-    const int crop_x = (out_w - S) / 2, crop_y = (out_h - S) / 2;
+    const int crop_x = geo.crop_x, crop_y = geo.crop_y;
     for (int y = 0; y < S; ++y) {
         const int oy = y + crop_y;
         for (int x = 0; x < S; ++x) {

@@ -81,6 +81,7 @@ public:
         std::memcpy(I(dst) + offset, src, size_t(n) * sizeof(int32_t));
     }
     void read_i32(const Tensor& src, int32_t* dst, int64_t n, int64_t offset) override {
+        ++host_reads_;
         std::memcpy(dst, I(src) + offset, size_t(n) * sizeof(int32_t));
     }
 
@@ -107,6 +108,7 @@ public:
         std::memcpy(F(dst) + offset, src, size_t(n) * sizeof(float));
     }
     void read(const Tensor& src, float* dst, int64_t n, int64_t offset) override {
+        ++host_reads_;
         if (src.dtype == DType::f32) std::memcpy(dst, F(src) + offset, size_t(n) * sizeof(float));
         else convert_to_f32(src.data, src.dtype, offset, n, dst);
     }

@@ -151,6 +151,10 @@ TEST_CASE("every policy runs end to end on the tiny model, 1, 3 and 6 views, bot
                 CHECK(out.prune.budget_met);
                 CHECK(out.prune.flops < out.prune.flops_unpruned);
                 CHECK(out.prune.avg_tokens <= nvis / 3.0 + 0.5);
+                // Selection and compaction stay on the backend: the prefill reads back only the
+                // per-layer counts and MI at its end, plus AutoPrune's MI_1 for its schedule.
+                CHECK(ref.prefill_host_reads == 2);
+                CHECK(out.prefill_host_reads == ref.prefill_host_reads + (p == PrunePolicy::autoprune ? 1 : 0));
                 for (int l = 0; l < L; ++l) {
                     int per_view = 0;
                     for (int k : out.prune.kept_per_view[size_t(l)]) per_view += k;

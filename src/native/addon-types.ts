@@ -158,10 +158,12 @@ export interface NativeEngine {
 }
 
 export interface NativeAddon {
-  load(dir: string, options?: { backend?: string; threads?: number }): Promise<NativeEngine>;
+  load(dir: string, options?: { backend?: string; threads?: number; device?: number; weightDtype?: string }): Promise<NativeEngine>;
   /** AutoPrune's schedule and FLOPs without a model (synchronous, microseconds). */
   schedule(options: NativeScheduleOptions): NativeSchedule;
   backends: string[];
+  /** Why the cuda backend cannot run here ('' when it can): not built in, no device, no driver. */
+  cudaUnavailable: string;
   /** Inputs this build takes besides raw pixels. */
   features: { jpeg: boolean };
 }

@@ -15,6 +15,10 @@ export interface EngineOptions {
   backend?: BackendName;
   /** CPU threads; 0 = all cores. */
   threads?: number;
+  /** cuda: the GPU's ordinal. */
+  device?: number;
+  /** cuda: weight matrices on the GPU as the file's half dtype ('auto', F32 files become F16), or forced F16 / BF16. */
+  weightDtype?: 'auto' | 'f16' | 'bf16';
   /** Calls waiting behind the running one before new calls are rejected with VLA_E_BUSY. */
   maxQueue?: number;
   /** Where JPEG frames are decoded: in the addon's worker thread when it has libjpeg (default), or with sharp. */
@@ -114,7 +118,7 @@ export class Engine {
     const t0 = performance.now();
     let native: NativeEngine;
     try {
-      native = await addon.load(dir, { backend, threads: options.threads ?? 0 });
+      native = await addon.load(dir, { backend, threads: options.threads ?? 0, device: options.device ?? 0, weightDtype: options.weightDtype ?? 'auto' });
     } catch (err) {
       throw VlaError.from(err);
     }
@@ -133,7 +137,7 @@ export class Engine {
       }
       const info: ModelInfo = { ...nativeInfo, dir, prompt };
       if (backend !== 'cpu' && nativeInfo.backend !== backend) {
-        log.warn({ requested: backend, backend: nativeInfo.backend, available: addon.backends }, 'backend fallback');
+        log.warn({ requested: backend, backend: nativeInfo.backend, available: addon.backends, reason: addon.cudaUnavailable }, 'backend fallback');
       }
       log.info({ backend: nativeInfo.backend, params: nativeInfo.nParams, cameras: nativeInfo.cameras, head: nativeInfo.head, loadMs: Math.round(performance.now() - t0) }, 'model loaded');
       const nativeJpeg = options.jpegDecoder !== 'sharp' && addon.features?.jpeg === true;

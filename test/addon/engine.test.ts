@@ -167,12 +167,17 @@ describe('Engine lifecycle and loading errors (addon)', () => {
     }
   });
 
-  it('falls back from auto to cpu and refuses cuda when it is not built', async () => {
-    const e = await Engine.load(tiny, { backend: 'auto' });
-    assert.ok(['cpu', 'cuda'].includes(e.info.backend));
-    await e.dispose();
+  it('falls back from auto to cpu and refuses cuda, saying why, where it cannot run', async () => {
     const { loadAddon } = await import('../../src/native/addon.js');
-    if (!loadAddon().backends.includes('cuda')) await rejectsWith(Engine.load(tiny, { backend: 'cuda' }), ErrorCodes.BACKEND);
+    const addon = loadAddon();
+    const e = await Engine.load(tiny, { backend: 'auto' });
+    assert.equal(e.info.backend, addon.cudaUnavailable === '' ? 'cuda' : 'cpu');
+    await e.dispose();
+    if (addon.cudaUnavailable !== '') {
+      const escaped = addon.cudaUnavailable.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      await rejectsWith(Engine.load(tiny, { backend: 'cuda' }), ErrorCodes.BACKEND, new RegExp(escaped));
+    }
+    await rejectsWith(Engine.load(tiny, { backend: 'cpu', weightDtype: 'f8' as 'f16' }), ErrorCodes.INPUT);
   });
 
   it('reports broken model directories with the right code', async () => {

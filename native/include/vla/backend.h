@@ -166,8 +166,16 @@ public:
 
     // Waits for queued work (no-op on cpu).
     virtual void synchronize() {}
+    // The first error an op could not return (device fault, scratch allocation), cleared by
+    // the call; the engine checks it after each stage. OK on cpu.
+    virtual Status take_error() { return Status::OK(); }
+    // Device-to-host reads so far (read/read_i32 calls): each is a sync on a device backend.
+    int64_t host_reads() const { return host_reads_; }
     // Bytes of activation memory currently allocated through alloc().
     virtual int64_t allocated_bytes() const = 0;
+
+protected:
+    int64_t host_reads_ = 0;
 };
 
 enum class WeightDType { auto_, f16, bf16 };

@@ -52,6 +52,9 @@ struct InferResult {
     std::vector<float> logits;        // when return_logits: [vocab]
     std::vector<float> hidden;        // when return_hidden: [rows, hidden] of the head's rows
     PruneStats prune;                 // what pruning did and spent
+    // Device-to-host reads (syncs on a device backend) during the vision tower and prefill:
+    // one more for autoprune's schedule than unpruned, whatever the number of layers.
+    int64_t prefill_host_reads = 0;
 };
 
 struct ModelInfo {
