@@ -391,6 +391,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
         else if (!b.IsUndefined()) throw input_error(env, "options.backend must be a string");
         opts.n_threads = get_int(env, o, "threads", 0, 0, 1024);
         opts.device = get_int(env, o, "device", 0, 0, 1024);
+        opts.pool_bytes = int64_t(get_int(env, o, "poolMiB", 0, 0, 1 << 20)) << 20;
         Napi::Value wd = o.Get("weightDtype");
         if (wd.IsString()) opts.weight_dtype = wd.As<Napi::String>().Utf8Value();
         else if (!wd.IsUndefined()) throw input_error(env, "options.weightDtype must be a string");

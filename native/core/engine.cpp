@@ -884,6 +884,8 @@ namespace {
 Status backend_options(const EngineOptions& opts, BackendOptions* bo) {
     bo->n_threads = opts.n_threads;
     bo->device = opts.device;
+    bo->pool_bytes = opts.pool_bytes;
+    if (opts.pool_bytes < 0) return {Code::input, "pool_bytes must be >= 0"};
     if (opts.weight_dtype == "auto") bo->weight_dtype = WeightDType::auto_;
     else if (opts.weight_dtype == "f16") bo->weight_dtype = WeightDType::f16;
     else if (opts.weight_dtype == "bf16") bo->weight_dtype = WeightDType::bf16;

@@ -8,6 +8,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include <mma.h>
+
+#include <cstdlib>
+#include <cstring>
+
 #include "common.cuh"
 #include "kernels.h"
 
@@ -232,6 +237,190 @@ __global__ void k_attention_probs(const float* __restrict__ q, const float* __re
     for (int64_t j = j0 + threadIdx.x; j < j1; j += blockDim.x) row[j] *= inv;
 }
 
+
+// ---- Tensor-core prefill attention (head_dim 64 or 128): FlashAttention-2's loop with WMMA.
+// A block takes 64 query rows of one head; each of its 4 warps owns 16 rows end to end (scores,
+// online softmax, output), so only the K/V tile loads need the whole block. Q, K, V and the
+// probabilities are rounded to F16 as they enter shared memory (Q pre-scaled, so scores stay in
+// range); scores and the running output accumulate in F32.
+namespace tc {
+
+constexpr int TBR = 64, TBC = 64, TW = 4, PAD = 8;
+
+template <int D>
+struct Smem {
+    static constexpr int LQ = D + PAD, LS = TBC + 4, LP = TBC + PAD, LO = D + 4;
+    static constexpr size_t q = size_t(TBR) * LQ * 2, k = size_t(TBC) * LQ * 2, v = size_t(TBC) * LQ * 2;
+    static constexpr size_t sc = size_t(TBR) * LS * 4, p = size_t(TBR) * LP * 2, o = size_t(TBR) * LO * 4;
+    static constexpr size_t stats = size_t(TBR) * 3 * 4;
+    static constexpr size_t bytes = q + k + v + sc + p + o + stats;
+};
+
+template <int D>
+__global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __restrict__ q, const float* __restrict__ k,
+                                                             const float* __restrict__ v, float* __restrict__ out, Dev a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using namespace nvcuda;
+    using S = Smem<D>;
+    extern __shared__ __align__(128) uint8_t raw[];
+    __half* Qs = reinterpret_cast<__half*>(raw);
+    __half* Ks = reinterpret_cast<__half*>(raw + S::q);
+    __half* Vs = reinterpret_cast<__half*>(raw + S::q + S::k);
+    float* Ss = reinterpret_cast<float*>(raw + S::q + S::k + S::v);
+    __half* Ps = reinterpret_cast<__half*>(raw + S::q + S::k + S::v + S::sc);
+    float* Os = reinterpret_cast<float*>(raw + S::q + S::k + S::v + S::sc + S::p);
+    float* Ms = reinterpret_cast<float*>(raw + S::q + S::k + S::v + S::sc + S::p + S::o);
+    float* Ls = Ms + TBR;
+    float* Cs = Ls + TBR;
+    __shared__ int64_t s_hi;
+
+    const int h = blockIdx.y, hk = h / a.group;
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    const int64_t i0 = int64_t(blockIdx.x) * TBR;
+
+    for (int t = threadIdx.x; t < TBR * D; t += blockDim.x) {
+        const int r = t / D, e = t % D;
+        const int64_t i = i0 + r;
+        Qs[r * S::LQ + e] = __float2half_rn(i < a.n_q ? q[i * a.ldq + int64_t(h) * D + e] * a.scale : 0.f);
+    }
+    for (int t = threadIdx.x; t < TBR * S::LO; t += blockDim.x) Os[t] = 0.f;
+    for (int t = threadIdx.x; t < TBR; t += blockDim.x) {
+        Ms[t] = -INFINITY;
+        Ls[t] = 0.f;
+    }
+    int64_t lo = INT64_MAX, hi = 0;
+    if (threadIdx.x == 0) {
+        for (int r = 0; r < TBR && i0 + r < a.n_q; ++r) {
+            int64_t j0, j1;
+            key_range(a, i0 + r, &j0, &j1);
+            lo = imin(lo, j0);
+            hi = imax(hi, j1);
+        }
+        s_hi = hi;
+    }
+    __syncthreads();
+    hi = s_hi;
+    // The first key any row needs (0 for causal; the batch block's start otherwise).
+    int64_t j_first;
+    {
+        int64_t j0, j1;
+        key_range(a, i0, &j0, &j1);
+        j_first = j0 / TBC * TBC;
+    }
+
+    // Rows of this warp, their key ranges.
+    const int r0 = warp * 16;
+    for (int64_t kt = j_first; kt < hi; kt += TBC) {
+        for (int t = threadIdx.x; t < TBC * D; t += blockDim.x) {
+            const int r = t / D, e = t % D;
+            const int64_t j = kt + r;
+            const bool ok = j < a.n_kv;
+            Ks[r * S::LQ + e] = __float2half_rn(ok ? k[j * a.ldk + int64_t(hk) * D + e] : 0.f);
+            Vs[r * S::LQ + e] = __float2half_rn(ok ? v[j * a.ldv + int64_t(hk) * D + e] : 0.f);
+        }
+        __syncthreads();
+        // S = Q K^T for this warp's 16 rows x 64 keys.
+        {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> sacc[TBC / 16];
+#pragma unroll
+            for (int c = 0; c < TBC / 16; ++c) wmma::fill_fragment(sacc[c], 0.f);
+#pragma unroll
+            for (int kk = 0; kk < D; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> af;
+                wmma::load_matrix_sync(af, Qs + r0 * S::LQ + kk, S::LQ);
+#pragma unroll
+                for (int c = 0; c < TBC / 16; ++c) {
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> bf;
+                    wmma::load_matrix_sync(bf, Ks + c * 16 * S::LQ + kk, S::LQ);
+                    wmma::mma_sync(sacc[c], af, bf, sacc[c]);
+                }
+            }
+#pragma unroll
+            for (int c = 0; c < TBC / 16; ++c)
+                wmma::store_matrix_sync(Ss + r0 * S::LS + c * 16, sacc[c], S::LS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        // Online softmax over the tile, row by row (two keys per lane).
+        for (int rr = 0; rr < 16; ++rr) {
+            const int r = r0 + rr;
+            const int64_t i = i0 + r;
+            int64_t j0 = 0, j1 = 0;
+            if (i < a.n_q) key_range(a, i, &j0, &j1);
+            float sv[2];
+            float tmax = -INFINITY;
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+                const int c = lane + u * kWarp;
+                const int64_t j = kt + c;
+                sv[u] = (j >= j0 && j < j1) ? Ss[r * S::LS + c] : -INFINITY;
+                tmax = fmaxf(tmax, sv[u]);
+            }
+            tmax = warp_max(tmax);
+            const float m_old = Ms[r];
+            const float m_new = fmaxf(m_old, tmax);
+            float psum = 0.f;
+#pragma unroll
+            for (int u = 0; u < 2; ++u) {
+                const float p = m_new == -INFINITY ? 0.f : expf(sv[u] - m_new);
+                Ps[r * S::LP + lane + u * kWarp] = __float2half_rn(p);
+                psum += p;
+            }
+            psum = warp_sum(psum);
+            const float corr = (m_new == -INFINITY) ? 1.f : expf(m_old - m_new);
+            if (lane == 0) {
+                Ms[r] = m_new;
+                Ls[r] = Ls[r] * corr + psum;
+                Cs[r] = corr;
+            }
+        }
+        __syncwarp();
+        // Rescale this warp's output rows, then O += P V on the tensor cores.
+        for (int t = lane; t < 16 * D; t += kWarp) {
+            const int r = r0 + t / D, e = t % D;
+            Os[r * S::LO + e] *= Cs[r];
+        }
+        __syncwarp();
+#pragma unroll
+        for (int c = 0; c < D / 16; ++c) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> oacc;
+            wmma::load_matrix_sync(oacc, Os + r0 * S::LO + c * 16, S::LO, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < TBC; kk += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> pf;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> vf;
+                wmma::load_matrix_sync(pf, Ps + r0 * S::LP + kk, S::LP);
+                wmma::load_matrix_sync(vf, Vs + kk * S::LQ + c * 16, S::LQ);
+                wmma::mma_sync(oacc, pf, vf, oacc);
+            }
+            wmma::store_matrix_sync(Os + r0 * S::LO + c * 16, oacc, S::LO, wmma::mem_row_major);
+        }
+        __syncthreads();  // K/V tiles are overwritten next
+    }
+    for (int t = lane; t < 16 * D; t += kWarp) {
+        const int r = r0 + t / D, e = t % D;
+        const int64_t i = i0 + r;
+        if (i >= a.n_q) continue;
+        const float l = Ls[r];
+        out[i * a.ldo + int64_t(h) * D + e] = l > 0.f ? Os[r * S::LO + e] / l : 0.f;
+    }
+#else
+    __trap();
+#endif
+}
+
+template <int D>
+void launch(const float* q, const float* k, const float* v, float* out, const Dev& d, cudaStream_t s) {
+    static bool configured = false;
+    if (!configured) {
+        cudaFuncSetAttribute(k_attention_tc<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D>::bytes));
+        configured = true;
+    }
+    const dim3 grid(unsigned((d.n_q + TBR - 1) / TBR), unsigned(d.n_head));
+    k_attention_tc<D><<<grid, TW * kWarp, Smem<D>::bytes, s>>>(q, k, v, out, d);
+}
+
+}  // namespace tc
+
 Dev to_dev(const AttnShape& s) {
     const auto& p = s.p;
     Dev d;
@@ -272,6 +461,7 @@ void launch(const float* q, const float* k, const float* v, float* out, const De
 }  // namespace
 
 int attention_splits(const AttnShape& a, int n_sm) {
+    if (attention_uses_tensor_cores(a)) return 1;
     const Dev d = to_dev(a);
     const int64_t blocks = (d.n_q * d.group + BR - 1) / BR * d.n_kv_head;
     const int64_t keys = d.causal ? d.n_kv : d.kb;
@@ -286,10 +476,23 @@ int64_t attention_partial_floats(const AttnShape& a, int splits) {
     return int64_t(splits) * a.n_q * a.p.n_head * (a.p.head_dim + 2);
 }
 
+bool attention_uses_tensor_cores(const AttnShape& a) {
+    static const bool simt_only = [] {
+        const char* e = std::getenv("VLA_CUDA_ATTN");
+        return e && std::strcmp(e, "simt") == 0;
+    }();
+    return !simt_only && (a.p.head_dim == 64 || a.p.head_dim == 128) && a.n_q >= 32;
+}
+
 void attention(const float* q, const float* k, const float* v, float* out, const AttnShape& a, int splits, float* partial,
                cudaStream_t s) {
     if (a.n_q <= 0) return;
     const Dev d = to_dev(a);
+    if (attention_uses_tensor_cores(a)) {
+        if (d.hd == 64) tc::launch<64>(q, k, v, out, d, s);
+        else tc::launch<128>(q, k, v, out, d, s);
+        return;
+    }
     const int dpl = (d.hd + kWarp - 1) / kWarp;
     if (dpl <= 1) launch<1>(q, k, v, out, d, splits, partial, s);
     else if (dpl <= 2) launch<2>(q, k, v, out, d, splits, partial, s);

@@ -51,6 +51,9 @@ struct AttnShape {
     int64_t n_q = 0, ldq = 0, ldk = 0, ldv = 0, ldo = 0;
     AttentionParams p;
 };
+// Prefill (>= 32 query rows, head_dim 64 or 128) runs on the tensor cores (F16 tiles, F32
+// accumulation) unless VLA_CUDA_ATTN=simt; everything else on the F32 SIMT kernel.
+bool attention_uses_tensor_cores(const AttnShape& a);
 int attention_splits(const AttnShape& a, int n_sm);
 int64_t attention_partial_floats(const AttnShape& a, int splits);
 void attention(const float* q, const float* k, const float* v, float* out, const AttnShape& a, int splits, float* partial,

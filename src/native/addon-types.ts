@@ -158,7 +158,7 @@ export interface NativeEngine {
 }
 
 export interface NativeAddon {
-  load(dir: string, options?: { backend?: string; threads?: number; device?: number; weightDtype?: string }): Promise<NativeEngine>;
+  load(dir: string, options?: { backend?: string; threads?: number; device?: number; weightDtype?: string; poolMiB?: number }): Promise<NativeEngine>;
   /** AutoPrune's schedule and FLOPs without a model (synchronous, microseconds). */
   schedule(options: NativeScheduleOptions): NativeSchedule;
   backends: string[];

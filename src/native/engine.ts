@@ -19,6 +19,8 @@ export interface EngineOptions {
   device?: number;
   /** cuda: weight matrices on the GPU as the file's half dtype ('auto', F32 files become F16), or forced F16 / BF16. */
   weightDtype?: 'auto' | 'f16' | 'bf16';
+  /** cuda: MiB of activation memory reserved at load (0: grown on the first inference and kept). */
+  poolMiB?: number;
   /** Calls waiting behind the running one before new calls are rejected with VLA_E_BUSY. */
   maxQueue?: number;
   /** Where JPEG frames are decoded: in the addon's worker thread when it has libjpeg (default), or with sharp. */
@@ -118,7 +120,7 @@ export class Engine {
     const t0 = performance.now();
     let native: NativeEngine;
     try {
-      native = await addon.load(dir, { backend, threads: options.threads ?? 0, device: options.device ?? 0, weightDtype: options.weightDtype ?? 'auto' });
+      native = await addon.load(dir, { backend, threads: options.threads ?? 0, device: options.device ?? 0, weightDtype: options.weightDtype ?? 'auto', poolMiB: options.poolMiB ?? 0 });
     } catch (err) {
       throw VlaError.from(err);
     }

@@ -20,6 +20,7 @@ struct EngineOptions {
     int n_threads = 0;            // cpu: 0 = all hardware threads
     std::string weight_dtype = "auto";  // cuda: "auto" (file's half dtype, F32 -> F16), "f16", "bf16"
     int device = 0;               // cuda: device ordinal
+    int64_t pool_bytes = 0;       // cuda: activation memory reserved at load (0: grown on first use, then kept)
 };
 
 struct InferRequest {
