@@ -588,6 +588,7 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
             if (l == 1) {
                 // The one device-to-host sync of the prefill: MI_1 shapes the curve.
                 B.read(mi, mi_host.data(), 4);
+                VLA_RETURN_IF_ERROR(B.take_error());  // a device fault, not a schedule
                 st->mi1 = mi_of(mi_host, 1);
                 if (po.budget.kind == BudgetKind::flops) {
                     bool met = true;
@@ -643,6 +644,7 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
     std::vector<int32_t> ch(size_t(L) * size_t(seq.n_views + 2));
     B.read_i32(counts, ch.data(), int64_t(ch.size()));
     B.read(mi, mi_host.data(), 2 * int64_t(L));
+    VLA_RETURN_IF_ERROR(B.take_error());  // before the counts are believed
     if (policy == PrunePolicy::autoprune) st->mi0 = mi_of(mi_host, 0) / double(std::max<int64_t>(1, seq.tail));
     for (int l = 0; l < L; ++l) {
         const int32_t* row = ch.data() + size_t(l) * size_t(seq.n_views + 2);

@@ -49,7 +49,7 @@ template <int DPL>  // head-dim elements per lane: ceil(hd / 32)
 __global__ void __launch_bounds__(kWarps * kWarp) k_attention(const float* __restrict__ q, const float* __restrict__ k,
                                                               const float* __restrict__ v, float* __restrict__ out, Dev a,
                                                               int splits, float* __restrict__ partial) {
-    extern __shared__ float smem[];
+    VLA_DYNAMIC_SMEM(float, smem);
     constexpr int HP = DPL * kWarp;  // padded head dim
     const int hd = a.hd;
     float* Qs = smem;                      // [BR][HP]
@@ -262,7 +262,7 @@ __global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __rest
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using namespace nvcuda;
     using S = Smem<D>;
-    extern __shared__ __align__(128) uint8_t raw[];
+    VLA_DYNAMIC_SMEM(uint8_t, raw);
     __half* Qs = reinterpret_cast<__half*>(raw);
     __half* Ks = reinterpret_cast<__half*>(raw + S::q);
     __half* Vs = reinterpret_cast<__half*>(raw + S::q + S::k);
@@ -409,14 +409,16 @@ __global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __rest
 }
 
 template <int D>
-void launch(const float* q, const float* k, const float* v, float* out, const Dev& d, cudaStream_t s) {
-    static bool configured = false;
+bool launch(const float* q, const float* k, const float* v, float* out, const Dev& d, cudaStream_t s) {
+    static const bool configured =
+        cudaFuncSetAttribute(k_attention_tc<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D>::bytes)) == cudaSuccess;
     if (!configured) {
-        cudaFuncSetAttribute(k_attention_tc<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(Smem<D>::bytes));
-        configured = true;
+        cudaGetLastError();
+        return false;  // the caller takes the SIMT kernel
     }
     const dim3 grid(unsigned((d.n_q + TBR - 1) / TBR), unsigned(d.n_head));
-    k_attention_tc<D><<<grid, TW * kWarp, Smem<D>::bytes, s>>>(q, k, v, out, d);
+    VLA_LAUNCH(k_attention_tc<D>, grid, TW * kWarp, Smem<D>::bytes, s, q, k, v, out, d);
+    return true;
 }
 
 }  // namespace tc
@@ -455,7 +457,7 @@ void launch(const float* q, const float* k, const float* v, float* out, const De
     }
     const int64_t n_vrows = d.n_q * d.group;
     const dim3 grid(unsigned((n_vrows + BR - 1) / BR), unsigned(d.n_kv_head), unsigned(splits));
-    k_attention<DPL><<<grid, kWarps * kWarp, sm, s>>>(q, k, v, out, d, splits, partial);
+    VLA_LAUNCH(k_attention<DPL>, grid, kWarps * kWarp, sm, s, q, k, v, out, d, splits, partial);
 }
 
 }  // namespace
@@ -481,7 +483,10 @@ bool attention_uses_tensor_cores(const AttnShape& a) {
         const char* e = std::getenv("VLA_CUDA_ATTN");
         return e && std::strcmp(e, "simt") == 0;
     }();
-    return !simt_only && (a.p.head_dim == 64 || a.p.head_dim == 128) && a.n_q >= 32;
+    if (simt_only || a.n_q < 32) return false;
+    if (a.p.head_dim == 64) return int64_t(tc::Smem<64>::bytes) <= a.max_smem;
+    if (a.p.head_dim == 128) return int64_t(tc::Smem<128>::bytes) <= a.max_smem;
+    return false;
 }
 
 void attention(const float* q, const float* k, const float* v, float* out, const AttnShape& a, int splits, float* partial,
@@ -489,9 +494,8 @@ void attention(const float* q, const float* k, const float* v, float* out, const
     if (a.n_q <= 0) return;
     const Dev d = to_dev(a);
     if (attention_uses_tensor_cores(a)) {
-        if (d.hd == 64) tc::launch<64>(q, k, v, out, d, s);
-        else tc::launch<128>(q, k, v, out, d, s);
-        return;
+        if (d.hd == 64 ? tc::launch<64>(q, k, v, out, d, s) : tc::launch<128>(q, k, v, out, d, s)) return;
+        splits = 1;  // no tensor-core launch here: SIMT, unsplit (the caller sized no partials)
     }
     const int dpl = (d.hd + kWarp - 1) / kWarp;
     if (dpl <= 1) launch<1>(q, k, v, out, d, splits, partial, s);
@@ -501,7 +505,7 @@ void attention(const float* q, const float* k, const float* v, float* out, const
     if (splits > 1) {
         constexpr int warps = 8;
         const int64_t pairs = d.n_q * d.n_head;
-        k_attention_combine<<<unsigned((pairs + warps - 1) / warps), warps * kWarp, 0, s>>>(partial, d, splits, out);
+        VLA_LAUNCH(k_attention_combine, unsigned((pairs + warps - 1) / warps), warps * kWarp, 0, s, partial, d, splits, out);
     }
 }
 
@@ -509,7 +513,7 @@ void attention_probs(const float* q, const float* k, const int32_t* rows, int64_
                      const AttnShape& a, cudaStream_t s) {
     if (n_rows <= 0) return;
     const Dev d = to_dev(a);
-    k_attention_probs<<<unsigned(int64_t(d.n_head) * n_rows), 256, 0, s>>>(q, k, rows, n_rows, probs, ld_probs, d);
+    VLA_LAUNCH(k_attention_probs, unsigned(int64_t(d.n_head) * n_rows), 256, 0, s, q, k, rows, n_rows, probs, ld_probs, d);
 }
 
 }  // namespace vla::cuda

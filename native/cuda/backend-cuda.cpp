@@ -51,7 +51,9 @@ struct DeviceState {
     }
 };
 
-// Pinned host blocks for host<->device copies, reused once their last copy has completed.
+// Pinned host memory for host<->device copies: 1 MiB blocks (or one the size of a larger
+// copy), each filled front to back by successive copies and reusable once the event recorded
+// after its last copy has completed.
 class Staging {
 public:
     explicit Staging(std::shared_ptr<DeviceState> st) : st_(std::move(st)) {}
@@ -62,13 +64,15 @@ public:
             cudaFreeHost(b.p);
         }
     }
-    // A block of >= bytes not in flight; nullptr on failure (then `err` says why).
+    // bytes of pinned memory not read by any copy still queued; nullptr on failure (`err` says why).
     void* acquire(size_t bytes, size_t* index, cudaError_t* err) {
+        bytes = (bytes + 63) / 64 * 64;
+        if (cur_ < blocks_.size() && blocks_[cur_].used + bytes <= blocks_[cur_].cap) return take(cur_, bytes, index);
         for (size_t i = 0; i < blocks_.size(); ++i) {
-            if (blocks_[i].cap < bytes) continue;
-            if (cudaEventQuery(blocks_[i].ev) != cudaSuccess) continue;
-            *index = i;
-            return blocks_[i].p;
+            if (blocks_[i].cap < bytes || !idle(blocks_[i])) continue;
+            blocks_[i].used = 0;
+            cur_ = i;
+            return take(i, bytes, index);
         }
         Block b;
         b.cap = std::max<size_t>(bytes, size_t(1) << 20);
@@ -78,26 +82,39 @@ public:
             return nullptr;
         }
         blocks_.push_back(b);
-        *index = blocks_.size() - 1;
-        return b.p;
+        cur_ = blocks_.size() - 1;
+        return take(cur_, bytes, index);
     }
     void mark(size_t index) { cudaEventRecord(blocks_[index].ev, st_->stream); }
 
 private:
     struct Block {
         void* p = nullptr;
-        size_t cap = 0;
+        size_t cap = 0, used = 0;
         cudaEvent_t ev = nullptr;
     };
+    void* take(size_t i, size_t bytes, size_t* index) {
+        void* p = static_cast<uint8_t*>(blocks_[i].p) + blocks_[i].used;
+        blocks_[i].used += bytes;
+        *index = i;
+        return p;
+    }
+    static bool idle(const Block& b) {
+        const cudaError_t e = cudaEventQuery(b.ev);
+        if (e == cudaErrorNotReady) cudaGetLastError();  // "not yet" is recorded as the last error: not ours
+        return e == cudaSuccess;
+    }
     std::shared_ptr<DeviceState> st_;
     std::vector<Block> blocks_;
+    size_t cur_ = 0;
 };
 
 class CudaBackend final : public Backend {
 public:
-    CudaBackend(std::shared_ptr<DeviceState> st, const BackendOptions& o, int n_sm)
-        : st_(std::move(st)), staging_(st_), opts_(o), n_sm_(n_sm) {}
+    CudaBackend(std::shared_ptr<DeviceState> st, const BackendOptions& o, int n_sm, int64_t max_smem)
+        : st_(std::move(st)), staging_(st_), opts_(o), n_sm_(n_sm), max_smem_(max_smem) {}
     ~CudaBackend() override {
+        bind();
         cudaStreamSynchronize(st_->stream);
 #ifdef VLA_HAVE_CUBLAS
         if (cublas_) cublasDestroy(cublas_);
@@ -130,6 +147,7 @@ public:
     Status alloc_i32(int64_t rows, int64_t cols, Tensor* out) override { return alloc_typed(rows, cols, DType::i32, out); }
 
     Status upload_weight(const TensorView& src, int64_t rows, int64_t cols, Tensor* out) override {
+        bind();
         const int64_t n = rows * cols;
         const DType to = rows == 1 ? DType::f32 : matrix_dtype(src);
         Tensor t;
@@ -155,6 +173,7 @@ public:
     }
 
     Status random_weight(int64_t rows, int64_t cols, uint64_t seed, float mean, float std, Tensor* out) override {
+        bind();
         const DType to = rows == 1 ? DType::f32 : (opts_.weight_dtype == WeightDType::bf16 ? DType::bf16 : DType::f16);
         Tensor t;
         VLA_RETURN_IF_ERROR(alloc_weight(rows, cols, to, &t));
@@ -165,12 +184,15 @@ public:
     }
 
     void write(Tensor& dst, const float* src, int64_t n, int64_t offset) override {
+        bind();
         h2d(static_cast<float*>(dst.data) + offset, src, size_t(n) * sizeof(float));
     }
     void write_i32(Tensor& dst, const int32_t* src, int64_t n, int64_t offset) override {
+        bind();
         h2d(static_cast<int32_t*>(dst.data) + offset, src, size_t(n) * sizeof(int32_t));
     }
     void read(const Tensor& src, float* dst, int64_t n, int64_t offset) override {
+        bind();
         ++host_reads_;
         if (src.dtype == DType::f32 || src.dtype == DType::i32) {
             d2h(dst, static_cast<const float*>(src.data) + offset, size_t(n) * sizeof(float));
@@ -178,18 +200,20 @@ public:
         }
         // A half-precision weight read back as F32 (tests): convert on the device first.
         Tensor tmp;
-        if (!alloc(1, n, &tmp).ok()) return;
+        if (!scratch(n, &tmp)) return;
         const uint8_t* p = static_cast<const uint8_t*>(src.data) + size_t(offset) * dtype_size(src.dtype);
         cuda::convert_weight(p, src.dtype, n, tmp.data, DType::f32, st_->stream);
         d2h(dst, tmp.data, size_t(n) * sizeof(float));
     }
     void read_i32(const Tensor& src, int32_t* dst, int64_t n, int64_t offset) override {
+        bind();
         ++host_reads_;
         d2h(dst, static_cast<const int32_t*>(src.data) + offset, size_t(n) * sizeof(int32_t));
     }
 
     // ---- ops
     void matmul(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) override {
+        bind();
         const float* b = bias ? static_cast<const float*>(bias->data) : nullptr;
 #ifdef VLA_HAVE_CUBLAS
         if (x.rows > 8 && (w.dtype == DType::f16 || w.dtype == DType::bf16)) {
@@ -201,30 +225,37 @@ public:
     }
 
     void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, float eps, Tensor& y) override {
+        bind();
         cuda::layer_norm(F(x), F(w), F(b), eps, x.rows, x.cols, F(y), st_->stream);
         check("layer_norm");
     }
     void rms_norm(const Tensor& x, const Tensor& w, float eps, Tensor& y) override {
+        bind();
         cuda::rms_norm(F(x), F(w), eps, x.rows, x.cols, F(y), st_->stream);
         check("rms_norm");
     }
     void add(Tensor& y, const Tensor& x) override {
+        bind();
         cuda::add(F(y), F(x), y.numel(), st_->stream);
         check("add");
     }
     void add_rows(Tensor& y, int64_t y_row0, const Tensor& table, int64_t t_row0, int64_t n, bool broadcast) override {
+        bind();
         cuda::add_rows(F(y) + y_row0 * y.cols, y.cols, table.data, table.dtype, t_row0, n, broadcast, st_->stream);
         check("add_rows");
     }
     void unary(Unary op, Tensor& y) override {
+        bind();
         cuda::unary(op, F(y), y.numel(), st_->stream);
         check("unary");
     }
     void swiglu(const Tensor& gate, const Tensor& up, Tensor& y) override {
+        bind();
         cuda::swiglu(F(gate), F(up), F(y), y.numel(), st_->stream);
         check("swiglu");
     }
     void rope(Tensor& x, int n_heads, int head_dim, const Tensor& positions, float theta) override {
+        bind();
         const float* inv = inv_freq(head_dim, theta);
         if (!inv) return;
         cuda::rope(F(x), x.rows, x.cols, n_heads, head_dim, static_cast<const int32_t*>(positions.data), inv, st_->stream);
@@ -232,8 +263,9 @@ public:
     }
 
     void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) override {
+        bind();
         if (p.head_dim > 256) return fail(Code::input, "cuda attention: head_dim " + std::to_string(p.head_dim) + " > 256");
-        cuda::AttnShape a{q.rows, q.cols, k.cols, v.cols, out.cols, p};
+        cuda::AttnShape a{q.rows, q.cols, k.cols, v.cols, out.cols, p, max_smem_};
         const int splits = cuda::attention_splits(a, n_sm_);
         Tensor partial;
         const int64_t nf = cuda::attention_partial_floats(a, splits);
@@ -244,20 +276,23 @@ public:
 
     void attention_probs(const Tensor& q, const Tensor& k, const int32_t* rows, int64_t n_rows, Tensor& probs,
                          const AttentionParams& p) override {
+                             bind();
         Tensor r;
         if (!upload_i32(rows, n_rows, &r)) return;
-        cuda::AttnShape a{q.rows, q.cols, k.cols, k.cols, probs.cols, p};
+        cuda::AttnShape a{q.rows, q.cols, k.cols, k.cols, probs.cols, p, max_smem_};
         cuda::attention_probs(F(q), F(k), I(r), n_rows, F(probs), probs.cols, a, st_->stream);
         check("attention_probs");
     }
 
     void get_rows(const Tensor& table, const int32_t* ids, int64_t n, Tensor& out, int64_t out_row0) override {
+        bind();
         Tensor d;
         if (!upload_i32(ids, n, &d)) return;
         cuda::get_rows(table.data, table.dtype, table.cols, I(d), n, F(out) + out_row0 * out.cols, st_->stream);
         check("get_rows");
     }
     void copy_rows(const Tensor& src, int64_t src_row0, int64_t n, Tensor& dst, int64_t dst_row0) override {
+        bind();
         if (n <= 0) return;
         const size_t es = 4;
         cudaError_t e = cudaMemcpyAsync(static_cast<uint8_t*>(dst.data) + size_t(dst_row0 * dst.cols) * es,
@@ -266,16 +301,19 @@ public:
         if (e != cudaSuccess) fail(Code::internal, "cuda copy_rows: " + cuda_msg(e));
     }
     void gather_rows(const Tensor& src, const int32_t* idx, int64_t n, Tensor& dst) override {
+        bind();
         Tensor d;
         if (!upload_i32(idx, n, &d)) return;
         gather_rows_idx(src, d, n, dst);
     }
     void gather_rows_idx(const Tensor& src, const Tensor& idx, int64_t n, Tensor& dst) override {
+        bind();
         cuda::gather_rows(src.data, src.cols, I(idx), n, dst.data, st_->stream);
         check("gather_rows");
     }
 
     void patch_embed(const Tensor& img, int n_img, int S, int P, const Tensor& w, Tensor& out) override {
+        bind();
         const int64_t g = S / P, np = g * g, kk = int64_t(3) * P * P;
         Tensor cols, res;
         if (!scratch(int64_t(n_img) * np * kk, &cols) || !scratch(int64_t(n_img) * np * w.rows, &res)) return;
@@ -290,6 +328,7 @@ public:
     }
 
     Status preprocess(const ImageInput& in, const PreprocessParams& p, Tensor& out, int slot) override {
+        bind();
         VLA_RETURN_IF_ERROR(image_validate(in, "image"));
         if (p.size <= 0 || p.size > 4096) return {Code::input, "preprocess size must be in 1..4096"};
         const PreprocessGeometry geo = image_preprocess_geometry(in, p);
@@ -330,11 +369,13 @@ public:
 
     // ---- pruning
     void prune_scores(const Tensor& probs, int64_t n_rows, const Tensor& kind, int64_t n, Tensor& scores) override {
+        bind();
         cuda::prune_scores(F(probs), probs.cols, n_rows, I(kind), n, F(scores), st_->stream);
         check("prune_scores");
     }
     void prune_mi(const Tensor& probs, int n_heads, int64_t nr, const Tensor& kind, int64_t n, Tensor& out,
                   int64_t slot) override {
+                      bind();
         Tensor part;  // doubles: two floats each
         if (!scratch(2 * std::max<int64_t>(1, cuda::prune_mi_partial_doubles(n_heads, n)), &part)) return;
         cuda::prune_mi(F(probs), probs.cols, n_heads, nr, I(kind), n, static_cast<double*>(part.data), F(out) + 2 * slot,
@@ -343,29 +384,35 @@ public:
     }
     void prune_prior_scores(Tensor& scores, const Tensor& prior, const Tensor& kind, int64_t n, const Tensor& mi,
                             int64_t slot, double alpha, double divisor) override {
+                                bind();
         cuda::prune_prior_scores(F(scores), F(prior), I(kind), n, F(mi) + 2 * slot, alpha, divisor, st_->stream);
         check("prune_prior_scores");
     }
     void prune_topk(const Tensor& scores, const Tensor& kind, const Tensor* exclude, int64_t n, int64_t k,
                     Tensor& flags) override {
+                        bind();
         cuda::prune_topk(F(scores), I(kind), exclude ? I(*exclude) : nullptr, n, k, I(flags), st_->stream);
         check("prune_topk");
     }
     void prune_index(const Tensor& flags, const Tensor& kind, bool keep_other, int64_t n, Tensor& idx) override {
+        bind();
         cuda::prune_index(I(flags), I(kind), keep_other, n, I(idx), st_->stream);
         check("prune_index");
     }
     void prune_merged_meta(Tensor& kind, Tensor& view, Tensor& pos, int64_t a, int64_t c, int64_t n,
                            bool reindex) override {
+                               bind();
         cuda::prune_merged_meta(I(kind), I(view), I(pos), a, c, n, reindex, st_->stream);
         check("prune_merged_meta");
     }
     void prune_count(const Tensor& kind, const Tensor& view, int64_t n, int n_views, Tensor& counts,
                      int64_t row) override {
+                         bind();
         cuda::prune_count(I(kind), I(view), n, n_views, I(counts) + row * counts.cols, st_->stream);
         check("prune_count");
     }
     Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) override {
+        bind();
         const int64_t m = x.rows;
         c = std::max<int64_t>(1, std::min(c, m));
         Tensor sc;
@@ -376,15 +423,18 @@ public:
     }
     void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
                    const Tensor& masked, Tensor& prior) override {
+                       bind();
         cuda::cls_prior(F(probs), probs.cols, n_heads, n_views, T, first, pv, I(masked), F(prior), st_->stream);
         check("cls_prior");
     }
     void argmax(const Tensor& x, int64_t n, Tensor& out) override {
+        bind();
         cuda::argmax(F(x), n, I(out), st_->stream);
         check("argmax");
     }
 
     void synchronize() override {
+        bind();
         cudaError_t e = cudaStreamSynchronize(st_->stream);
         if (e != cudaSuccess) fail(Code::internal, "cuda: device error: " + cuda_msg(e));
     }
@@ -399,6 +449,11 @@ public:
     int64_t allocated_bytes() const override { return st_->allocated.load(); }
 
 private:
+    // The addon loads on one thread and infers on others: make this backend's device current.
+    void bind() const {
+        int d = -1;
+        if (cudaGetDevice(&d) != cudaSuccess || d != st_->device) cudaSetDevice(st_->device);
+    }
     static float* F(const Tensor& t) { return static_cast<float*>(t.data); }
     static int32_t* I(const Tensor& t) { return static_cast<int32_t*>(t.data); }
 
@@ -437,6 +492,7 @@ private:
     }
 
     Status alloc_typed(int64_t rows, int64_t cols, DType dt, Tensor* out) {
+        bind();
         const size_t bytes = std::max<size_t>(size_t(rows) * size_t(cols) * dtype_size(dt), 4);
         void* p = nullptr;
         cudaError_t e = st_->pools ? cudaMallocAsync(&p, bytes, st_->stream) : cudaMalloc(&p, bytes);
@@ -452,6 +508,7 @@ private:
         t.cols = cols;
         std::shared_ptr<DeviceState> st = st_;
         t.mem = std::shared_ptr<void>(p, [st, bytes](void* q) {
+            cudaSetDevice(st->device);
             if (st->pools) cudaFreeAsync(q, st->stream);
             else cudaFree(q);
             st->allocated -= int64_t(bytes);
@@ -602,6 +659,7 @@ private:
     Staging staging_;
     BackendOptions opts_;
     int n_sm_ = 1;
+    int64_t max_smem_ = 48 << 10;  // opt-in shared memory per block (the tensor-core attention needs ~111 KB)
     std::mutex err_mu_;
     Status error_;
     std::map<std::pair<int, float>, Tensor> freq_;
@@ -666,7 +724,9 @@ Status backend_cuda_create(const BackendOptions& o, std::unique_ptr<Backend>* ou
                                    "); rebuild with CMAKE_CUDA_ARCHITECTURES including " + std::to_string(prop.major) +
                                    std::to_string(prop.minor)};
     }
-    auto be = std::make_unique<CudaBackend>(st, o, prop.multiProcessorCount);
+    int smem_optin = 0;
+    cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, o.device);
+    auto be = std::make_unique<CudaBackend>(st, o, prop.multiProcessorCount, int64_t(smem_optin));
     VLA_RETURN_IF_ERROR(be->init());
     *out = std::move(be);
     return Status::OK();

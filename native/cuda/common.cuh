@@ -9,6 +9,13 @@
 
 #include "vla/safetensors.h"
 
+// Launch and dynamic shared memory, spelled so that the CPU emulation (emu/) compiles the same
+// source as C++: VLA_LAUNCH(kernel, grid, block, smem, stream, args...).
+#ifndef VLA_CUDA_EMULATION
+#define VLA_LAUNCH(k, g, b, sm, s, ...) k<<<(g), (b), (sm), (s)>>>(__VA_ARGS__)
+#define VLA_DYNAMIC_SMEM(T, name) extern __shared__ __align__(128) T name[]
+#endif
+
 namespace vla::cuda {
 
 constexpr int kWarp = 32;

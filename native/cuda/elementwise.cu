@@ -2,6 +2,7 @@
 // weights. Reductions accumulate in double as the CPU oracle does (norm rows are short: the cost
 // is hidden behind the memory traffic).
 #include <cmath>
+#include <type_traits>
 
 #include "common.cuh"
 #include "kernels.h"
@@ -147,6 +148,22 @@ __global__ void k_convert(const S* __restrict__ src, int64_t n, D* __restrict__ 
         dst[i] = from_f<D>(ld_f(src, i));
 }
 
+// A launch of k_convert<S, D> through a pointer (its two template arguments would not pass
+// through the launch macro).
+template <typename S>
+void convert_any(const S* src, int64_t n, void* dst, DType to, cudaStream_t s) {
+    if (to == DType::bf16) {
+        auto kern = k_convert<S, __nv_bfloat16>;
+        VLA_LAUNCH(kern, grid_for(n, kBlock), kBlock, 0, s, src, n, static_cast<__nv_bfloat16*>(dst));
+    } else if (to == DType::f16) {
+        auto kern = k_convert<S, __half>;
+        VLA_LAUNCH(kern, grid_for(n, kBlock), kBlock, 0, s, src, n, static_cast<__half*>(dst));
+    } else {
+        auto kern = k_convert<S, float>;
+        VLA_LAUNCH(kern, grid_for(n, kBlock), kBlock, 0, s, src, n, static_cast<float*>(dst));
+    }
+}
+
 __global__ void k_add_bias(float* y, const float* __restrict__ bias, int64_t n, int64_t m) {
     const int64_t total = n * m;
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x)
@@ -179,86 +196,80 @@ __global__ void k_copy(const float4* __restrict__ x, float4* __restrict__ y, int
 }  // namespace
 
 void layer_norm(const float* x, const float* w, const float* b, float eps, int64_t rows, int64_t d, float* y, cudaStream_t s) {
-    if (rows > 0) k_layer_norm<<<unsigned(rows), kBlock, 0, s>>>(x, w, b, eps, d, y);
+    if (rows > 0) VLA_LAUNCH(k_layer_norm, unsigned(rows), kBlock, 0, s, x, w, b, eps, d, y);
 }
 
 void rms_norm(const float* x, const float* w, float eps, int64_t rows, int64_t d, float* y, cudaStream_t s) {
-    if (rows > 0) k_rms_norm<<<unsigned(rows), kBlock, 0, s>>>(x, w, eps, d, y);
+    if (rows > 0) VLA_LAUNCH(k_rms_norm, unsigned(rows), kBlock, 0, s, x, w, eps, d, y);
 }
 
 void add(float* y, const float* x, int64_t n, cudaStream_t s) {
-    if (n > 0) k_add<<<grid_for(n, kBlock), kBlock, 0, s>>>(y, x, n);
+    if (n > 0) VLA_LAUNCH(k_add, grid_for(n, kBlock), kBlock, 0, s, y, x, n);
 }
 
 void add_rows(float* y, int64_t d, const void* table, DType tt, int64_t t_row0, int64_t n, bool broadcast, cudaStream_t s) {
     if (n <= 0) return;
-    with_weight(table, tt, [&](auto* t) { k_add_rows<<<grid_for(n * d, kBlock), kBlock, 0, s>>>(y, d, t, t_row0, n, broadcast); });
+    with_weight(table, tt, [&](auto* t) { using T = std::remove_const_t<std::remove_pointer_t<decltype(t)>>; VLA_LAUNCH(k_add_rows<T>, grid_for(n * d, kBlock), kBlock, 0, s, y, d, t, t_row0, n, broadcast); });
 }
 
 void unary(Unary op, float* y, int64_t n, cudaStream_t s) {
-    if (n > 0) k_unary<<<grid_for(n, kBlock), kBlock, 0, s>>>(op, y, n);
+    if (n > 0) VLA_LAUNCH(k_unary, grid_for(n, kBlock), kBlock, 0, s, op, y, n);
 }
 
 void swiglu(const float* gate, const float* up, float* y, int64_t n, cudaStream_t s) {
-    if (n > 0) k_swiglu<<<grid_for(n, kBlock), kBlock, 0, s>>>(gate, up, y, n);
+    if (n > 0) VLA_LAUNCH(k_swiglu, grid_for(n, kBlock), kBlock, 0, s, gate, up, y, n);
 }
 
 void rope(float* x, int64_t n, int64_t ld, int n_heads, int head_dim, const int32_t* pos, const float* inv_freq, cudaStream_t s) {
     const int64_t total = n * n_heads * (head_dim / 2);
-    if (total > 0) k_rope<<<grid_for(total, kBlock), kBlock, 0, s>>>(x, n, ld, n_heads, head_dim, pos, inv_freq);
+    if (total > 0) VLA_LAUNCH(k_rope, grid_for(total, kBlock), kBlock, 0, s, x, n, ld, n_heads, head_dim, pos, inv_freq);
 }
 
 void get_rows(const void* table, DType tt, int64_t d, const int32_t* ids, int64_t n, float* out, cudaStream_t s) {
     if (n <= 0) return;
-    with_weight(table, tt, [&](auto* t) { k_get_rows<<<grid_for(n * d, kBlock), kBlock, 0, s>>>(t, d, ids, n, out); });
+    with_weight(table, tt, [&](auto* t) { using T = std::remove_const_t<std::remove_pointer_t<decltype(t)>>; VLA_LAUNCH(k_get_rows<T>, grid_for(n * d, kBlock), kBlock, 0, s, t, d, ids, n, out); });
 }
 
 void gather_rows(const void* src, int64_t cols, const int32_t* idx, int64_t n, void* dst, cudaStream_t s) {
     if (n > 0)
-        k_gather_rows<<<grid_for(n * cols, kBlock), kBlock, 0, s>>>(static_cast<const uint32_t*>(src), cols, idx, n,
+        VLA_LAUNCH(k_gather_rows, grid_for(n * cols, kBlock), kBlock, 0, s, static_cast<const uint32_t*>(src), cols, idx, n,
                                                                      static_cast<uint32_t*>(dst));
 }
 
 void im2col(const float* img, int n_img, int S, int P, float* cols, cudaStream_t s) {
     const int64_t total = int64_t(n_img) * (S / P) * (S / P) * 3 * P * P;
-    if (total > 0) k_im2col<<<grid_for(total, kBlock), kBlock, 0, s>>>(img, n_img, S, P, cols);
+    if (total > 0) VLA_LAUNCH(k_im2col, grid_for(total, kBlock), kBlock, 0, s, img, n_img, S, P, cols);
 }
 
 void scatter_patches(const float* res, int n_img, int64_t np, int64_t d, float* out, cudaStream_t s) {
     const int64_t total = int64_t(n_img) * np * d;
-    if (total > 0) k_scatter_patches<<<grid_for(total, kBlock), kBlock, 0, s>>>(res, n_img, np, d, out);
+    if (total > 0) VLA_LAUNCH(k_scatter_patches, grid_for(total, kBlock), kBlock, 0, s, res, n_img, np, d, out);
 }
 
 void convert_f32(const float* x, int64_t n, void* dst, DType dt, cudaStream_t s) {
     if (n <= 0) return;
-    if (dt == DType::bf16) k_convert<<<grid_for(n, kBlock), kBlock, 0, s>>>(x, n, static_cast<__nv_bfloat16*>(dst));
-    else if (dt == DType::f16) k_convert<<<grid_for(n, kBlock), kBlock, 0, s>>>(x, n, static_cast<__half*>(dst));
-    else k_convert<<<grid_for(n, kBlock), kBlock, 0, s>>>(x, n, static_cast<float*>(dst));
+    convert_any(x, n, dst, dt, s);
 }
 
 void convert_weight(const void* src, DType from, int64_t n, void* dst, DType to, cudaStream_t s) {
     if (n <= 0) return;
-    with_weight(src, from, [&](auto* sp) {
-        if (to == DType::bf16) k_convert<<<grid_for(n, kBlock), kBlock, 0, s>>>(sp, n, static_cast<__nv_bfloat16*>(dst));
-        else if (to == DType::f16) k_convert<<<grid_for(n, kBlock), kBlock, 0, s>>>(sp, n, static_cast<__half*>(dst));
-        else k_convert<<<grid_for(n, kBlock), kBlock, 0, s>>>(sp, n, static_cast<float*>(dst));
-    });
+    with_weight(src, from, [&](auto* sp) { convert_any(sp, n, dst, to, s); });
 }
 
 void add_bias(float* y, const float* bias, int64_t n, int64_t m, cudaStream_t s) {
-    if (n * m > 0) k_add_bias<<<grid_for(n * m, kBlock), kBlock, 0, s>>>(y, bias, n, m);
+    if (n * m > 0) VLA_LAUNCH(k_add_bias, grid_for(n * m, kBlock), kBlock, 0, s, y, bias, n, m);
 }
 
 void fill_random(void* dst, DType dt, int64_t n, uint64_t seed, float mean, float std, cudaStream_t s) {
     if (n <= 0) return;
-    if (dt == DType::bf16) k_fill_random<<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<__nv_bfloat16*>(dst), n, seed, mean, std);
-    else if (dt == DType::f16) k_fill_random<<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<__half*>(dst), n, seed, mean, std);
-    else k_fill_random<<<grid_for(n, kBlock), kBlock, 0, s>>>(static_cast<float*>(dst), n, seed, mean, std);
+    if (dt == DType::bf16) VLA_LAUNCH(k_fill_random<__nv_bfloat16>, grid_for(n, kBlock), kBlock, 0, s, static_cast<__nv_bfloat16*>(dst), n, seed, mean, std);
+    else if (dt == DType::f16) VLA_LAUNCH(k_fill_random<__half>, grid_for(n, kBlock), kBlock, 0, s, static_cast<__half*>(dst), n, seed, mean, std);
+    else VLA_LAUNCH(k_fill_random<float>, grid_for(n, kBlock), kBlock, 0, s, static_cast<float*>(dst), n, seed, mean, std);
 }
 
 void copy_f32(const float* x, float* y, int64_t n, cudaStream_t s) {
     // n a multiple of 4 and 16-byte aligned pointers (the benchmark's buffers)
-    if (n >= 4) k_copy<<<grid_for(n / 4, kBlock), kBlock, 0, s>>>(reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), n / 4);
+    if (n >= 4) VLA_LAUNCH(k_copy, grid_for(n / 4, kBlock), kBlock, 0, s, reinterpret_cast<const float4*>(x), reinterpret_cast<float4*>(y), n / 4);
 }
 
 }  // namespace vla::cuda

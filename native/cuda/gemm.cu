@@ -9,6 +9,8 @@
 // When cuBLAS is linked, the backend sends large products there instead (backend-cuda.cpp).
 #include <mma.h>
 
+#include <type_traits>
+
 #include "common.cuh"
 #include "kernels.h"
 
@@ -92,11 +94,14 @@ __global__ void k_gemv(const float* __restrict__ x, int64_t n, int64_t k, const 
     const bool vec = k % V == 0 && (reinterpret_cast<uintptr_t>(w) % 16) == 0 && (reinterpret_cast<uintptr_t>(x) % 16) == 0;
     if (vec) {
         for (int64_t e = int64_t(lane) * V; e < k; e += int64_t(kWarp) * V) {
-            const uint4 raw = *reinterpret_cast<const uint4*>(wj + e);
-            const T* wv = reinterpret_cast<const T*>(&raw);
+            union {
+                uint4 u;
+                T t[V];
+            } raw;  // one 16-byte load, read as V weights
+            raw.u = *reinterpret_cast<const uint4*>(wj + e);
             float wf[V];
 #pragma unroll
-            for (int t = 0; t < V; ++t) wf[t] = ld_f(wv, t);
+            for (int t = 0; t < V; ++t) wf[t] = ld_f(raw.t, t);
 #pragma unroll
             for (int r = 0; r < kMaxRows; ++r) {
                 if (r >= n) break;
@@ -146,16 +151,16 @@ void gemm_xwt(const float* x, int64_t n, int64_t k, const void* w, DType wt, int
     if (n <= kMaxRows) {
         constexpr int warps = 8;
         const unsigned grid = unsigned((m + warps - 1) / warps);
-        with_weight(w, wt, [&](auto* wp) { k_gemv<<<grid, warps * kWarp, 0, s>>>(x, n, k, wp, m, bias, y); });
+        with_weight(w, wt, [&](auto* wp) { using T = std::remove_const_t<std::remove_pointer_t<decltype(wp)>>; VLA_LAUNCH(k_gemv<T>, grid, warps * kWarp, 0, s, x, n, k, wp, m, bias, y); });
         return;
     }
     const dim3 grid(unsigned((m + BN - 1) / BN), unsigned((n + BM - 1) / BM));
     if (wt == DType::f16) {
-        k_gemm_wmma<__half><<<grid, kThreads, 0, s>>>(x, n, k, static_cast<const __half*>(w), m, bias, y);
+        VLA_LAUNCH(k_gemm_wmma<__half>, grid, kThreads, 0, s, x, n, k, static_cast<const __half*>(w), m, bias, y);
     } else if (wt == DType::bf16) {
-        k_gemm_wmma<__nv_bfloat16><<<grid, kThreads, 0, s>>>(x, n, k, static_cast<const __nv_bfloat16*>(w), m, bias, y);
+        VLA_LAUNCH(k_gemm_wmma<__nv_bfloat16>, grid, kThreads, 0, s, x, n, k, static_cast<const __nv_bfloat16*>(w), m, bias, y);
     } else {
-        k_gemm_simt<<<grid_for(n * m, 256), 256, 0, s>>>(x, n, k, static_cast<const float*>(w), m, bias, y);
+        VLA_LAUNCH(k_gemm_simt<float>, grid_for(n * m, 256), 256, 0, s, x, n, k, static_cast<const float*>(w), m, bias, y);
     }
 }
 

@@ -50,9 +50,11 @@ void scatter_patches(const float* res, int n_img, int64_t np, int64_t d, float* 
 struct AttnShape {
     int64_t n_q = 0, ldq = 0, ldk = 0, ldv = 0, ldo = 0;
     AttentionParams p;
+    int64_t max_smem = 48 << 10;  // the device's opt-in shared memory per block
 };
-// Prefill (>= 32 query rows, head_dim 64 or 128) runs on the tensor cores (F16 tiles, F32
-// accumulation) unless VLA_CUDA_ATTN=simt; everything else on the F32 SIMT kernel.
+// Prefill (>= 32 query rows, head_dim 64 or 128, enough shared memory: ~111 KB at 128, so not
+// on sm_86/sm_89 parts) runs on the tensor cores (F16 tiles, F32 accumulation) unless
+// VLA_CUDA_ATTN=simt; everything else on the F32 SIMT kernel.
 bool attention_uses_tensor_cores(const AttnShape& a);
 int attention_splits(const AttnShape& a, int n_sm);
 int64_t attention_partial_floats(const AttnShape& a, int splits);

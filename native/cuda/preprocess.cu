@@ -58,8 +58,8 @@ __global__ void k_resize_v(const uint8_t* __restrict__ mid, ResizeGeometry g, De
 void preprocess(const uint8_t* raw, const ResizeGeometry& g, const DeviceTaps& tx, const DeviceTaps& ty, uint8_t* mid,
                 float* out, cudaStream_t s) {
     const int64_t n_mid = int64_t(g.canvas_h) * g.out_w * 3, n_out = int64_t(3) * g.S * g.S;
-    k_resize_h<<<grid_for(n_mid, 256), 256, 0, s>>>(raw, g, tx, mid);
-    k_resize_v<<<grid_for(n_out, 256), 256, 0, s>>>(mid, g, ty, out);
+    VLA_LAUNCH(k_resize_h, grid_for(n_mid, 256), 256, 0, s, raw, g, tx, mid);
+    VLA_LAUNCH(k_resize_v, grid_for(n_out, 256), 256, 0, s, mid, g, ty, out);
 }
 
 }  // namespace vla::cuda

@@ -140,7 +140,7 @@ __global__ void k_merged_meta(int32_t* kind, int32_t* view, int32_t* pos, int64_
 
 __global__ void k_count(const int32_t* __restrict__ kind, const int32_t* __restrict__ view, int64_t n, int n_views,
                         int32_t* __restrict__ row) {
-    extern __shared__ int cnt[];
+    VLA_DYNAMIC_SMEM(int, cnt);
     for (int i = threadIdx.x; i < n_views + 2; i += blockDim.x) cnt[i] = 0;
     __syncthreads();
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
@@ -337,8 +337,8 @@ __global__ void k_argmax(const float* __restrict__ x, int64_t n, int32_t* __rest
     sv[threadIdx.x] = best;
     si[threadIdx.x] = bi;
     __syncthreads();
-    for (int o = blockDim.x / 2; o > 0; o >>= 1) {
-        if (threadIdx.x < o) {
+    for (int o = int(blockDim.x) / 2; o > 0; o >>= 1) {
+        if (int(threadIdx.x) < o) {
             const float v2 = sv[threadIdx.x + o];
             const int64_t i2 = si[threadIdx.x + o];
             const bool take = i2 < n && (si[threadIdx.x] == n || v2 > sv[threadIdx.x] || (v2 == sv[threadIdx.x] && i2 < si[threadIdx.x]));
@@ -355,7 +355,7 @@ __global__ void k_argmax(const float* __restrict__ x, int64_t n, int32_t* __rest
 }  // namespace
 
 void prune_scores(const float* probs, int64_t ld, int64_t n_rows, const int32_t* kind, int64_t n, float* scores, cudaStream_t s) {
-    if (n > 0) k_scores<<<grid_for(n, kBlock), kBlock, 0, s>>>(probs, ld, n_rows, kind, n, scores);
+    if (n > 0) VLA_LAUNCH(k_scores, grid_for(n, kBlock), kBlock, 0, s, probs, ld, n_rows, kind, n, scores);
 }
 
 int64_t prune_mi_partial_doubles(int n_heads, int64_t n) { return int64_t(n_heads) * n; }
@@ -363,30 +363,30 @@ int64_t prune_mi_partial_doubles(int n_heads, int64_t n) { return int64_t(n_head
 void prune_mi(const float* probs, int64_t ld, int n_heads, int64_t nr, const int32_t* kind, int64_t n, double* partial,
               float* out_pair, cudaStream_t s) {
     const int64_t count = int64_t(n_heads) * n;
-    if (count > 0 && nr > 0) k_mi_terms<<<grid_for(count, kBlock), kBlock, 0, s>>>(probs, ld, n_heads, nr, kind, n, partial);
-    k_mi_sum<<<1, 1024, 0, s>>>(partial, nr > 0 ? count : 0, out_pair);
+    if (count > 0 && nr > 0) VLA_LAUNCH(k_mi_terms, grid_for(count, kBlock), kBlock, 0, s, probs, ld, n_heads, nr, kind, n, partial);
+    VLA_LAUNCH(k_mi_sum, 1, 1024, 0, s, partial, nr > 0 ? count : 0, out_pair);
 }
 
 void prune_prior_scores(float* scores, const float* prior, const int32_t* kind, int64_t n, const float* mi_pair, double alpha,
                         double divisor, cudaStream_t s) {
-    if (n > 0) k_prior_scores<<<grid_for(n, kBlock), kBlock, 0, s>>>(scores, prior, kind, n, mi_pair, alpha, divisor);
+    if (n > 0) VLA_LAUNCH(k_prior_scores, grid_for(n, kBlock), kBlock, 0, s, scores, prior, kind, n, mi_pair, alpha, divisor);
 }
 
 void prune_topk(const float* scores, const int32_t* kind, const int32_t* exclude, int64_t n, int64_t k, int32_t* flags,
                 cudaStream_t s) {
-    if (n > 0) k_topk<<<unsigned((n + kBlock - 1) / kBlock), kBlock, 0, s>>>(scores, kind, exclude, n, k, flags);
+    if (n > 0) VLA_LAUNCH(k_topk, unsigned((n + kBlock - 1) / kBlock), kBlock, 0, s, scores, kind, exclude, n, k, flags);
 }
 
 void prune_index(const int32_t* flags, const int32_t* kind, bool keep_other, int64_t n, int32_t* idx, cudaStream_t s) {
-    if (n > 0) k_index<<<unsigned((n + kBlock - 1) / kBlock), kBlock, 0, s>>>(flags, kind, keep_other, n, idx);
+    if (n > 0) VLA_LAUNCH(k_index, unsigned((n + kBlock - 1) / kBlock), kBlock, 0, s, flags, kind, keep_other, n, idx);
 }
 
 void prune_merged_meta(int32_t* kind, int32_t* view, int32_t* pos, int64_t a, int64_t c, int64_t n, bool reindex, cudaStream_t s) {
-    if (n > 0) k_merged_meta<<<grid_for(n, kBlock), kBlock, 0, s>>>(kind, view, pos, a, c, n, reindex);
+    if (n > 0) VLA_LAUNCH(k_merged_meta, grid_for(n, kBlock), kBlock, 0, s, kind, view, pos, a, c, n, reindex);
 }
 
 void prune_count(const int32_t* kind, const int32_t* view, int64_t n, int n_views, int32_t* counts_row, cudaStream_t s) {
-    k_count<<<1, 1024, sizeof(int) * size_t(n_views + 2), s>>>(kind, view, n, n_views, counts_row);
+    VLA_LAUNCH(k_count, 1, 1024, sizeof(int) * size_t(n_views + 2), s, kind, view, n, n_views, counts_row);
 }
 
 int64_t dpc_scratch_bytes(int64_t m, int64_t c) {
@@ -401,22 +401,22 @@ void dpc_knn_merge(const float* x, int64_t m, int64_t d, int64_t c, void* scratc
     auto align = [](int64_t b) { return (b + 255) / 256 * 256; };
     int32_t* slots = reinterpret_cast<int32_t*>(reinterpret_cast<uint8_t*>(sc.start) + align(4 * (c + 1)));
     const dim3 tiles(unsigned((m + DT - 1) / DT), unsigned((m + DT - 1) / DT)), tb(DT, DT);
-    k_dpc_dist<<<tiles, tb, 0, s>>>(x, m, d, sc.dist);
-    k_dpc_rho<<<unsigned(m), kBlock, 0, s>>>(sc.dist, m, c, slots, sc.rho);
-    k_dpc_dmax<<<1, 1024, 0, s>>>(sc.dist, m * m, sc.dmax);
-    k_dpc_score<<<grid_for(m, kBlock), kBlock, 0, s>>>(sc.dist, sc.rho, sc.dmax, m, sc.score);
-    k_dpc_centers<<<grid_for(m, kBlock), kBlock, 0, s>>>(sc.score, m, c, sc.centers);
-    k_dpc_assign<<<grid_for(m, kBlock), kBlock, 0, s>>>(sc.dist, sc.centers, m, c, sc.assign);
-    k_dpc_order<<<grid_for(m + c + 1, kBlock), kBlock, 0, s>>>(sc.assign, m, c, sc.order, sc.start);
-    k_dpc_merge<<<grid_for(c * d, kBlock), kBlock, 0, s>>>(x, d, c, sc.order, sc.start, out);
+    VLA_LAUNCH(k_dpc_dist, tiles, tb, 0, s, x, m, d, sc.dist);
+    VLA_LAUNCH(k_dpc_rho, unsigned(m), kBlock, 0, s, sc.dist, m, c, slots, sc.rho);
+    VLA_LAUNCH(k_dpc_dmax, 1, 1024, 0, s, sc.dist, m * m, sc.dmax);
+    VLA_LAUNCH(k_dpc_score, grid_for(m, kBlock), kBlock, 0, s, sc.dist, sc.rho, sc.dmax, m, sc.score);
+    VLA_LAUNCH(k_dpc_centers, grid_for(m, kBlock), kBlock, 0, s, sc.score, m, c, sc.centers);
+    VLA_LAUNCH(k_dpc_assign, grid_for(m, kBlock), kBlock, 0, s, sc.dist, sc.centers, m, c, sc.assign);
+    VLA_LAUNCH(k_dpc_order, grid_for(m + c + 1, kBlock), kBlock, 0, s, sc.assign, m, c, sc.order, sc.start);
+    VLA_LAUNCH(k_dpc_merge, grid_for(c * d, kBlock), kBlock, 0, s, x, d, c, sc.order, sc.start, out);
 }
 
 void cls_prior(const float* probs, int64_t ld, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
                const int32_t* masked, float* prior, cudaStream_t s) {
     const int64_t n = int64_t(n_views) * pv;
-    if (n > 0) k_cls_prior<<<grid_for(n, kBlock), kBlock, 0, s>>>(probs, ld, n_heads, n_views, T, first, pv, masked, prior);
+    if (n > 0) VLA_LAUNCH(k_cls_prior, grid_for(n, kBlock), kBlock, 0, s, probs, ld, n_heads, n_views, T, first, pv, masked, prior);
 }
 
-void argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s) { k_argmax<<<1, 1024, 0, s>>>(x, n, out); }
+void argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s) { VLA_LAUNCH(k_argmax, 1, 1024, 0, s, x, n, out); }
 
 }  // namespace vla::cuda
