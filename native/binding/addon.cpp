@@ -265,6 +265,8 @@ void InferWorker::OnOK() {
     o.Set("nVisualTokens", double(r.n_visual_tokens));
     o.Set("nTextTokens", double(r.n_text_tokens));
     o.Set("nGenerated", double(r.n_generated));
+    o.Set("peakActivationBytes", double(r.peak_activation_bytes));
+    o.Set("prefillHostReads", double(r.prefill_host_reads));
     {
         const auto& ps = r.prune;
         Napi::Object p = Napi::Object::New(env);
@@ -392,6 +394,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
         opts.n_threads = get_int(env, o, "threads", 0, 0, 1024);
         opts.device = get_int(env, o, "device", 0, 0, 1024);
         opts.pool_bytes = int64_t(get_int(env, o, "poolMiB", 0, 0, 1 << 20)) << 20;
+        opts.max_activation_bytes = int64_t(get_int(env, o, "maxActivationMiB", 0, 0, 1 << 20)) << 20;
         Napi::Value wd = o.Get("weightDtype");
         if (wd.IsString()) opts.weight_dtype = wd.As<Napi::String>().Utf8Value();
         else if (!wd.IsUndefined()) throw input_error(env, "options.weightDtype must be a string");

@@ -706,6 +706,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
 
     // ---- vision
     const int64_t reads0 = B.host_reads();
+    B.reset_peak();
     const PrunePolicy policy = req.prune.policy;
     const bool need_prior = policy == PrunePolicy::autoprune || policy == PrunePolicy::cls_prior;
     Tensor visual;
@@ -871,6 +872,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
     VLA_RETURN_IF_ERROR(B.take_error());
     r.timings.head_ms = ms_since(t_head);
     r.timings.total_ms = ms_since(t_start);
+    r.peak_activation_bytes = B.peak_bytes();
     *out = std::move(r);
     return Status::OK();
 }
@@ -881,13 +883,16 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
 const ModelInfo& Engine::info() const { return impl_->info; }
+int64_t Engine::activation_bytes() const { return impl_->be->allocated_bytes(); }
 
 namespace {
 Status backend_options(const EngineOptions& opts, BackendOptions* bo) {
     bo->n_threads = opts.n_threads;
     bo->device = opts.device;
     bo->pool_bytes = opts.pool_bytes;
+    bo->max_activation_bytes = opts.max_activation_bytes;
     if (opts.pool_bytes < 0) return {Code::input, "pool_bytes must be >= 0"};
+    if (opts.max_activation_bytes < 0) return {Code::input, "max_activation_bytes must be >= 0"};
     if (opts.weight_dtype == "auto") bo->weight_dtype = WeightDType::auto_;
     else if (opts.weight_dtype == "f16") bo->weight_dtype = WeightDType::f16;
     else if (opts.weight_dtype == "bf16") bo->weight_dtype = WeightDType::bf16;

@@ -52,14 +52,17 @@ inline const int32_t* I(const Tensor& t) { return static_cast<const int32_t*>(t.
 
 class CpuBackend final : public Backend {
 public:
-    explicit CpuBackend(const BackendOptions& o) : pool_(o.n_threads) {}
+    explicit CpuBackend(const BackendOptions& o) : pool_(o.n_threads), limit_(o.max_activation_bytes) {}
     const char* name() const override { return "cpu"; }
 
     Status alloc(int64_t rows, int64_t cols, Tensor* out) override {
         const size_t bytes = size_t(rows) * size_t(cols) * sizeof(float);
+        if (limit_ > 0 && allocated_ + int64_t(bytes) > limit_)
+            return {Code::oom, "cpu: activation memory limit of " + std::to_string(limit_) + " bytes reached (" +
+                                   std::to_string(allocated_.load()) + " held, " + std::to_string(bytes) + " more asked)"};
         float* p = static_cast<float*>(::operator new(std::max<size_t>(bytes, 64), std::align_val_t(64), std::nothrow));
         if (!p) return {Code::oom, "cpu: cannot allocate " + std::to_string(bytes) + " bytes"};
-        allocated_ += int64_t(bytes);
+        note_allocated(allocated_ += int64_t(bytes));
         Tensor t;
         t.data = p;
         t.rows = rows;
@@ -458,6 +461,7 @@ public:
 
 private:
     ThreadPool pool_;
+    int64_t limit_ = 0;
     std::atomic<int64_t> allocated_{0};
 };
 

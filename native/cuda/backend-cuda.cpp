@@ -494,13 +494,16 @@ private:
     Status alloc_typed(int64_t rows, int64_t cols, DType dt, Tensor* out) {
         bind();
         const size_t bytes = std::max<size_t>(size_t(rows) * size_t(cols) * dtype_size(dt), 4);
+        if (opts_.max_activation_bytes > 0 && st_->allocated + int64_t(bytes) > opts_.max_activation_bytes)
+            return {Code::oom, "cuda: activation memory limit of " + std::to_string(opts_.max_activation_bytes) + " bytes reached (" +
+                                   std::to_string(st_->allocated.load()) + " held, " + std::to_string(bytes) + " more asked)"};
         void* p = nullptr;
         cudaError_t e = st_->pools ? cudaMallocAsync(&p, bytes, st_->stream) : cudaMalloc(&p, bytes);
         if (e != cudaSuccess) {
             cudaGetLastError();
             return oom(int64_t(bytes), "allocating a " + std::to_string(rows) + " x " + std::to_string(cols) + " tensor");
         }
-        st_->allocated += int64_t(bytes);
+        note_allocated(st_->allocated += int64_t(bytes));
         Tensor t;
         t.data = p;
         t.dtype = dt;

@@ -196,6 +196,46 @@ TEST_CASE("half-precision weights give the same result within tolerance") {
     CHECK(e16->info().weight_bytes * 2 == e32->info().weight_bytes);
 }
 
+TEST_CASE("activation memory: freed after every inference; over the limit is VLA_E_OOM and the engine carries on") {
+    auto e = load(model_dir());
+    const int cams = int(e->info().config.vla.cameras.size());
+    REQUIRE(cams >= 2);
+    auto f = frames(cams, 21);
+    InferRequest one, all;
+    one.input_ids = prompt(*e, 1);
+    one.views = {f.views[0]};
+    all.input_ids = prompt(*e, cams);
+    all.views = f.views;
+    const InferResult r1 = run(*e, one);
+    const int64_t idle = e->activation_bytes();  // the decoder's reusable scratch
+    const InferResult ra = run(*e, all);
+    for (int i = 0; i < 5; ++i) {
+        run(*e, all);
+        run(*e, one);
+    }
+    CHECK(e->activation_bytes() <= idle + (ra.peak_activation_bytes - r1.peak_activation_bytes));  // scratch grows to the longest, no more
+    const int64_t settled = e->activation_bytes();
+    for (int i = 0; i < 5; ++i) run(*e, all);
+    CHECK(e->activation_bytes() == settled);
+    REQUIRE(ra.peak_activation_bytes > r1.peak_activation_bytes);
+    CHECK(r1.peak_activation_bytes > 0);
+
+    // A limit between the two peaks: one view fits, every camera does not.
+    EngineOptions o;
+    o.n_threads = 2;
+    o.max_activation_bytes = (r1.peak_activation_bytes + ra.peak_activation_bytes) / 2;
+    std::unique_ptr<Engine> lim;
+    REQUIRE(Engine::load(model_dir(), o, &lim).ok());
+    InferResult out;
+    Status st = lim->infer(all, &out);
+    CHECK(st.code() == Code::oom);
+    CHECK(st.message().find("limit") != std::string::npos);
+    const InferResult again = run(*lim, one);
+    CHECK(again.waypoints == r1.waypoints);
+    o.max_activation_bytes = -1;
+    CHECK(Engine::load(model_dir(), o, &lim).code() == Code::input);
+}
+
 TEST_CASE("bad requests are coded errors") {
     auto e = load(model_dir());
     const auto& c = e->info().config;

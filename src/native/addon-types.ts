@@ -118,6 +118,10 @@ export interface NativeResult {
   nVisualTokens: number;
   nTextTokens: number;
   nGenerated: number;
+  /** The most activation memory the backend held during this inference. */
+  peakActivationBytes: number;
+  /** Device-to-host reads in the vision tower and prefill (syncs on the GPU): 2, 3 with autoprune. */
+  prefillHostReads: number;
   logits?: Float32Array;
   hidden?: Float32Array;
   prune: NativePruneStats;
@@ -158,7 +162,7 @@ export interface NativeEngine {
 }
 
 export interface NativeAddon {
-  load(dir: string, options?: { backend?: string; threads?: number; device?: number; weightDtype?: string; poolMiB?: number }): Promise<NativeEngine>;
+  load(dir: string, options?: { backend?: string; threads?: number; device?: number; weightDtype?: string; poolMiB?: number; maxActivationMiB?: number }): Promise<NativeEngine>;
   /** AutoPrune's schedule and FLOPs without a model (synchronous, microseconds). */
   schedule(options: NativeScheduleOptions): NativeSchedule;
   backends: string[];

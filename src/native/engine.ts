@@ -21,6 +21,8 @@ export interface EngineOptions {
   weightDtype?: 'auto' | 'f16' | 'bf16';
   /** cuda: MiB of activation memory reserved at load (0: grown on the first inference and kept). */
   poolMiB?: number;
+  /** Activation memory the backend may hold at once, MiB (0: no limit); an inference over it fails with VLA_E_OOM. */
+  maxActivationMiB?: number;
   /** Calls waiting behind the running one before new calls are rejected with VLA_E_BUSY. */
   maxQueue?: number;
   /** Where JPEG frames are decoded: in the addon's worker thread when it has libjpeg (default), or with sharp. */
@@ -77,6 +79,8 @@ export interface InferOutput {
   tokens: { prompt: number; visual: number; text: number; generated: number };
   /** What pruning did: kept tokens per layer and view, MI, slope, FLOPs against the budget. */
   prune: NativePruneStats;
+  /** Backend memory: the most activation bytes held during the inference; device-to-host reads in the prefill. */
+  memory: { peakActivationBytes: number; prefillHostReads: number };
   logits?: Float32Array;
   hidden?: Float32Array;
 }
@@ -120,7 +124,7 @@ export class Engine {
     const t0 = performance.now();
     let native: NativeEngine;
     try {
-      native = await addon.load(dir, { backend, threads: options.threads ?? 0, device: options.device ?? 0, weightDtype: options.weightDtype ?? 'auto', poolMiB: options.poolMiB ?? 0 });
+      native = await addon.load(dir, { backend, threads: options.threads ?? 0, device: options.device ?? 0, weightDtype: options.weightDtype ?? 'auto', poolMiB: options.poolMiB ?? 0, maxActivationMiB: options.maxActivationMiB ?? 0 });
     } catch (err) {
       throw VlaError.from(err);
     }
@@ -259,6 +263,7 @@ export class Engine {
       },
       tokens: { prompt: r.nPromptTokens, visual: r.nVisualTokens, text: r.nTextTokens, generated: r.nGenerated },
       prune: r.prune,
+      memory: { peakActivationBytes: r.peakActivationBytes, prefillHostReads: r.prefillHostReads },
     };
     const dt = this.info.waypointDtS;
     if (r.head === 'waypoints') {

@@ -78,6 +78,7 @@ export function constantVelocityPlanner(cameras: string[], numWaypoints: number,
         cameras: Object.keys(input.views),
         timings: { decodeMs: 0, tokenizeMs: 0, preprocessMs: 0, visionMs: 0, prefillMs: 0, headMs: 0, engineMs: 0, totalMs: 0 },
         tokens: { prompt: 0, visual: 0, text: 0, generated: 0 },
+        memory: { peakActivationBytes: 0, prefillHostReads: 0 },
         prune: { policy: 'none', nVisual: 0, kept: [], merged: [], keptPerView: [], mi0: 0, mi1: 0, k: 0, scale: 1, targetTokens: 0, avgTokens: 0, flops: 0, flopsUnpruned: 0, budgetMet: true },
       };
     },

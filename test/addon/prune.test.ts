@@ -50,6 +50,9 @@ describe('pruning through the TypeScript API and the CLI (addon)', () => {
         assert.ok(r.prune.flops < r.prune.flopsUnpruned);
         assert.equal(r.prune.keptPerView[0]!.length, 3);
         assert.equal(r.waypoints.length, 6);
+        // selection stays on the backend: AutoPrune's MI_1 is the only extra read of the prefill
+        assert.equal(r.memory.prefillHostReads, none.memory.prefillHostReads + (policy === 'autoprune' ? 1 : 0), policy);
+        assert.ok(r.memory.peakActivationBytes > 0 && r.memory.peakActivationBytes <= none.memory.peakActivationBytes * 2, policy);
       }
       await assert.rejects(e.infer({ views, instruction: 'x', prune: { policy: 'fastv' } }), (err: VlaError) => err.code === ErrorCodes.INPUT);
       await assert.rejects(e.infer({ views, instruction: 'x', prune: { policy: 'bogus' as never, budget: { kind: 'tokens', value: 3 } } }), (err: VlaError) => err.code === ErrorCodes.INPUT);

@@ -9,6 +9,7 @@
 // once; read()/read_i32() wait for the queued work and are the only device-to-host syncs. Host
 // arrays passed to ops (rows, ids, idx) may be reused as soon as the call returns.
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -171,11 +172,20 @@ public:
     virtual Status take_error() { return Status::OK(); }
     // Device-to-host reads so far (read/read_i32 calls): each is a sync on a device backend.
     int64_t host_reads() const { return host_reads_; }
-    // Bytes of activation memory currently allocated through alloc().
+    // Bytes of activation memory currently allocated through alloc() / alloc_i32().
     virtual int64_t allocated_bytes() const = 0;
+    // The most allocated_bytes() reached since the last reset_peak().
+    int64_t peak_bytes() const { return peak_.load(); }
+    void reset_peak() { peak_.store(allocated_bytes()); }
 
 protected:
+    void note_allocated(int64_t now) {
+        int64_t p = peak_.load();
+        while (now > p && !peak_.compare_exchange_weak(p, now)) {
+        }
+    }
     int64_t host_reads_ = 0;
+    std::atomic<int64_t> peak_{0};
 };
 
 enum class WeightDType { auto_, f16, bf16 };
@@ -188,6 +198,9 @@ struct BackendOptions {
     WeightDType weight_dtype = WeightDType::auto_;
     // cuda: bytes of the activation pool reserved at load (0: grow on demand, kept for reuse).
     int64_t pool_bytes = 0;
+    // Activation memory this backend may hold at once (0: no limit): beyond it alloc() fails
+    // with Code::oom, as a full device would (Jetson's memory is shared with the rest of the car).
+    int64_t max_activation_bytes = 0;
 };
 
 // "cpu" always; "cuda" where built and a device is present. Code::backend otherwise.

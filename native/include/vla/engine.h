@@ -21,6 +21,7 @@ struct EngineOptions {
     std::string weight_dtype = "auto";  // cuda: "auto" (file's half dtype, F32 -> F16), "f16", "bf16"
     int device = 0;               // cuda: device ordinal
     int64_t pool_bytes = 0;       // cuda: activation memory reserved at load (0: grown on first use, then kept)
+    int64_t max_activation_bytes = 0;  // activations held at once (0: no limit); beyond: VLA_E_OOM
 };
 
 struct InferRequest {
@@ -56,6 +57,7 @@ struct InferResult {
     // Device-to-host reads (syncs on a device backend) during the vision tower and prefill:
     // one more for autoprune's schedule than unpruned, whatever the number of layers.
     int64_t prefill_host_reads = 0;
+    int64_t peak_activation_bytes = 0;  // the most activation memory held during this inference
 };
 
 struct ModelInfo {
@@ -78,6 +80,8 @@ public:
 
     Status infer(const InferRequest& req, InferResult* out);
     const ModelInfo& info() const;
+    // Activation memory held now by the backend (between inferences: the reusable scratch only).
+    int64_t activation_bytes() const;
 
     struct Impl;
 private:
