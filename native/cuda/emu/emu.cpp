@@ -1,5 +1,7 @@
 // The CPU emulation's runtime: memory, streams, events, and the block scheduler that runs each
 // CUDA thread as a cooperative fiber (see include/vla_cuda_emu.h for what it checks).
+// Environment: VLA_EMU_DEVICE_MB (capacity), VLA_EMU_FIBERS=1 (no direct runs),
+// VLA_EMU_SCHEDULE=reverse (threads run highest first between barriers: races show).
 #include <ucontext.h>
 
 #if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
@@ -98,6 +100,16 @@ bool fibers_forced() {
         return e && *e && *e != '0';
     }();
     return v;
+}
+
+// The order threads run between barriers: VLA_EMU_SCHEDULE=reverse runs the highest thread
+// first, so a result that differs between the two orders is a race between barriers.
+int order(int o, int n) {
+    static const bool reverse = [] {
+        const char* e = std::getenv("VLA_EMU_SCHEDULE");
+        return e && std::string(e) == "reverse";
+    }();
+    return reverse ? n - 1 - o : o;
 }
 
 std::mutex g_attr_mu;
@@ -341,8 +353,8 @@ void launch(const void* key, const char* name, dim3 grid, dim3 block, size_t sme
                     f.t.tid = {unsigned(i) % block.x, unsigned(i) / block.x % block.y, unsigned(i) / (block.x * block.y)};
                 }
                 if (b.direct) {
-                    for (int i = 0; i < n; ++i) {
-                        b.cur = i;
+                    for (int o = 0; o < n; ++o) {
+                        b.cur = order(o, n);
                         body();
                     }
                     continue;
@@ -362,7 +374,8 @@ void launch(const void* key, const char* name, dim3 grid, dim3 block, size_t sme
                 }
                 while (b.n_done < n) {
                     bool progressed = false;
-                    for (int i = 0; i < n; ++i) {
+                    for (int o = 0; o < n; ++o) {
+                        const int i = order(o, n);
                         Fiber& f = b.fibers[size_t(i)];
                         if (f.state == Fiber::done) continue;
                         if (f.state == Fiber::wait_block && f.gen == b.b_gen) continue;

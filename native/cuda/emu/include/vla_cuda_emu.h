@@ -10,7 +10,9 @@
 //    configurable capacity (VLA_EMU_DEVICE_MB, default 4096) so out-of-memory paths are testable;
 //  - launches are validated: block size, grid limits, dynamic shared memory over 48 KB without
 //    cudaFuncSetAttribute, over the device's maximum (227 KB) at all;
-//  - streams are synchronous; events always complete.
+//  - streams are synchronous; events always complete;
+//  - threads run in order between barriers, or in reverse (VLA_EMU_SCHEDULE=reverse): a kernel
+//    whose result depends on the order has a race the hardware would expose.
 // The headers cuda_runtime.h, cuda_runtime_api.h, cuda_fp16.h, cuda_bf16.h and mma.h in this
 // directory include this file, so the backend's sources compile unchanged as C++.
 #pragma once
