@@ -24,6 +24,9 @@ export const PARAMETER_TYPES: Readonly<Record<string, RosParamType>> = Object.fr
   model_path: 'string',
   backend: 'string',
   threads: 'integer',
+  cuda_device: 'integer',
+  weight_dtype: 'string',
+  max_activation_mib: 'integer',
   camera_names: 'string_array',
   camera_topics: 'string_array',
   camera_types: 'string_array',
@@ -55,6 +58,9 @@ export interface RawParams {
   model_path: string;
   backend: BackendName;
   threads: number;
+  cuda_device: number;
+  weight_dtype: 'auto' | 'f16' | 'bf16';
+  max_activation_mib: number;
   camera_names: string[];
   camera_topics: string[];
   camera_types: Array<'image' | 'compressed'>;
@@ -82,8 +88,23 @@ export interface RawParams {
 
 export interface NodeConfig {
   raw: RawParams;
-  engine: { modelPath: string; backend: BackendName; threads: number };
+  engine: EngineConfig;
   node: Omit<NodeParams, 'modelName'>;
+}
+
+/** What Engine.load needs from the parameters. */
+export interface EngineConfig {
+  modelPath: string;
+  backend: BackendName;
+  threads: number;
+  device: number;
+  weightDtype: 'auto' | 'f16' | 'bf16';
+  maxActivationMiB: number;
+}
+
+/** The Engine.load options of a configuration. */
+export function engineLoadOptions(e: EngineConfig): { backend: BackendName; threads: number; device: number; weightDtype: 'auto' | 'f16' | 'bf16'; maxActivationMiB: number } {
+  return { backend: e.backend, threads: e.threads, device: e.device, weightDtype: e.weightDtype, maxActivationMiB: e.maxActivationMiB };
 }
 
 let validator: ReturnType<Ajv['compile']> | undefined;
@@ -137,7 +158,7 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
   const qos = { ...QOS_SENSOR_DATA, reliability: raw.camera_reliability, depth: raw.camera_qos_depth };
   return {
     raw,
-    engine: { modelPath: raw.model_path, backend: raw.backend, threads: raw.threads },
+    engine: { modelPath: raw.model_path, backend: raw.backend, threads: raw.threads, device: raw.cuda_device, weightDtype: raw.weight_dtype, maxActivationMiB: raw.max_activation_mib },
     node: {
       cameras: raw.camera_names.map((camera, i) => ({
         camera,

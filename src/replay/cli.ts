@@ -14,7 +14,7 @@ import { packageRoot } from '../native/addon.js';
 import type { PrunePolicyName } from '../native/addon-types.js';
 import { Engine, parseBudget, type BackendName } from '../native/engine.js';
 import { makeModel } from '../model/tiny.js';
-import { loadParamsFile } from '../pipeline/params.js';
+import { loadParamsFile, engineLoadOptions } from '../pipeline/params.js';
 import { makeDataset, SPLIT_SEED_BASE, splitSeeds } from '../sample/dataset.js';
 import { makeSampleDrive, makeScenarioDrive } from '../sample/drive.js';
 import { SCENARIO_KINDS, sampleScenario } from '../sample/scenario.js';
@@ -104,7 +104,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   const outDir = path.resolve(o.out ?? `replay-${path.basename(path.resolve(bag))}`);
 
   if (config.engine.modelPath === DEFAULT_MODEL_DIR && !existsSync(path.join(DEFAULT_MODEL_DIR, 'config.json'))) await makeModel(DEFAULT_MODEL_DIR, { preset: 'tiny' });
-  const engine = await Engine.load(config.engine.modelPath, { backend: config.engine.backend, threads: config.engine.threads });
+  const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
 
   // Ctrl-C: finish the running inference, write a partial report; a second Ctrl-C quits at once.
   const abort = new AbortController();

@@ -6,7 +6,7 @@ import { Option, type Command } from 'commander';
 
 import { packageRoot } from '../native/addon.js';
 import { Engine, type BackendName } from '../native/engine.js';
-import { loadParamsFile } from '../pipeline/params.js';
+import { loadParamsFile, engineLoadOptions } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger } from '../util/logger.js';
 import { evaluateDrives, evaluationTable, readDrives, writeEvaluation } from './evaluate.js';
@@ -65,7 +65,7 @@ export function registerEvaluateCommand(program: Command, io: Io, setExit: (code
       config.engine.modelPath = path.isAbsolute(mp) || existsSync(mp) ? path.resolve(mp) : path.join(packageRoot, mp);
       let drives = await readDrives(drivesDir);
       if (o.limit) drives = drives.slice(0, o.limit);
-      const engine = await Engine.load(config.engine.modelPath, { backend: config.engine.backend, threads: config.engine.threads });
+      const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
       try {
         const visualTokens = engine.info.tokensPerView * engine.cameras.length;
         const settings: ReplaySetting[] = parseSweep(resolveShareBudgets(o.sweep, visualTokens));

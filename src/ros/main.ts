@@ -10,7 +10,7 @@ import { pathToFileURL } from 'node:url';
 
 import { Engine } from '../native/engine.js';
 import { VlaNodeLogic } from '../pipeline/node.js';
-import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, type NodeConfig } from '../pipeline/params.js';
+import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, type NodeConfig, engineLoadOptions } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger } from '../util/logger.js';
 import { MessageCodec } from './codec.js';
@@ -56,7 +56,7 @@ export async function runNode(argv: string[] = process.argv): Promise<void> {
   };
 
   let config: NodeConfig = configFromParams(current(), 'node parameters');
-  const engine = await Engine.load(config.engine.modelPath, { backend: config.engine.backend, threads: config.engine.threads });
+  const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
   // Warm-up: one inference on grey frames so the first real frame does not pay for first use.
   const grey = { data: new Uint8Array(64 * 64 * 3).fill(128), width: 64, height: 64, encoding: 'rgb8' as const };
   const warm = await engine.infer({ views: engine.cameras.map(() => grey), instruction: config.node.defaultInstruction });

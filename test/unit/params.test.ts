@@ -53,6 +53,11 @@ describe('node parameters', () => {
     assert.throws(() => configFromParams({ ...base, slop_ms: -1 }), (e) => params(e, /slop_ms/));
     assert.throws(() => configFromParams({ ...base, backend: 'tpu' }), (e) => params(e, /backend/));
     assert.throws(() => configFromParams({ ...base, threads: 1.5 }), (e) => params(e, /threads/));
+    assert.deepEqual([c.engine.device, c.engine.weightDtype, c.engine.maxActivationMiB], [0, 'auto', 0]);
+    const g = configFromParams({ ...base, backend: 'cuda', cuda_device: 1, weight_dtype: 'bf16', max_activation_mib: 2048 });
+    assert.deepEqual([g.engine.device, g.engine.weightDtype, g.engine.maxActivationMiB], [1, 'bf16', 2048]);
+    assert.throws(() => configFromParams({ ...base, weight_dtype: 'f8' }), (e) => params(e, /weight_dtype/));
+    assert.throws(() => configFromParams({ ...base, max_activation_mib: -1 }), (e) => params(e, /max_activation_mib/));
     assert.throws(() => configFromParams({ ...base, camera_fps: 30 }), (e) => params(e, /unknown parameter 'camera_fps'/));
     assert.throws(() => configFromParams({ camera_names: ['front'], camera_topics: ['/f'] }), (e) => params(e, /missing parameter 'model_path'/));
     assert.throws(() => configFromParams({ ...base, camera_topics: ['/f', '/g'] }), (e) => params(e, /camera_topics has 2 entries/));
