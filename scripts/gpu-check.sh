@@ -106,8 +106,10 @@ if wants configure; then
     gen=(-G Ninja)
     command -v ninja >/dev/null 2>&1 || gen=()  # the default generator when ninja is absent
     # shellcheck disable=SC2086
+    # The CUDA emulation (native/cuda/emu) is for machines without a GPU: not built here unless
+    # GPU_CHECK_CMAKE_ARGS says -DVLA_CUDA_EMULATION=ON.
     step configure build.log 600 cmake -S . -B "$BUILD" "${gen[@]}" -DVLA_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" \
-        -DCMAKE_BUILD_TYPE=Release ${GPU_CHECK_CMAKE_ARGS:-}
+        -DCMAKE_BUILD_TYPE=Release -DVLA_CUDA_EMULATION=OFF ${GPU_CHECK_CMAKE_ARGS:-}
     record configure "$STEP_STATUS" "$STEP_TIME" build.log "${gen[*]:-no ninja: default generator}${STEP_NOTE:+, $STEP_NOTE}"
 fi
 if wants build; then
@@ -227,6 +229,12 @@ if wants peer; then
     else
         record bench-peer skip 0 misc.log "tools/bench/peer_hf_llava.py does not exist"
     fi
+fi
+
+# The end-to-end goal against the peer (printed into misc.log: the 8 result files are taken).
+if [[ -s $OUT/bench-cuda.json && -s $OUT/bench-peer.json ]]; then
+    step compare misc.log 60 python3 tools/bench/compare.py "$OUT/bench-cuda.json" "$OUT/bench-peer.json"
+    record compare "$STEP_STATUS" "$STEP_TIME" misc.log "$STEP_NOTE"
 fi
 
 # Logs over 15 MiB keep their first 1 MiB and last 13 MiB (what comes back is capped at 16 MiB a file).

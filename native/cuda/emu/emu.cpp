@@ -150,7 +150,14 @@ struct Block {
 
 thread_local Block* g_block = nullptr;
 std::mutex g_launch_mu;  // one emulated kernel at a time
-std::vector<char*> g_stacks;
+// Fiber stacks, kept for the next launch and freed at exit.
+struct Stacks {
+    std::vector<char*> v;
+    ~Stacks() {
+        for (char* p : v) std::free(p);
+    }
+} g_stack_pool;
+std::vector<char*>& g_stacks = g_stack_pool.v;
 
 void release_block(Block& b) {
     if (b.b_arrived > 0 && b.b_arrived + b.n_done == b.n) {
