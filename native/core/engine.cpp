@@ -829,11 +829,12 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
     } else {
         std::vector<int32_t> stops = req.stop_ids;
         if (tc.eos_id >= 0) stops.push_back(tc.eos_id);
-        Tensor hn, logits, xt, best, p1;
+        Tensor hn, logits, xt, best, pl;
         VLA_RETURN_IF_ERROR(B.alloc(1, tc.vocab, &logits));
         VLA_RETURN_IF_ERROR(B.alloc(1, tc.hidden, &xt));
         VLA_RETURN_IF_ERROR(B.alloc_i32(1, 1, &best));
-        VLA_RETURN_IF_ERROR(B.alloc_i32(1, 1, &p1));
+        VLA_RETURN_IF_ERROR(B.alloc_i32(tc.n_layers, 1, &pl));  // every layer's decode position, one upload a step
+        std::vector<int32_t> step_pos(static_cast<size_t>(tc.n_layers));
         VLA_RETURN_IF_ERROR(final_norm_rows(x, n_final - 1, 1, &hn));
         if (req.return_hidden) {
             r.hidden.resize(size_t(hn.numel()));
@@ -859,11 +860,10 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
             // Decode position: with re-indexed positions, this layer's own cache length (layers
             // differ after pruning, as in the reference); with kept positions, the next one.
             const bool reindex = req.prune.reindex_positions && policy != PrunePolicy::fastv;
-            for (int l = 0; l < tc.n_layers; ++l) {
-                const int32_t p = reindex ? int32_t(kv[size_t(l)].len) : int32_t(n + step);
-                B.write_i32(p1, &p, 1);
-                VLA_RETURN_IF_ERROR(decoder_layer(l, xt, p1, kv[size_t(l)]));
-            }
+            for (int l = 0; l < tc.n_layers; ++l)
+                step_pos[size_t(l)] = reindex ? int32_t(kv[size_t(l)].len) : int32_t(n + step);
+            B.write_i32(pl, step_pos.data(), tc.n_layers);
+            for (int l = 0; l < tc.n_layers; ++l) VLA_RETURN_IF_ERROR(decoder_layer(l, xt, B.rows(pl, l, 1), kv[size_t(l)]));
             VLA_RETURN_IF_ERROR(final_norm_rows(xt, 0, 1, &hn));
         }
         r.n_generated = int64_t(r.tokens.size());

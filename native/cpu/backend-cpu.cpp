@@ -360,7 +360,7 @@ public:
         const double m = double(F(mi)[2 * slot]) + double(F(mi)[2 * slot + 1]);
         const float coef = float(alpha * (m / divisor));
         for (int64_t j = 0; j < n; ++j)
-            if (I(kind)[j] != 0) F(scores)[j] = F(prior)[j] + coef * F(scores)[j];
+            if (I(kind)[j] != 0) F(scores)[j] = prune_prior_score(F(prior)[j], coef, F(scores)[j]);
     }
 
     void prune_topk(const Tensor& scores, const Tensor& kind, const Tensor* exclude, int64_t n, int64_t k,

@@ -102,7 +102,7 @@ private:
     static bool idle(const Block& b) {
         const cudaError_t e = cudaEventQuery(b.ev);
         if (e == cudaErrorNotReady) cudaGetLastError();  // "not yet" is recorded as the last error: not ours
-        return e == cudaSuccess;
+        return e == cudaSuccess;  // a device error: the block stays busy, and the next sync reports it
     }
     std::shared_ptr<DeviceState> st_;
     std::vector<Block> blocks_;
@@ -415,6 +415,10 @@ public:
         bind();
         const int64_t m = x.rows;
         c = std::max<int64_t>(1, std::min(c, m));
+        if (m <= 0) {  // as the CPU: one zero row
+            cudaMemsetAsync(out.data, 0, size_t(x.cols) * sizeof(float), st_->stream);
+            return Status::OK();
+        }
         Tensor sc;
         VLA_RETURN_IF_ERROR(alloc_typed(1, (cuda::dpc_scratch_bytes(m, c) + 3) / 4, DType::i32, &sc));
         cuda::dpc_knn_merge(F(x), m, x.cols, c, sc.data, F(out), st_->stream);
@@ -564,7 +568,7 @@ private:
         size_t idx = 0;
         cudaError_t err = cudaSuccess;
         void* pin = staging_.acquire(bytes, &idx, &err);
-        if (!pin) return fail(Code::oom, "cuda: pinned staging: " + cuda_msg(err));
+        if (!pin) return fail(err == cudaErrorMemoryAllocation ? Code::oom : Code::internal, "cuda: pinned staging: " + cuda_msg(err));
         std::memcpy(pin, src, bytes);
         const cudaError_t e = cudaMemcpyAsync(dst, pin, bytes, cudaMemcpyHostToDevice, st_->stream);
         staging_.mark(idx);
@@ -576,7 +580,10 @@ private:
         size_t idx = 0;
         cudaError_t err = cudaSuccess;
         void* pin = staging_.acquire(bytes, &idx, &err);
-        if (!pin) return fail(Code::oom, "cuda: pinned staging: " + cuda_msg(err));
+        if (!pin) {
+            std::memset(dst, 0, bytes);
+            return fail(err == cudaErrorMemoryAllocation ? Code::oom : Code::internal, "cuda: pinned staging: " + cuda_msg(err));
+        }
         cudaError_t e = cudaMemcpyAsync(pin, src, bytes, cudaMemcpyDeviceToHost, st_->stream);
         staging_.mark(idx);
         if (e == cudaSuccess) e = cudaStreamSynchronize(st_->stream);

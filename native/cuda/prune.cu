@@ -2,7 +2,9 @@
 // DPC-kNN recycling, the CLS prior and argmax. Sequences are at most a few thousand rows, so
 // selections are done by exact ranking (each candidate counts who beats it, ties to the lower
 // index): deterministic, no sort, the same answer as the CPU's partial_sort. Accumulations are
-// in double and in the CPU's order wherever the order decides a discrete choice.
+// in double and in the CPU's order wherever the order decides a discrete choice, and with the
+// multiplies and adds rounded separately (no FMA contraction, as prune.cpp is compiled), so the
+// values that top-k and DPC-kNN compare are bit-identical to the CPU's.
 #include <cmath>
 
 #include "common.cuh"
@@ -41,12 +43,12 @@ __global__ void k_mi_terms(const float* __restrict__ probs, int64_t ld, int n_he
         }
         const float* p = probs + h * nr * ld + j;
         double pv = 0;
-        for (int64_t r = 0; r < nr; ++r) pv += p[r * ld] * pt;
+        for (int64_t r = 0; r < nr; ++r) pv = __dadd_rn(pv, __dmul_rn(p[r * ld], pt));
         double mi = 0;
         for (int64_t r = 0; r < nr; ++r) {
-            const double ptv = p[r * ld] * pt;
+            const double ptv = __dmul_rn(p[r * ld], pt);
             const double ratio = fmax(ptv / (pt * pv + 1e-6), 1e-6);
-            mi += ptv * log2(ratio);
+            mi = __dadd_rn(mi, __dmul_rn(ptv, log2(ratio)));
         }
         partial[t] = mi;
     }
@@ -70,7 +72,7 @@ __global__ void k_prior_scores(float* scores, const float* __restrict__ prior, c
     const double m = double(mi_pair[0]) + double(mi_pair[1]);
     const float coef = float(alpha * (m / divisor));
     VLA_GRID_STRIDE(j, n) {
-        if (kind[j] != 0) scores[j] = prior[j] + coef * scores[j];
+        if (kind[j] != 0) scores[j] = __fadd_rn(prior[j], __fmul_rn(coef, scores[j]));
     }
 }
 
@@ -127,7 +129,7 @@ __global__ void k_index(const int32_t* __restrict__ flags, const int32_t* __rest
 }
 
 __global__ void k_merged_meta(int32_t* kind, int32_t* view, int32_t* pos, int64_t a, int64_t c, int64_t n, bool reindex) {
-    const int32_t after = a > 0 ? pos[a - 1] + 1 : 0;  // row a - 1 is never written below unless reindex
+    const int32_t after = (!reindex && a > 0) ? pos[a - 1] + 1 : 0;  // read only when row a - 1 is not rewritten below
     VLA_GRID_STRIDE(j, n) {
         if (j >= a && j < a + c) {
             kind[j] = 2;
@@ -200,7 +202,7 @@ __global__ void k_dpc_dist(const float* __restrict__ x, int64_t m, int64_t d, do
         const int lim = int(d - e0 < DE ? d - e0 : DE);
         for (int e = 0; e < lim; ++e) {
             const double diff = double(xi[threadIdx.y][e]) - double(xj[threadIdx.x][e]);
-            s += diff * diff;
+            s = __dadd_rn(s, __dmul_rn(diff, diff));
         }
         __syncthreads();
     }
@@ -225,7 +227,7 @@ __global__ void k_dpc_rho(const double* __restrict__ dist, int64_t m, int64_t c,
         double s = 0;
         for (int64_t r = 0; r < c; ++r) {
             const double v = row[slot[r]];
-            s += v * v;
+            s = __dadd_rn(s, __dmul_rn(v, v));
         }
         rho[i] = exp(-s / double(c));
     }

@@ -5,7 +5,12 @@
 
 #include "vla/prune-ops.h"
 
+// Built with -ffp-contract=off (CMakeLists.txt): the values that top-k and DPC-kNN compare must
+// be bit-identical to the CUDA backend's, which rounds every multiply and add separately.
+
 namespace vla {
+
+float prune_prior_score(float prior, float coef, float score) { return prior + coef * score; }
 
 const char* prune_policy_name(PrunePolicy p) {
     switch (p) {

@@ -13,6 +13,9 @@ namespace vla {
 // eps 1e-6 inside the denominator and as the ratio's floor.
 double prune_mutual_information(const float* probs, int64_t ld, int64_t n_text, const std::vector<int64_t>& cols);
 
+// AutoPrune's first-stage score prior + coef * score, rounded as the CUDA backend rounds it.
+float prune_prior_score(float prior, float coef, float score);
+
 // Indices of the k largest scores, returned in ascending index order; ties go to the lower
 // index so runs are reproducible.
 std::vector<int64_t> prune_topk(const std::vector<float>& scores, int64_t k);

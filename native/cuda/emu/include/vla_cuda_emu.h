@@ -180,6 +180,11 @@ inline int atomicAdd(int* p, int v) {
     return old;
 }
 inline float cospif(float x) { return std::cos(float(M_PI) * x); }
+// Separately rounded operations (the emulation is compiled with -ffp-contract=off).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
 
 // ---- half types, round to nearest even as the hardware's _rn conversions
 struct __half {
