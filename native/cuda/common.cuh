@@ -31,6 +31,16 @@ __device__ __forceinline__ float ld_f(const float* p, int64_t i) { return p[i]; 
 __device__ __forceinline__ float ld_f(const __half* p, int64_t i) { return __half2float(p[i]); }
 __device__ __forceinline__ float ld_f(const __nv_bfloat16* p, int64_t i) { return __bfloat162float(p[i]); }
 
+// float -> T with round-to-nearest-even (the staging of activations and dtype conversion).
+template <typename T>
+__device__ __forceinline__ T from_f(float v);
+template <>
+__device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+template <>
+__device__ __forceinline__ float from_f<float>(float v) { return v; }
+
 // Calls f with the typed pointer of a weight of dtype t (f32, f16, bf16).
 template <typename F>
 inline void with_weight(const void* w, DType t, F&& f) {

@@ -133,15 +133,6 @@ __global__ void k_scatter_patches(const float* __restrict__ res, int n_img, int6
     }
 }
 
-template <typename T>
-__device__ __forceinline__ T from_f(float v);
-template <>
-__device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-template <>
-__device__ __forceinline__ float from_f<float>(float v) { return v; }
-
 template <typename S, typename D>
 __global__ void k_convert(const S* __restrict__ src, int64_t n, D* __restrict__ dst) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)

@@ -18,13 +18,6 @@ namespace vla::cuda {
 
 namespace {
 
-template <typename T>
-__device__ __forceinline__ T to_t(float v);
-template <>
-__device__ __forceinline__ __half to_t<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 to_t<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
-
 constexpr int BM = 64, BN = 64, BK = 32, LDS = BK + 8, LDC = BN + 4, kThreads = 128;
 
 template <typename T>
@@ -44,12 +37,12 @@ __global__ void __launch_bounds__(kThreads) k_gemm_wmma(const float* __restrict_
         for (int i = threadIdx.x; i < BM * BK; i += kThreads) {
             const int r = i / BK, c = i % BK;
             const int64_t gr = row0 + r, gc = k0 + c;
-            As[r * LDS + c] = to_t<T>(gr < n && gc < k ? x[gr * k + gc] : 0.f);
+            As[r * LDS + c] = from_f<T>(gr < n && gc < k ? x[gr * k + gc] : 0.f);
         }
         for (int i = threadIdx.x; i < BN * BK; i += kThreads) {
             const int r = i / BK, c = i % BK;
             const int64_t gr = col0 + r, gc = k0 + c;
-            Bs[r * LDS + c] = gr < m && gc < k ? w[gr * k + gc] : to_t<T>(0.f);
+            Bs[r * LDS + c] = gr < m && gc < k ? w[gr * k + gc] : from_f<T>(0.f);
         }
         __syncthreads();
 #pragma unroll

@@ -72,6 +72,7 @@
 #include <string>
 #include <vector>
 
+#include "test-models.h"
 #include "vla/backend.h"
 #include "vla/prune-ops.h"
 
@@ -92,19 +93,8 @@ bool g_track_ref = true, g_track_peer = true;  // allocated_bytes() follows live
 // "cpu" for the oracle, "peer <name>" for the backend under test (both may be cpu).
 std::string who(const Backend* B) { return B == g_ref.get() ? std::string("cpu oracle") : std::string("peer ") + B->name(); }
 
-int env_int(const char* name, int dflt) {
-    const char* v = std::getenv(name);
-    return v && *v ? std::atoi(v) : dflt;
-}
-
-std::string fmt(const char* f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    std::vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return buf;
-}
+using vla_test::env_int;
+using vla_test::fmt;
 
 struct Tally {
     int cases = 0, failed = 0, skipped = 0;

@@ -78,19 +78,8 @@ bool g_peer_is_cpu = false;
 bool g_quick = false;
 double g_tol_scale = 1;
 
-int env_int(const char* name, int dflt) {
-    const char* v = std::getenv(name);
-    return v && *v ? std::atoi(v) : dflt;
-}
-
-std::string fmt(const char* f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    std::vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return buf;
-}
+using vla_test::env_int;
+using vla_test::fmt;
 
 EngineOptions options(const std::string& backend) {
     EngineOptions o;
@@ -178,19 +167,7 @@ double rms(const std::vector<float>& v) {
 }
 
 // The prompt of test-prune: BOS, two words, one image token (and a word) per view, 8 words.
-InferRequest request(const Engine& e, const Frames& f) {
-    const auto& c = e.info().config;
-    InferRequest r;
-    r.input_ids = {c.text.bos_id, 10, 11};
-    for (size_t v = 0; v < f.views.size(); ++v) {
-        r.input_ids.push_back(c.image_token_id);
-        r.input_ids.push_back(13);
-    }
-    for (int i = 0; i < 8; ++i) r.input_ids.push_back(30 + i);
-    r.views = f.views;
-    r.max_new_tokens = 4;
-    return r;
-}
+InferRequest request(const Engine& e, const Frames& f) { return vla_test::prune_request(e, f); }
 
 InferResult run(Engine& e, const InferRequest& r, const char* who) {
     InferResult out;

@@ -107,19 +107,7 @@ TEST_CASE("policy plans meet their budgets: tokens and FLOPs, LLaVA-1.5-7B shape
 
 namespace {
 
-InferRequest request(const Engine& e, const Frames& f) {
-    const auto& c = e.info().config;
-    InferRequest r;
-    r.input_ids = {c.text.bos_id, 10, 11};
-    for (size_t v = 0; v < f.views.size(); ++v) {
-        r.input_ids.push_back(c.image_token_id);
-        r.input_ids.push_back(13);
-    }
-    for (int i = 0; i < 8; ++i) r.input_ids.push_back(30 + i);
-    r.views = f.views;
-    r.max_new_tokens = 4;
-    return r;
-}
+InferRequest request(const Engine& e, const Frames& f) { return vla_test::prune_request(e, f); }
 
 }  // namespace
 
