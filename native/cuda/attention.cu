@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kWarps * kWarp) k_attention(const float* __res
     const int64_t lo = s_lo, hi = s_hi;
 
     float m[kRowsPerWarp], l[kRowsPerWarp], acc[kRowsPerWarp][DPL];
-    int64_t rj0[kRowsPerWarp], rj1[kRowsPerWarp];
+    int rj0[kRowsPerWarp], rj1[kRowsPerWarp];  // key ranges: 32-bit (keys < 2^31), fewer registers
 #pragma unroll
     for (int rr = 0; rr < kRowsPerWarp; ++rr) {
         m[rr] = -INFINITY;
@@ -101,9 +101,10 @@ __global__ void __launch_bounds__(kWarps * kWarp) k_attention(const float* __res
 #pragma unroll
         for (int t = 0; t < DPL; ++t) acc[rr][t] = 0.f;
         const int64_t vr = vr0 + warp * kRowsPerWarp + rr;
-        rj0[rr] = 0;
-        rj1[rr] = 0;  // empty: rows past the end
-        if (vr < n_vrows) key_range(a, vr / a.group, &rj0[rr], &rj1[rr]);
+        int64_t j0 = 0, j1 = 0;  // empty: rows past the end
+        if (vr < n_vrows) key_range(a, vr / a.group, &j0, &j1);
+        rj0[rr] = int(j0);
+        rj1[rr] = int(j1);
     }
 
     for (int64_t kt = lo; kt < hi; kt += BC) {
