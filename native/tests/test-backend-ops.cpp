@@ -865,7 +865,7 @@ std::vector<float> kv_rows(const AttnCase& c, uint32_t seed) {
 }
 }  // namespace
 
-TEST_CASE("attention: causal with cache offset; decode; GQA 4; non-causal blocks; lengths 1..1153") {
+TEST_CASE("attention: causal with cache offset; decode; GQA 4; non-causal blocks; lengths 1..3462; both CUDA paths") {
     LeakCheck lc;
     const AttnCase cases[] = {
         {4, 4, 64, 17, 17, 17, 0, true, 1},          {8, 2, 128, 577, 577, 577, 0, true, 1},
@@ -874,6 +874,10 @@ TEST_CASE("attention: causal with cache offset; decode; GQA 4; non-causal blocks
         {8, 8, 128, 1, 577, 640, 576, true, 1},      {2, 2, 32, 6 * 17, 6 * 17, 6 * 17, 0, false, 6},
         {4, 4, 64, 6 * 577, 6 * 577, 6 * 577, 0, false, 6}, {16, 16, 64, 577, 577, 600, 0, false, 1},
         {4, 2, 16, 70, 70, 80, 0, true, 1},          {2, 2, 16, 3 * 17, 3 * 17, 3 * 17, 0, false, 3},
+        // the tensor-core path (>= 32 rows, head_dim 64/128): a cache offset under GQA, a partial
+        // 64-row tile, view blocks that end inside a tile
+        {8, 2, 64, 64, 164, 256, 100, true, 1},      {4, 4, 128, 33, 33, 40, 0, true, 1},
+        {4, 4, 64, 3 * 50, 3 * 50, 3 * 50, 0, false, 3},
     };
     uint32_t seed = 700;
     for (const AttnCase& c : cases) {
