@@ -240,7 +240,7 @@ __global__ void k_attention_probs(const float* __restrict__ q, const float* __re
 
 
 // ---- Tensor-core prefill attention (head_dim 64 or 128): FlashAttention-2's loop with WMMA.
-// A block takes 64 query rows of one head; each of its 4 warps owns 16 rows end to end (scores,
+// A block takes 64 (query row, head) pairs of one KV group; each of its 4 warps owns 16 rows end to end (scores,
 // online softmax, output), so only the K/V tile loads need the whole block. Q, K, V and the
 // probabilities are rounded to F16 as they enter shared memory (Q pre-scaled, so scores stay in
 // range); scores and the running output accumulate in F32.
@@ -275,14 +275,18 @@ __global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __rest
     float* Cs = Ls + TBR;
     __shared__ int64_t s_hi;
 
-    const int h = blockIdx.y, hk = h / a.group;
+    // Grouped-query aware: the block serves KV head hk, and its 64 rows are "virtual rows"
+    // (query row i, head g of the group), so each K/V tile is loaded once for the whole group.
+    const int hk = blockIdx.y;
     const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    const int64_t i0 = int64_t(blockIdx.x) * TBR;
+    const int64_t vr0 = int64_t(blockIdx.x) * TBR, n_vr = a.n_q * a.group;
+    auto row_i = [&](int r) { return (vr0 + r) / a.group; };
+    auto row_h = [&](int r) { return hk * a.group + int((vr0 + r) % a.group); };
 
     for (int t = threadIdx.x; t < TBR * D; t += blockDim.x) {
         const int r = t / D, e = t % D;
-        const int64_t i = i0 + r;
-        Qs[r * S::LQ + e] = __float2half_rn(i < a.n_q ? q[i * a.ldq + int64_t(h) * D + e] * a.scale : 0.f);
+        Qs[r * S::LQ + e] =
+            __float2half_rn(vr0 + r < n_vr ? q[row_i(r) * a.ldq + int64_t(row_h(r)) * D + e] * a.scale : 0.f);
     }
     for (int t = threadIdx.x; t < TBR * S::LO; t += blockDim.x) Os[t] = 0.f;
     for (int t = threadIdx.x; t < TBR; t += blockDim.x) {
@@ -291,9 +295,9 @@ __global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __rest
     }
     int64_t lo = INT64_MAX, hi = 0;
     if (threadIdx.x == 0) {
-        for (int r = 0; r < TBR && i0 + r < a.n_q; ++r) {
+        for (int r = 0; r < TBR && vr0 + r < n_vr; ++r) {
             int64_t j0, j1;
-            key_range(a, i0 + r, &j0, &j1);
+            key_range(a, row_i(r), &j0, &j1);
             lo = imin(lo, j0);
             hi = imax(hi, j1);
         }
@@ -305,7 +309,7 @@ __global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __rest
     int64_t j_first;
     {
         int64_t j0, j1;
-        key_range(a, i0, &j0, &j1);
+        key_range(a, row_i(0), &j0, &j1);
         j_first = j0 / TBC * TBC;
     }
 
@@ -344,9 +348,8 @@ __global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __rest
         // Online softmax over the tile, row by row (two keys per lane).
         for (int rr = 0; rr < 16; ++rr) {
             const int r = r0 + rr;
-            const int64_t i = i0 + r;
             int64_t j0 = 0, j1 = 0;
-            if (i < a.n_q) key_range(a, i, &j0, &j1);
+            if (vr0 + r < n_vr) key_range(a, row_i(r), &j0, &j1);
             float sv[2];
             float tmax = -INFINITY;
 #pragma unroll
@@ -399,10 +402,9 @@ __global__ void __launch_bounds__(TW * kWarp) k_attention_tc(const float* __rest
     }
     for (int t = lane; t < 16 * D; t += kWarp) {
         const int r = r0 + t / D, e = t % D;
-        const int64_t i = i0 + r;
-        if (i >= a.n_q) continue;
+        if (vr0 + r >= n_vr) continue;
         const float l = Ls[r];
-        out[i * a.ldo + int64_t(h) * D + e] = l > 0.f ? Os[r * S::LO + e] / l : 0.f;
+        out[row_i(r) * a.ldo + int64_t(row_h(r)) * D + e] = l > 0.f ? Os[r * S::LO + e] / l : 0.f;
     }
 #else
     __trap();
@@ -417,7 +419,7 @@ bool launch(const float* q, const float* k, const float* v, float* out, const De
         cudaGetLastError();
         return false;  // the caller takes the SIMT kernel
     }
-    const dim3 grid(unsigned((d.n_q + TBR - 1) / TBR), unsigned(d.n_head));
+    const dim3 grid(unsigned((d.n_q * d.group + TBR - 1) / TBR), unsigned(d.n_kv_head));
     VLA_LAUNCH(k_attention_tc<D>, grid, TW * kWarp, Smem<D>::bytes, s, q, k, v, out, d);
     return true;
 }
