@@ -72,6 +72,7 @@
 #include <string>
 #include <vector>
 
+#include "convert.h"
 #include "test-models.h"
 #include "vla/backend.h"
 #include "vla/prune-ops.h"
@@ -146,35 +147,8 @@ std::vector<float> softmax_rows(int64_t rows, int64_t cols, uint32_t seed, float
     return v;
 }
 
-uint16_t to_f16(float f) {  // round to nearest even; values here are in range
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    const uint32_t sign = (u >> 16) & 0x8000;
-    const int32_t e = int32_t((u >> 23) & 0xff) - 127 + 15;
-    uint32_t mant = u & 0x7fffff;
-    if (((u >> 23) & 0xff) == 0) return uint16_t(sign);
-    if (e >= 31) return uint16_t(sign | 0x7c00);
-    if (e <= 0) {  // subnormal
-        if (e < -10) return uint16_t(sign);
-        mant |= 0x800000;
-        const uint32_t shift = uint32_t(14 - e);
-        uint32_t h = mant >> shift;
-        const uint32_t rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) ++h;
-        return uint16_t(sign | h);
-    }
-    uint32_t h = sign | (uint32_t(e) << 10) | (mant >> 13);
-    const uint32_t rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
-    return uint16_t(h);
-}
-
-uint16_t to_bf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7fff + ((u >> 16) & 1);
-    return uint16_t(u >> 16);
-}
+using vla::f32_to_bf16;
+using vla::f32_to_f16;
 
 float f16_value(uint16_t h) {
     const uint32_t sign = uint32_t(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
@@ -208,7 +182,7 @@ TensorView host_weight(DType t, const std::vector<float>& vals, std::vector<int6
         if (t == DType::f32) {
             std::memcpy(bytes.data() + 4 * i, &vals[i], 4);
         } else {
-            const uint16_t b = t == DType::f16 ? to_f16(vals[i]) : to_bf16(vals[i]);
+            const uint16_t b = t == DType::f16 ? f32_to_f16(vals[i]) : f32_to_bf16(vals[i]);
             std::memcpy(bytes.data() + 2 * i, &b, 2);
             h = t == DType::f16 ? f16_value(b) : bf16_value(b);
         }

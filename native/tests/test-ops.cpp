@@ -64,32 +64,6 @@ double nmse(const std::vector<float>& a, const std::vector<float>& ref) {
     return den > 0 ? num / den : num;
 }
 
-uint16_t to_f16(float f) {  // exact for the values used (representable), round-to-nearest otherwise
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    uint32_t sign = (u >> 16) & 0x8000, exp = (u >> 23) & 0xff, mant = u & 0x7fffff;
-    int e = int(exp) - 127 + 15;
-    if (exp == 0) return uint16_t(sign);
-    if (e >= 31) return uint16_t(sign | 0x7c00);
-    if (e <= 0) {
-        if (e < -10) return uint16_t(sign);
-        mant |= 0x800000;
-        uint32_t shift = uint32_t(14 - e);
-        uint32_t h = mant >> shift;
-        if ((mant >> (shift - 1)) & 1) h += 1;
-        return uint16_t(sign | h);
-    }
-    uint32_t h = sign | (uint32_t(e) << 10) | (mant >> 13);
-    if (mant & 0x1000) h += 1;
-    return uint16_t(h);
-}
-
-uint16_t to_bf16(float f) {
-    uint32_t u;
-    std::memcpy(&u, &f, 4);
-    u += 0x7fff + ((u >> 16) & 1);
-    return uint16_t(u >> 16);
-}
 
 }  // namespace
 
@@ -103,8 +77,8 @@ TEST_CASE("dtype conversions") {
     CHECK(bf16_to_f32(0x3f80) == 1.0f);
     CHECK(bf16_to_f32(0xc0a0) == -5.0f);
     for (float v : {0.5f, -3.25f, 1024.f, 1e-3f, -7e-6f}) {
-        CHECK(f16_to_f32(to_f16(v)) == doctest::Approx(v).epsilon(1e-3));
-        CHECK(bf16_to_f32(to_bf16(v)) == doctest::Approx(v).epsilon(1e-2));
+        CHECK(f16_to_f32(f32_to_f16(v)) == doctest::Approx(v).epsilon(1e-3));
+        CHECK(bf16_to_f32(f32_to_bf16(v)) == doctest::Approx(v).epsilon(1e-2));
     }
 }
 
@@ -136,8 +110,8 @@ TEST_CASE("gemm matches the naive loop for aligned and awkward shapes, all weigh
         auto bias = randn(size_t(m), 3);
         std::vector<uint16_t> wh(w.size()), wb(w.size());
         for (size_t i = 0; i < w.size(); ++i) {
-            wh[i] = to_f16(w[i]);
-            wb[i] = to_bf16(w[i]);
+            wh[i] = f32_to_f16(w[i]);
+            wb[i] = f32_to_bf16(w[i]);
         }
         struct Case { const void* p; DType t; } cases[] = {{w.data(), DType::f32}, {wh.data(), DType::f16}, {wb.data(), DType::bf16}};
         for (auto& c : cases) {
@@ -331,7 +305,7 @@ TEST_CASE("attention_probs: selected rows' softmax rows, consistent with attenti
 
 TEST_CASE("row ops: get_rows converts dtypes, copy_rows, gather_rows, add_rows") {
     auto b = cpu();
-    std::vector<uint16_t> table = {to_f16(1), to_f16(2), to_f16(-3), to_f16(0.5f)};  // [2, 2]
+    std::vector<uint16_t> table = {f32_to_f16(1), f32_to_f16(2), f32_to_f16(-3), f32_to_f16(0.5f)};  // [2, 2]
     TensorView tv{"t", DType::f16, {2, 2}, reinterpret_cast<const uint8_t*>(table.data()), 8};
     Tensor t;
     REQUIRE(b->upload_weight(tv, 2, 2, &t).ok());
