@@ -73,7 +73,7 @@ public:
         if (shape.size() == 1) { rows = 1; cols = shape[0]; }
         VLA_RETURN_IF_ERROR(be_.upload_weight(*tv, rows, cols, out));
         info_.n_params += tv->numel();
-        info_.weight_bytes += int64_t(tv->nbytes);
+        info_.weight_bytes += out->numel() * int64_t(dtype_size(out->dtype));  // as the backend holds it
         if (present) *present = true;
         return Status::OK();
     }

@@ -88,12 +88,25 @@ public:
         std::memcpy(dst, I(src) + offset, size_t(n) * sizeof(int32_t));
     }
 
+    // A weight, not an activation: outside allocated_bytes() and the activation limit.
     Status random_weight(int64_t rows, int64_t cols, uint64_t seed, float mean, float std, Tensor* out) override {
-        VLA_RETURN_IF_ERROR(alloc(rows, cols, out));
-        std::mt19937_64 g(seed);
-        std::normal_distribution<float> nd(mean, std);
-        float* p = F(*out);
-        for (int64_t i = 0, n = out->numel(); i < n; ++i) p[i] = std > 0 ? nd(g) : mean;
+        const size_t n = size_t(rows) * size_t(cols);
+        auto mem = std::shared_ptr<float>(new (std::nothrow) float[std::max<size_t>(n, 1)], std::default_delete<float[]>());
+        if (!mem) return {Code::oom, "cpu: cannot allocate a " + std::to_string(rows) + " x " + std::to_string(cols) + " weight"};
+        float* p = mem.get();
+        if (std > 0) {
+            std::mt19937_64 g(seed);
+            std::normal_distribution<float> nd(mean, std);
+            for (size_t i = 0; i < n; ++i) p[i] = nd(g);
+        } else {
+            std::fill(p, p + n, mean);
+        }
+        Tensor t;
+        t.data = p;
+        t.rows = rows;
+        t.cols = cols;
+        t.mem = mem;
+        *out = std::move(t);
         return Status::OK();
     }
 

@@ -64,7 +64,7 @@ struct ModelInfo {
     ModelConfig config;
     std::string backend;
     int64_t n_params = 0;
-    int64_t weight_bytes = 0;
+    int64_t weight_bytes = 0;         // as the backend holds them (cuda: F16/BF16 matrices, F32 vectors)
 };
 
 class Engine {
