@@ -521,9 +521,14 @@ TEST_CASE("out of memory on the peer: over max_activation_bytes is VLA_E_OOM, a 
     CHECK(again.waypoints == r1.waypoints);
     CHECK(lim->activation_bytes() <= o.max_activation_bytes);
     if (!g_peer_is_cpu) {
+        EngineOptions far = options(g_peer);
+        far.device = 64;  // no machine has 65 GPUs
+        std::unique_ptr<Engine> none;
+        const Status ds = Engine::load(model_dir("tiny"), far, &none);
+        CHECK(ds.code() == Code::backend);
+        CHECK(ds.message().find("device 64") != std::string::npos);
         EngineOptions big = options(g_peer);
         big.pool_bytes = int64_t(1) << 50;  // 1 PiB: no device has it
-        std::unique_ptr<Engine> none;
         const Status ls = Engine::load(model_dir("tiny"), big, &none);
         CHECK(ls.code() == Code::oom);
         std::printf("oom at load: %s\n", ls.to_string().c_str());

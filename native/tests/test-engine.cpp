@@ -236,6 +236,41 @@ TEST_CASE("activation memory: freed after every inference; over the limit is VLA
     CHECK(Engine::load(model_dir(), o, &lim).code() == Code::input);
 }
 
+TEST_CASE("engine options and synthetic models: bad values are VLA_E_INPUT, synthetic weights are seeded") {
+    std::unique_ptr<Engine> e;
+    auto bad = [&](auto set) {
+        EngineOptions o;
+        set(o);
+        return Engine::load(model_dir(), o, &e);
+    };
+    CHECK(bad([](EngineOptions& o) { o.weight_dtype = "f8"; }).code() == Code::input);
+    CHECK(bad([](EngineOptions& o) { o.device = -1; }).code() == Code::input);
+    CHECK(bad([](EngineOptions& o) { o.pool_bytes = -1; }).code() == Code::input);
+    CHECK(bad([](EngineOptions& o) { o.backend = "tpu"; }).code() == Code::backend);
+    ModelConfig cfg;
+    REQUIRE(config_load(model_dir() + "/config.json", &cfg).ok());
+    EngineOptions o;
+    o.n_threads = 2;
+    CHECK(Engine::create_synthetic(cfg, o, 1, -1.0, &e).code() == Code::input);
+    CHECK(Engine::create_synthetic(cfg, o, 1, std::nan(""), &e).code() == Code::input);
+    // Seeded: the same seed gives the same plan, another seed another one; std 0 is allowed.
+    std::unique_ptr<Engine> a, b, c, z;
+    REQUIRE(Engine::create_synthetic(cfg, o, 7, 0.05, &a).ok());
+    REQUIRE(Engine::create_synthetic(cfg, o, 7, 0.05, &b).ok());
+    REQUIRE(Engine::create_synthetic(cfg, o, 8, 0.05, &c).ok());
+    REQUIRE(Engine::create_synthetic(cfg, o, 7, 0.0, &z).ok());
+    auto f = frames(int(cfg.vla.cameras.size()), 5);
+    InferRequest r;
+    r.input_ids = prompt(*a, int(f.views.size()));
+    r.views = f.views;
+    const auto wa = run(*a, r).waypoints;
+    CHECK(wa == run(*b, r).waypoints);
+    CHECK(wa != run(*c, r).waypoints);
+    for (float v : run(*z, r).waypoints) CHECK(std::isfinite(v));
+    CHECK(a->info().n_params == load(model_dir())->info().n_params);
+    CHECK(a->activation_bytes() < a->info().weight_bytes);  // synthetic weights are not activations
+}
+
 TEST_CASE("bad requests are coded errors") {
     auto e = load(model_dir());
     const auto& c = e->info().config;
