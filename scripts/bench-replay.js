@@ -16,7 +16,7 @@ const opt = (name, dflt) => {
   return i >= 0 ? args[i + 1] : dflt;
 };
 const dist = (p) => path.join(root, 'dist', p);
-if (!existsSync(dist('cli.js'))) {
+if (!existsSync(dist('cli/main.js'))) {
   process.stderr.write('VLA_E_ADDON_MISSING: dist/ not built: run `npm run build`\n');
   process.exit(1);
 }
@@ -24,7 +24,7 @@ const { makeModel } = await import(dist('model/tiny.js'));
 const { makeSampleDrive } = await import(dist('sample/drive.js'));
 const { replayBag } = await import(dist('replay/replay.js'));
 const { loadParamsFile } = await import(dist('pipeline/params.js'));
-const { Engine } = await import(dist('native/engine.js'));
+const { Engine } = await import(dist('engine/engine.js'));
 
 const runs = Number(opt('--runs', '3'));
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-replay-'));

@@ -1,7 +1,7 @@
-export { Engine, parseBudget, parseWaypoints } from './native/engine.js';
-export type { EngineOptions, InferInput, InferOutput, ModelInfo, StageTimingsMs, Waypoint, BackendName } from './native/engine.js';
-export type { ImageInput, RawImage, CompressedImage } from './native/image.js';
+export { Engine, parseBudget, parseWaypoints } from './engine/engine.js';
+export type { EngineOptions, InferInput, InferOutput, ModelInfo, StageTimingsMs, Waypoint, BackendName } from './engine/engine.js';
+export type { ImageInput, RawImage, CompressedImage } from './engine/image.js';
 export { ErrorCodes, VlaError, isVlaError } from './util/errors.js';
 export type { ErrorCode } from './util/errors.js';
 export { makeModel } from './model/tiny.js';
-export type { BudgetSpec, NativePruneOptions as PruneOptions, NativePruneStats as PruneStats, PrunePolicyName } from './native/addon-types.js';
+export type { BudgetSpec, NativePruneOptions as PruneOptions, NativePruneStats as PruneStats, PrunePolicyName } from './engine/addon-types.js';

@@ -5,12 +5,12 @@
  * in replay. Bad input is logged with its code, counted and reported; the node keeps running.
  */
 import { modelInstruction } from '../model/prompt.js';
-import type { NativePruneOptions } from '../native/addon-types.js';
-import type { InferInput, InferOutput } from '../native/engine.js';
-import type { ImageInput } from '../native/image.js';
-import { CHANNELS } from '../native/image.js';
-import { MessageCodec } from '../ros/codec.js';
-import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, type QosProfile, type RosPort } from '../ros/port.js';
+import type { NativePruneOptions } from '../engine/addon-types.js';
+import type { InferInput, InferOutput } from '../engine/engine.js';
+import type { ImageInput } from '../engine/image.js';
+import { CHANNELS } from '../engine/image.js';
+import { MessageCodec } from '../msgs/codec.js';
+import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, type QosProfile, type RosPort } from '../msgs/port.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
 import { DeadlineController } from './budget.js';

@@ -5,16 +5,15 @@
  * them to the node and engine options.
  */
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 
-import type { NativePruneOptions, PrunePolicyName } from '../native/addon-types.js';
-import type { BackendName } from '../native/engine.js';
-import { packageRoot } from '../native/addon.js';
-import { QOS_SENSOR_DATA } from '../ros/port.js';
+import type { NativePruneOptions, PrunePolicyName } from '../engine/addon-types.js';
+import type { BackendName } from '../engine/engine.js';
+import { QOS_SENSOR_DATA } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { PARAMS_SCHEMA } from '../util/paths.js';
 import type { ImageType, NodeParams } from './node.js';
 
 export type RosParamType = 'string' | 'integer' | 'double' | 'bool' | 'string_array';
@@ -52,7 +51,7 @@ export const PARAMETER_TYPES: Readonly<Record<string, RosParamType>> = Object.fr
   autoprune_gamma: 'double',
 });
 
-export const SCHEMA_PATH = path.join(packageRoot, 'configs', 'autoprune_ros.schema.json');
+export const SCHEMA_PATH = PARAMS_SCHEMA;
 
 export interface RawParams {
   model_path: string;

@@ -8,7 +8,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { egoSpeedOf } from '../model/prompt.js';
-import type { InferInput, InferOutput } from '../native/engine.js';
+import type { InferInput, InferOutput } from '../engine/engine.js';
 import type { NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';

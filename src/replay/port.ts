@@ -5,7 +5,7 @@
  * resolved like ROS 2 does for a node named `nodeName` in the root namespace (`~/x` becomes
  * `/<node>/x`, `x` becomes `/x`), then remapped.
  */
-import type { CdrCallback, QosProfile, RosPort } from '../ros/port.js';
+import type { CdrCallback, QosProfile, RosPort } from '../msgs/port.js';
 
 export interface PublishedRecord {
   /** Resolved topic name. */

@@ -13,15 +13,15 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { BudgetSpec, NativePruneOptions, PrunePolicyName } from '../native/addon-types.js';
-import type { InferOutput, Waypoint } from '../native/engine.js';
+import type { BudgetSpec, NativePruneOptions, PrunePolicyName } from '../engine/addon-types.js';
+import type { InferOutput, Waypoint } from '../engine/engine.js';
 import { VlaNodeLogic, type EngineLike, type InferenceRecord, type OdometryMsg } from '../pipeline/node.js';
 import type { NodeConfig } from '../pipeline/params.js';
-import { MessageCodec } from '../ros/codec.js';
+import { MessageCodec } from '../msgs/codec.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
-import { openBag, type BagInfo, type BagMessage, type BagReader } from './bag/reader.js';
-import { BagWriter } from './bag/writer.js';
+import { openBag, type BagInfo, type BagMessage, type BagReader } from '../bag/reader.js';
+import { BagWriter } from '../bag/writer.js';
 import { ReplayPort, type PublishedRecord } from './port.js';
 import { latencyStats } from './report.js';
 import type { BagSummary, ComplexityBucket, FrameSummary, LatencyStage, ReplayReport, ReportError, SettingResult } from './report-types.js';

@@ -5,7 +5,7 @@
  * starting from the origin at t = 0) with the true position then: the UniAD/VAD convention of
  * a point at the horizon, not ST-P3's average up to it.
  */
-import type { Waypoint } from '../native/engine.js';
+import type { Waypoint } from '../engine/engine.js';
 import type { PlanningErrors } from './report-types.js';
 
 export interface PoseSample {

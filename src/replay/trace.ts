@@ -9,10 +9,10 @@ import path from 'node:path';
 
 import protobuf from 'protobufjs';
 
-import { packageRoot } from '../native/addon.js';
-import type { NativePruneStats } from '../native/addon-types.js';
-import type { StageTimingsMs, Waypoint } from '../native/engine.js';
+import type { NativePruneStats } from '../engine/addon-types.js';
+import type { StageTimingsMs, Waypoint } from '../engine/engine.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { packageRoot } from '../util/paths.js';
 import { planDistance, planningErrors, scoreFrame, type Point2, type ScoredFrame } from './score.js';
 import type { PlanningErrors } from './report-types.js';
 

@@ -8,12 +8,12 @@
 import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
-import { Engine } from '../native/engine.js';
+import { Engine } from '../engine/engine.js';
 import { VlaNodeLogic } from '../pipeline/node.js';
 import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, type NodeConfig, engineLoadOptions } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger } from '../util/logger.js';
-import { MessageCodec } from './codec.js';
+import { MessageCodec } from '../msgs/codec.js';
 import { RclPort } from './rclnodejs-port.js';
 
 const log = componentLogger('ros');

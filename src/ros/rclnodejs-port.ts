@@ -5,7 +5,7 @@
  */
 import type * as Rcl from 'rclnodejs';
 
-import type { CdrCallback, QosProfile, RosPort } from './port.js';
+import type { CdrCallback, QosProfile, RosPort } from '../msgs/port.js';
 
 type RclModule = typeof Rcl;
 type QosArgs = ConstructorParameters<RclModule['QoS']>;

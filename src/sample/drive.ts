@@ -9,10 +9,10 @@
 
 import sharp from 'sharp';
 
-import { MessageCodec } from '../ros/codec.js';
-import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA } from '../ros/port.js';
-import { BagWriter } from '../replay/bag/writer.js';
-import type { BagInfo } from '../replay/bag/reader.js';
+import { MessageCodec } from '../msgs/codec.js';
+import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA } from '../msgs/port.js';
+import { BagWriter } from '../bag/writer.js';
+import type { BagInfo } from '../bag/reader.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { renderView, type CameraName, type RenderedView } from './render.js';
 import {

@@ -8,8 +8,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import { egoSpeedOf } from '../../src/model/prompt.js';
-import { loadAddon } from '../../src/native/addon.js';
-import type { NativeEngine, NativeResult } from '../../src/native/addon-types.js';
+import { loadAddon } from '../../src/engine/addon.js';
+import type { NativeEngine, NativeResult } from '../../src/engine/addon-types.js';
 import { addonPath, root } from './helpers.js';
 
 const MODEL = path.join(root, 'assets', 'models', 'drive');

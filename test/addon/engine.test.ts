@@ -5,7 +5,7 @@ import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { Engine } from '../../src/native/engine.js';
+import { Engine } from '../../src/engine/engine.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
 import { requireBuilt, syntheticFrame, testModels } from './helpers.js';
 
@@ -168,7 +168,7 @@ describe('Engine lifecycle and loading errors (addon)', () => {
   });
 
   it('falls back from auto to cpu and refuses cuda, saying why, where it cannot run', async () => {
-    const { loadAddon } = await import('../../src/native/addon.js');
+    const { loadAddon } = await import('../../src/engine/addon.js');
     const addon = loadAddon();
     const e = await Engine.load(tiny, { backend: 'auto' });
     assert.equal(e.info.backend, addon.cudaUnavailable === '' ? 'cuda' : 'cpu');

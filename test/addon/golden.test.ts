@@ -5,8 +5,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
-import { loadAddon } from '../../src/native/addon.js';
-import type { HeadKind, NativeEngine, NativeResult } from '../../src/native/addon-types.js';
+import { loadAddon } from '../../src/engine/addon.js';
+import type { HeadKind, NativeEngine, NativeResult } from '../../src/engine/addon-types.js';
 import { requireBuilt, root, testModels } from './helpers.js';
 
 const TOL = 1e-4;

@@ -4,8 +4,8 @@ import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { loadAddon } from '../../src/native/addon.js';
-import { Engine } from '../../src/native/engine.js';
+import { loadAddon } from '../../src/engine/addon.js';
+import { Engine } from '../../src/engine/engine.js';
 import { renderView } from '../../src/sample/render.js';
 import { ErrorCodes, isVlaError } from '../../src/util/errors.js';
 import { requireBuilt, root, testModels } from './helpers.js';

@@ -3,10 +3,10 @@ import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { Engine, type InferInput, type InferOutput } from '../../src/native/engine.js';
+import { Engine, type InferInput, type InferOutput } from '../../src/engine/engine.js';
 import { VlaNodeLogic, type NodeParams, type EngineLike } from '../../src/pipeline/node.js';
-import { MessageCodec } from '../../src/ros/codec.js';
-import { InMemoryPort } from '../../src/ros/port.js';
+import { MessageCodec } from '../../src/msgs/codec.js';
+import { InMemoryPort } from '../../src/msgs/port.js';
 import { nodeParams } from '../node-params.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
 import { requireBuilt, syntheticFrame, testModels } from './helpers.js';

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 
-import { main } from '../../src/cli.js';
-import { Engine, parseBudget } from '../../src/native/engine.js';
+import { main } from '../../src/cli/main.js';
+import { Engine, parseBudget } from '../../src/engine/engine.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
 import { requireBuilt, syntheticFrame, testModels } from './helpers.js';
 

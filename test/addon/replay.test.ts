@@ -4,13 +4,13 @@ import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, sta
 import os from 'node:os';
 import path from 'node:path';
 
-import { main } from '../../src/cli.js';
-import { Engine, type InferInput, type InferOutput } from '../../src/native/engine.js';
+import { main } from '../../src/cli/main.js';
+import { Engine, type InferInput, type InferOutput } from '../../src/engine/engine.js';
 import { loadParamsFile } from '../../src/pipeline/params.js';
-import { MessageCodec } from '../../src/ros/codec.js';
-import { QOS_SENSOR_DATA } from '../../src/ros/port.js';
-import { openBag } from '../../src/replay/bag/reader.js';
-import { BagWriter } from '../../src/replay/bag/writer.js';
+import { MessageCodec } from '../../src/msgs/codec.js';
+import { QOS_SENSOR_DATA } from '../../src/msgs/port.js';
+import { openBag } from '../../src/bag/reader.js';
+import { BagWriter } from '../../src/bag/writer.js';
 import { replayBag, type ReplayEngine } from '../../src/replay/replay.js';
 import type { ReplayReport } from '../../src/replay/report-types.js';
 import { readTrace, diffTraces } from '../../src/replay/trace.js';
@@ -457,7 +457,10 @@ describe('replay of the sample drive (addon, tiny model)', function () {
 
   it('Ctrl-C on the command line: exit 130, report.json marked interrupted (built CLI)', async function () {
     const bin = path.join(root, 'bin', 'autoprune-ros.js');
-    if (!existsSync(path.join(root, 'dist', 'cli.js'))) this.skip();
+    if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) {
+      console.log('      skipped: dist/cli/main.js not built (npm run build:ts)');
+      this.skip();
+    }
     const out = path.join(tmp, 'sigint');
     const child = spawn(process.execPath, [bin, 'replay', drive, '--config', CONFIG, '--model', model, '--out', out, '--rate', '0.5', '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';

@@ -10,11 +10,11 @@ import { loadDecompressHandlers } from '@mcap/support';
 import { FileHandleReadable } from '@mcap/nodejs';
 import { parse as parseYaml } from 'yaml';
 
-import { MessageCodec } from '../../src/ros/codec.js';
-import { QOS_LATCHED, QOS_SENSOR_DATA, QOS_DEFAULT } from '../../src/ros/port.js';
-import { bagInfoJson, formatBagInfo, openBag, type BagMessage } from '../../src/replay/bag/reader.js';
-import { BagWriter } from '../../src/replay/bag/writer.js';
-import { qosProfilesYaml } from '../../src/replay/bag/metadata.js';
+import { MessageCodec } from '../../src/msgs/codec.js';
+import { QOS_LATCHED, QOS_SENSOR_DATA, QOS_DEFAULT } from '../../src/msgs/port.js';
+import { bagInfoJson, formatBagInfo, openBag, type BagMessage } from '../../src/bag/reader.js';
+import { BagWriter } from '../../src/bag/writer.js';
+import { qosProfilesYaml } from '../../src/bag/metadata.js';
 import { ErrorCodes, isVlaError, type ErrorCode } from '../../src/util/errors.js';
 
 const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'rosbag2');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 
-import { MessageCodec } from '../../src/ros/codec.js';
+import { MessageCodec } from '../../src/msgs/codec.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
 
 const codec = new MessageCodec();

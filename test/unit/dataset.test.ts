@@ -5,11 +5,11 @@ import path from 'node:path';
 
 import sharp from 'sharp';
 
-import { main } from '../../src/cli.js';
+import { main } from '../../src/cli/main.js';
 import { buildPrompt, DRIVING_PROMPT, modelInstruction } from '../../src/model/prompt.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { buildTokenizer } from '../../src/model/tokenizer-builder.js';
-import { openBag } from '../../src/replay/bag/reader.js';
+import { openBag } from '../../src/bag/reader.js';
 import { makeDataset, type DatasetIndex } from '../../src/sample/dataset.js';
 import { encodeJpeg, SAMPLE_TOPICS } from '../../src/sample/drive.js';
 import { renderView } from '../../src/sample/render.js';

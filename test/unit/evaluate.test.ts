@@ -5,10 +5,10 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { egoSpeedOf, modelInstruction } from '../../src/model/prompt.js';
-import type { InferInput, InferOutput } from '../../src/native/engine.js';
+import type { InferInput, InferOutput } from '../../src/engine/engine.js';
 import { loadParamsFile } from '../../src/pipeline/params.js';
 import { constantVelocityPlanner, evaluateDrives, evaluationMarkdown, readDrives } from '../../src/replay/evaluate.js';
-import { resolveShareBudgets } from '../../src/replay/evaluate-cli.js';
+import { resolveShareBudgets } from '../../src/cli/evaluate.js';
 import type { ReplayEngine } from '../../src/replay/replay.js';
 import { makeScenarioDrive } from '../../src/sample/drive.js';
 import { sampleScenario } from '../../src/sample/scenario.js';

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 
-import type { InferInput, InferOutput } from '../../src/native/engine.js';
+import type { InferInput, InferOutput } from '../../src/engine/engine.js';
 import { VlaNodeLogic, type EngineLike, type NodeParams } from '../../src/pipeline/node.js';
-import { MessageCodec } from '../../src/ros/codec.js';
-import { InMemoryPort } from '../../src/ros/port.js';
+import { MessageCodec } from '../../src/msgs/codec.js';
+import { InMemoryPort } from '../../src/msgs/port.js';
 import { nodeParams } from '../node-params.js';
 
 const codec = new MessageCodec();

@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { MessageCodec } from '../../src/ros/codec.js';
+import { MessageCodec } from '../../src/msgs/codec.js';
 import { ReplayPort, resolveTopic } from '../../src/replay/port.js';
 import { cdrHeaderStampNs, parseSweep } from '../../src/replay/replay.js';
 import { EgoPath, constantVelocityPlan, planDistance, plannedAt, planningErrors, scoreFrame, yawFromQuaternion } from '../../src/replay/score.js';

@@ -37,7 +37,7 @@ describe('training pipeline end to end (PyTorch)', function () {
     const { mkdtempSync, rmSync, readFileSync, writeFileSync } = await import('node:fs');
     const os = await import('node:os');
     const { makeDataset } = await import('../../src/sample/dataset.js');
-    const { Engine } = await import('../../src/native/engine.js');
+    const { Engine } = await import('../../src/engine/engine.js');
     const tmp = mkdtempSync(path.join(os.tmpdir(), 'train-'));
     try {
       const ds = path.join(tmp, 'ds');

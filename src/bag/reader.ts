@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
-import { ErrorCodes, VlaError } from '../../util/errors.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
 import { readMetadata, type BagMetadata, type MetadataTopic } from './metadata.js';
 import { readMcap, readMcapSummary, summarizeMcap, type McapScan } from './mcap.js';
 import { Db3File } from './sqlite.js';

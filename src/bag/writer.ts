@@ -11,8 +11,8 @@ import path from 'node:path';
 import { McapWriter } from '@mcap/core';
 import { FileHandleWritable } from '@mcap/nodejs';
 
-import type { QosProfile } from '../../ros/port.js';
-import { ErrorCodes, VlaError } from '../../util/errors.js';
+import type { QosProfile } from '../msgs/port.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
 import { metadataYaml, qosProfilesYaml, type BagMetadata, type MetadataTopic } from './metadata.js';
 import type { BagInfo } from './reader.js';
 

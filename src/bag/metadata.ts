@@ -7,8 +7,8 @@ import { readFile } from 'node:fs/promises';
 
 import { parseDocument, stringify } from 'yaml';
 
-import type { QosProfile } from '../../ros/port.js';
-import { ErrorCodes, VlaError } from '../../util/errors.js';
+import type { QosProfile } from '../msgs/port.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
 
 export interface MetadataTopic {
   name: string;

@@ -10,9 +10,9 @@ import path from 'node:path';
 import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 
-import { packageRoot } from '../native/addon.js';
-import type { PrunePolicyName } from '../native/addon-types.js';
-import { Engine, parseBudget, type BackendName } from '../native/engine.js';
+import { packageRoot } from '../util/paths.js';
+import type { PrunePolicyName } from '../engine/addon-types.js';
+import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import { makeModel } from '../model/tiny.js';
 import { loadParamsFile, engineLoadOptions } from '../pipeline/params.js';
 import { makeDataset, SPLIT_SEED_BASE, splitSeeds } from '../sample/dataset.js';
@@ -20,11 +20,11 @@ import { makeSampleDrive, makeScenarioDrive } from '../sample/drive.js';
 import { SCENARIO_KINDS, sampleScenario } from '../sample/scenario.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger } from '../util/logger.js';
-import { bagInfoJson, formatBagInfo, openBag } from './bag/reader.js';
-import { parseSweep, replayBag, type ReplayProgress, type ReplaySetting } from './replay.js';
-import { summaryText, writeReport } from './report.js';
-import { diffTraces, readTrace, scoreTrace } from './trace.js';
-import { constantVelocityPlanner } from './evaluate.js';
+import { bagInfoJson, formatBagInfo, openBag } from '../bag/reader.js';
+import { parseSweep, replayBag, type ReplayProgress, type ReplaySetting } from '../replay/replay.js';
+import { summaryText, writeReport } from '../replay/report.js';
+import { diffTraces, readTrace, scoreTrace } from '../replay/trace.js';
+import { constantVelocityPlanner } from '../replay/evaluate.js';
 
 export interface Io {
   out: (s: string) => void;

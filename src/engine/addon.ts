@@ -1,20 +1,16 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { ADDON_FILE } from '../util/paths.js';
 import type { NativeAddon } from './addon-types.js';
-
-/** The package root, whether running from src/ (tsx) or dist/. */
-export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 let cached: NativeAddon | undefined;
 
 /** Loads build/Release/vla_addon.node (VLA_ADDON overrides the path). */
 export function loadAddon(): NativeAddon {
   if (cached) return cached;
-  const file = process.env.VLA_ADDON ?? path.join(packageRoot, 'build', 'Release', 'vla_addon.node');
+  const file = process.env.VLA_ADDON ?? ADDON_FILE;
   if (!existsSync(file)) {
     throw new VlaError(ErrorCodes.ADDON_MISSING, `native addon not found at ${file}: run \`npm run build\` first`, { file });
   }

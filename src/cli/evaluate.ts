@@ -4,13 +4,13 @@ import path from 'node:path';
 
 import { Option, type Command } from 'commander';
 
-import { packageRoot } from '../native/addon.js';
-import { Engine, type BackendName } from '../native/engine.js';
+import { packageRoot } from '../util/paths.js';
+import { Engine, type BackendName } from '../engine/engine.js';
 import { loadParamsFile, engineLoadOptions } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger } from '../util/logger.js';
-import { evaluateDrives, evaluationTable, readDrives, writeEvaluation } from './evaluate.js';
-import { parseSweep, type ReplaySetting } from './replay.js';
+import { evaluateDrives, evaluationTable, readDrives, writeEvaluation } from '../replay/evaluate.js';
+import { parseSweep, type ReplaySetting } from '../replay/replay.js';
 
 interface Io {
   out: (s: string) => void;

@@ -8,15 +8,15 @@ import path from 'node:path';
 
 import { Command, CommanderError, Option } from 'commander';
 
-import { packageRoot } from './native/addon.js';
-import { loadAddon } from './native/addon.js';
-import type { NativePruneOptions, PrunePolicyName } from './native/addon-types.js';
-import { Engine, parseBudget, type BackendName, type InferOutput } from './native/engine.js';
-import type { ImageInput } from './native/image.js';
-import { makeModel } from './model/tiny.js';
-import { registerReplayCommands } from './replay/cli.js';
-import { registerEvaluateCommand } from './replay/evaluate-cli.js';
-import { ErrorCodes, VlaError } from './util/errors.js';
+import { packageRoot } from '../util/paths.js';
+import { loadAddon } from '../engine/addon.js';
+import type { NativePruneOptions, PrunePolicyName } from '../engine/addon-types.js';
+import { Engine, parseBudget, type BackendName, type InferOutput } from '../engine/engine.js';
+import type { ImageInput } from '../engine/image.js';
+import { makeModel } from '../model/tiny.js';
+import { registerReplayCommands } from './replay.js';
+import { registerEvaluateCommand } from './evaluate.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
 
 interface Io {
   out: (s: string) => void;

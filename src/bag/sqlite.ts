@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 
 import initSqlJs, { type Database, type SqlJsStatic } from 'sql.js';
 
-import { ErrorCodes, VlaError } from '../../util/errors.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
 
 const SQLITE_MAGIC = 'SQLite format 3\0';
 /** sql.js holds the whole database in WebAssembly memory (at most 4 GiB, and a copy is made). */

@@ -11,7 +11,7 @@ import { FileHandleReadable } from '@mcap/nodejs';
 import { loadDecompressHandlers } from '@mcap/support';
 import * as lz4 from 'lz4js';
 
-import { ErrorCodes, VlaError } from '../../util/errors.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
 
 export const MCAP_MAGIC = new Uint8Array([0x89, 0x4d, 0x43, 0x41, 0x50, 0x30, 0x0d, 0x0a]);
 const OP_FOOTER = 0x02;

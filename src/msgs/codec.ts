@@ -11,17 +11,15 @@ import path from 'node:path';
 import { parse } from '@foxglove/rosmsg';
 import { MessageReader, MessageWriter } from '@foxglove/rosmsg2-serialization';
 
-import { packageRoot } from '../native/addon.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { EXT_MSG_DIR, OWN_MSG_DIR } from '../util/paths.js';
 
 /** The separator rosbag2 and MCAP use between a definition and its dependencies. */
 const SEPARATOR = '='.repeat(80);
 const PRIMITIVES = new Set(['bool', 'byte', 'char', 'int8', 'uint8', 'int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'float32', 'float64', 'string', 'wstring', 'time', 'duration']);
 
 export const OWN_PACKAGE = 'autoprune_ros_msgs';
-const OWN_MSG_DIR = path.join(packageRoot, 'msg', 'msg');
-/** Other packages' interfaces we publish (e.g. Autoware), as msg/ext/<pkg>/msg/*.msg. */
-const EXT_MSG_DIR = path.join(packageRoot, 'msg', 'ext');
+// Other packages' interfaces we publish (e.g. Autoware) are in EXT_MSG_DIR as <pkg>/msg/*.msg.
 
 /** .msg files are read once per process: every codec (one per replay run, per node) shares them. */
 const fileCache = new Map<string, string | null>();
