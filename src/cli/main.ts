@@ -10,7 +10,8 @@ import { Command, CommanderError, Option } from 'commander';
 
 import { packageRoot } from '../util/paths.js';
 import { loadAddon } from '../engine/addon.js';
-import type { NativePruneOptions, PrunePolicyName } from '../engine/addon-types.js';
+import type { NativePruneOptions } from '../engine/addon-types.js';
+import { PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
 import { Engine, parseBudget, type BackendName, type InferOutput } from '../engine/engine.js';
 import type { ImageInput } from '../engine/image.js';
 import { makeModel } from '../model/tiny.js';
@@ -126,8 +127,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void = () => und
     .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()), outputError: () => undefined });
   const backend = () => new Option('--backend <name>', 'compute backend').choices(['cpu', 'cuda', 'auto']).default('auto');
   const threads = () => new Option('--threads <n>', 'CPU threads (0 = all cores)').argParser(int('--threads')).default(0);
-  const POLICIES: PrunePolicyName[] = ['none', 'autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior', 'random'];
-  const policy = () => new Option('--policy <name>', 'visual-token pruning policy').choices(POLICIES).default('none');
+  const policy = () => new Option('--policy <name>', 'visual-token pruning policy').choices(PRUNE_POLICIES).default('none');
   const budget = () => new Option('--budget <spec>', 'pruning budget: tokens:<avg visual tokens per layer> or flops:<prefill GFLOP>');
   const pruneOf = (o: { policy: PrunePolicyName; budget?: string }): NativePruneOptions | undefined => {
     if (o.policy === 'none') return undefined;

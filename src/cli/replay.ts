@@ -11,7 +11,7 @@ import cliProgress from 'cli-progress';
 import { Option, type Command } from 'commander';
 
 import { packageRoot } from '../util/paths.js';
-import type { PrunePolicyName } from '../engine/addon-types.js';
+import { PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
 import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import { makeModel } from '../model/tiny.js';
 import { loadParamsFile, engineLoadOptions } from '../pipeline/params.js';
@@ -184,7 +184,6 @@ function commandLine(cmd: Command): string[] {
 
 export function registerReplayCommands(program: Command, io: Io, setExit: (code: number) => void): void {
   const backend = () => new Option('--backend <name>', 'compute backend (default: the config\'s)').choices(['cpu', 'cuda', 'auto']);
-  const POLICIES: PrunePolicyName[] = ['none', 'autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior', 'random'];
   const positive = (name: string) => (v: string) => {
     const n = Number(v);
     if (!(n > 0) || !Number.isFinite(n)) throw new VlaError(ErrorCodes.ARGS, `${name} must be a positive number, got '${v}'`);
@@ -201,7 +200,7 @@ export function registerReplayCommands(program: Command, io: Io, setExit: (code:
     .description('replay a rosbag2 recording through the node: output bag, per-frame trace, report (JSON, Markdown, SVG)')
     .requiredOption('--config <yaml>', 'node parameter file (e.g. configs/sample-drive.yaml)')
     .option('--out <dir>', 'output directory (default ./replay-<bag name>)')
-    .addOption(new Option('--policy <name>', 'pruning policy (default: the config\'s)').choices(POLICIES))
+    .addOption(new Option('--policy <name>', 'pruning policy (default: the config\'s)').choices(PRUNE_POLICIES))
     .option('--budget <spec>', 'tokens:<T> or flops:<GFLOP> (default: the config\'s)')
     .option('--sweep <key=values...>', 'run several settings on the same bag: policy=none,autoprune,fastv budget=64,128,192')
     .option('--rate <factor>', 'play against the wall clock at this speed (a slow model drops sets, as on the car)', positive('--rate'))

@@ -2,6 +2,10 @@
  * The raw contract of the native addon (native/binding/addon.cpp). Only engine.ts uses it.
  * Errors thrown or rejected by the addon carry `code` (VLA_E_*).
  */
+import type { PrunePolicyName } from './policies.js';
+
+export type { PrunePolicyName };
+
 export type PixelEncoding = 'rgb8' | 'bgr8' | 'rgba8' | 'bgra8' | 'mono8';
 export type HeadKind = 'waypoints' | 'text';
 
@@ -15,8 +19,6 @@ export interface NativeView {
   /** Names the view in decode errors (e.g. "camera 'front'"). */
   label?: string;
 }
-
-export type PrunePolicyName = 'none' | 'autoprune' | 'fastv' | 'pdrop' | 'sparsevlm-fixed' | 'cls-prior' | 'random';
 
 /** tokens: average visual tokens per decoder layer (T); flops: a cap on prefill GFLOP. */
 export interface BudgetSpec {
@@ -170,4 +172,6 @@ export interface NativeAddon {
   cudaUnavailable: string;
   /** Inputs this build takes besides raw pixels. */
   features: { jpeg: boolean };
+  /** The policies the native side implements (names, or objects with a name); a test checks them against PRUNE_POLICIES. Absent in builds before it was added. */
+  policies?: ReadonlyArray<string | { name: string }>;
 }

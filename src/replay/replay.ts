@@ -13,7 +13,8 @@
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { BudgetSpec, NativePruneOptions, PrunePolicyName } from '../engine/addon-types.js';
+import type { BudgetSpec, NativePruneOptions } from '../engine/addon-types.js';
+import { isPrunePolicy, PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
 import type { InferOutput, Waypoint } from '../engine/engine.js';
 import { VlaNodeLogic, type EngineLike, type InferenceRecord, type OdometryMsg } from '../pipeline/node.js';
 import type { NodeConfig } from '../pipeline/params.js';
@@ -103,10 +104,9 @@ export function parseSweep(args: string[]): ReplaySetting[] {
     else throw new VlaError(ErrorCodes.ARGS, `--sweep: unknown key '${key}' (policy, budget)`);
   }
   if (!policies) throw new VlaError(ErrorCodes.ARGS, '--sweep needs policy=...');
-  const known: PrunePolicyName[] = ['none', 'autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior', 'random'];
   const out: ReplaySetting[] = [];
   for (const p of policies) {
-    if (!known.includes(p as PrunePolicyName)) throw new VlaError(ErrorCodes.ARGS, `--sweep: unknown policy '${p}' (${known.join(', ')})`);
+    if (!isPrunePolicy(p)) throw new VlaError(ErrorCodes.ARGS, `--sweep: unknown policy '${p}' (${PRUNE_POLICIES.join(', ')})`);
     if (p === 'none') {
       out.push({ policy: 'none' });
       continue;
@@ -116,7 +116,7 @@ export function parseSweep(args: string[]): ReplaySetting[] {
       const [kind, value] = b.includes(':') ? (b.split(':') as [string, string]) : ['tokens', b];
       const v = Number(value);
       if ((kind !== 'tokens' && kind !== 'flops') || !(v > 0)) throw new VlaError(ErrorCodes.ARGS, `--sweep: budget '${b}' is not <tokens> or tokens:<T> / flops:<GFLOP>`);
-      out.push({ policy: p as PrunePolicyName, budget: { kind, value: v } });
+      out.push({ policy: p, budget: { kind, value: v } });
     }
   }
   return out;
