@@ -1,22 +1,17 @@
 /** `autoprune-ros evaluate`: accuracy against compute over a directory of drives (see evaluate.ts). */
-import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 
-import { packageRoot } from '../util/paths.js';
 import { Engine, type BackendName } from '../engine/engine.js';
 import { PRUNE_POLICIES } from '../engine/policies.js';
-import { loadParamsFile, engineLoadOptions } from '../pipeline/params.js';
-import { ErrorCodes, VlaError } from '../util/errors.js';
-import { logger } from '../util/logger.js';
+import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
 import { evaluateDrives, evaluationTable, readDrives, writeEvaluation } from '../replay/evaluate.js';
 import { parseSweep, type ReplaySetting } from '../replay/replay.js';
-
-interface Io {
-  out: (s: string) => void;
-  err: (s: string) => void;
-}
+import { ErrorCodes, VlaError } from '../util/errors.js';
+import { logger } from '../util/logger.js';
+import { packageRoot, resolveModelPath, SAMPLE_CONFIG } from '../util/paths.js';
+import { backendOption, integerAtLeast, type Io, type SetExit } from './common.js';
 
 /** Every policy at a third, two ninths and a ninth of the visual tokens. */
 const DEFAULT_SWEEP = [`policy=${PRUNE_POLICIES.join(',')}`, 'budget=33%,22%,11%'];
@@ -39,23 +34,17 @@ export function resolveShareBudgets(sweep: string[], visualTokens: number): stri
   });
 }
 
-const integer = (name: string, min: number) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new VlaError(ErrorCodes.ARGS, `${name} must be an integer >= ${min}, got '${v}'`);
-  return n;
-};
-
-export function registerEvaluateCommand(program: Command, io: Io, setExit: (code: number) => void): void {
+export function registerEvaluate(program: Command, io: Io, setExit: SetExit): void {
   program
     .command('evaluate <drives>')
     .description('replay every drive of a directory (drives.json, from make-test-drives) with a sweep of policies and budgets and a constant-velocity baseline; pooled accuracy against compute')
-    .option('--config <yaml>', 'node parameter file', path.join(packageRoot, 'configs', 'sample-drive.yaml'))
+    .option('--config <yaml>', 'node parameter file', SAMPLE_CONFIG)
     .option('--model <dir>', "model directory (default: the config's model_path)")
     .option('--sweep <key=values...>', 'policies and budgets; budgets as tokens or as a share of the visual tokens (33%)', DEFAULT_SWEEP)
     .option('--out <dir>', 'output directory', path.join(packageRoot, 'build', 'evaluation'))
-    .option('--limit <n>', 'only the first n drives', integer('--limit', 1))
-    .addOption(new Option('--backend <name>', 'compute backend').choices(['cpu', 'cuda', 'auto']))
-    .option('--threads <n>', 'CPU threads (0 = all cores)', integer('--threads', 0))
+    .option('--limit <n>', 'only the first n drives', integerAtLeast('--limit', 1))
+    .addOption(backendOption('compute backend'))
+    .option('--threads <n>', 'CPU threads (0 = all cores)', integerAtLeast('--threads', 0))
     .option('--json', 'print the evaluation as one JSON object')
     .action(async (drivesDir: string, o: { config: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean }) => {
       const overrides: Record<string, unknown> = {};
@@ -63,8 +52,7 @@ export function registerEvaluateCommand(program: Command, io: Io, setExit: (code
       if (o.backend) overrides.backend = o.backend;
       if (o.threads !== undefined) overrides.threads = o.threads;
       const config = loadParamsFile(o.config, overrides);
-      const mp = config.engine.modelPath;
-      config.engine.modelPath = path.isAbsolute(mp) || existsSync(mp) ? path.resolve(mp) : path.join(packageRoot, mp);
+      config.engine.modelPath = resolveModelPath(config.engine.modelPath);
       let drives = await readDrives(drivesDir);
       if (o.limit) drives = drives.slice(0, o.limit);
       const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));

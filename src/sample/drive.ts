@@ -56,6 +56,9 @@ export const SAMPLE_TOPICS = {
   odometry: '/localization/odometry',
 };
 
+/** Test drives carry odometry this far past their last frame, so every frame's 3 s plan is scored, s. */
+export const TEST_DRIVE_ODOM_TAIL_S = 3;
+
 /** JPEG settings of every synthetic camera frame (bags and datasets alike). */
 export const JPEG_QUALITY = 85;
 

@@ -1,0 +1,96 @@
+/**
+ * What every subcommand shares: the one Io, argument parsers that throw coded errors, the
+ * common options (backend, threads, policy, budget) and the bundled default model.
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+import { Option } from 'commander';
+
+import type { NativePruneOptions } from '../engine/addon-types.js';
+import { parseBudget } from '../engine/engine.js';
+import { PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
+import { makeModel } from '../model/tiny.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
+import { DEFAULT_MODEL_DIR } from '../util/paths.js';
+
+/** Where a command writes: stdout for results, stderr for errors and progress lines. */
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+export const STDIO: Io = { out: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
+
+/** Sets the process's exit status from inside an action (commander resolves actions without one). */
+export type SetExit = (code: number) => void;
+
+/** Exit status of a run that was interrupted (as a shell reports SIGINT). */
+export const EXIT_INTERRUPTED = 130;
+
+export function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new VlaError(ErrorCodes.ARGS, `${name} must be a non-negative integer, got '${v}'`);
+    return n;
+  };
+}
+
+export function integerAtLeast(name: string, min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new VlaError(ErrorCodes.ARGS, `${name} must be an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+export function finiteNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n)) throw new VlaError(ErrorCodes.ARGS, `${name} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
+export function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!(n > 0) || !Number.isFinite(n)) throw new VlaError(ErrorCodes.ARGS, `${name} must be a positive number, got '${v}'`);
+    return n;
+  };
+}
+
+export const BACKENDS = ['cpu', 'cuda', 'auto'] as const;
+
+/** --backend; without dflt the option stays unset (replay and evaluate then use the config's). */
+export function backendOption(description: string, dflt?: 'auto'): Option {
+  const o = new Option('--backend <name>', description).choices(BACKENDS);
+  return dflt ? o.default(dflt) : o;
+}
+
+export function threadsOption(dflt?: number): Option {
+  const o = new Option('--threads <n>', 'CPU threads (0 = all cores)').argParser(nonNegativeInt('--threads'));
+  return dflt === undefined ? o : o.default(dflt);
+}
+
+/** --policy, choices from PRUNE_POLICIES; without dflt the option stays unset (replay then uses the config's). */
+export function policyOption(description: string, dflt?: PrunePolicyName): Option {
+  const o = new Option('--policy <name>', description).choices(PRUNE_POLICIES);
+  return dflt ? o.default(dflt) : o;
+}
+
+export function budgetOption(description = 'pruning budget: tokens:<avg visual tokens per layer> or flops:<prefill GFLOP>'): Option {
+  return new Option('--budget <spec>', description);
+}
+
+/** The prune options of --policy and --budget (a policy other than none needs a budget). */
+export function pruneOf(o: { policy: PrunePolicyName; budget?: string }): NativePruneOptions | undefined {
+  if (o.policy === 'none') return undefined;
+  if (!o.budget) throw new VlaError(ErrorCodes.ARGS, `--policy ${o.policy} needs --budget tokens:<T> or flops:<GFLOP>`);
+  return { policy: o.policy, budget: parseBudget(o.budget) };
+}
+
+/** The bundled default model is generated on first use; any other model must exist. */
+export async function ensureDefaultModel(modelDir: string): Promise<void> {
+  if (path.resolve(modelDir) === DEFAULT_MODEL_DIR && !existsSync(path.join(DEFAULT_MODEL_DIR, 'config.json'))) await makeModel(DEFAULT_MODEL_DIR, { preset: 'tiny' });
+}
