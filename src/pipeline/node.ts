@@ -8,15 +8,28 @@ import { modelInstruction } from '../model/prompt.js';
 import type { NativePruneOptions } from '../engine/addon-types.js';
 import type { InferInput, InferOutput } from '../engine/engine.js';
 import type { ImageInput } from '../engine/image.js';
-import { CHANNELS } from '../engine/image.js';
 import { MessageCodec } from '../msgs/codec.js';
+import {
+  autowareTrajectoryMsg,
+  decodeImage,
+  decodeInstruction,
+  decodeOdometry,
+  diagnosticsMsg,
+  egoSpeedMps,
+  metricsMsg,
+  OUTPUT_TYPES,
+  pathMsg,
+  trajectoryMsg,
+  type ImageType,
+  type OdometryMsg,
+} from '../msgs/convert.js';
 import { QOS_DEFAULT, QOS_LATCHED, QOS_SENSOR_DATA, type QosProfile, type RosPort } from '../msgs/port.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
 import { DeadlineController } from './budget.js';
 import { FrameSync, type FrameSet, type MissingCameraPolicy } from './sync.js';
 
-export type ImageType = 'sensor_msgs/msg/Image' | 'sensor_msgs/msg/CompressedImage';
+export type { ImageType, OdometryMsg };
 
 export interface CameraInput {
   camera: string;
@@ -68,13 +81,6 @@ export interface NodeCounters {
   lastError: string;
 }
 
-/** The fields of nav_msgs/Odometry the node and the replay use. */
-export interface OdometryMsg {
-  header: HeaderMsg;
-  pose: { pose: { position: { x: number; y: number; z: number }; orientation: { x: number; y: number; z: number; w: number } } };
-  twist: { twist: { linear: { x: number; y: number } } };
-}
-
 /** One inference as replay and tracing see it (the published messages carry a subset). */
 export interface InferenceRecord {
   /** The set's stamp (its newest camera stamp), ns. */
@@ -97,19 +103,6 @@ const TOPICS = {
   metrics: '~/output/metrics',
   diagnostics: '/diagnostics',
 };
-
-interface HeaderMsg {
-  stamp: { sec: number; nanosec: number };
-  frame_id: string;
-}
-
-function stampNs(h: HeaderMsg): bigint {
-  return BigInt(h.stamp.sec) * 1_000_000_000n + BigInt(h.stamp.nanosec);
-}
-
-function toStamp(ns: bigint): { sec: number; nanosec: number } {
-  return { sec: Number(ns / 1_000_000_000n), nanosec: Number(ns % 1_000_000_000n) };
-}
 
 export class VlaNodeLogic {
   readonly counters: NodeCounters = { framesIn: 0, setsInferred: 0, published: 0, failed: 0, badInput: 0, droppedStale: 0, droppedSuperseded: 0, lastErrorCode: '', lastError: '' };
@@ -148,12 +141,12 @@ export class VlaNodeLogic {
     this.instruction = params.defaultInstruction;
     if (params.deadlineMs !== undefined) this.deadline = new DeadlineController({ deadlineMs: params.deadlineMs, minTokens: 4, maxTokens: 4096 });
     this.pub = {
-      path: port.advertise(TOPICS.path, 'nav_msgs/msg/Path', QOS_DEFAULT),
-      trajectory: port.advertise(TOPICS.trajectory, 'autoprune_ros_msgs/msg/Trajectory', QOS_DEFAULT),
-      metrics: port.advertise(TOPICS.metrics, 'autoprune_ros_msgs/msg/Metrics', QOS_DEFAULT),
-      diagnostics: port.advertise(TOPICS.diagnostics, 'diagnostic_msgs/msg/DiagnosticArray', QOS_DEFAULT),
+      path: port.advertise(TOPICS.path, OUTPUT_TYPES.path, QOS_DEFAULT),
+      trajectory: port.advertise(TOPICS.trajectory, OUTPUT_TYPES.trajectory, QOS_DEFAULT),
+      metrics: port.advertise(TOPICS.metrics, OUTPUT_TYPES.metrics, QOS_DEFAULT),
+      diagnostics: port.advertise(TOPICS.diagnostics, OUTPUT_TYPES.diagnostics, QOS_DEFAULT),
     };
-    if (params.publishAutowareTrajectory) this.pubAutoware = port.advertise(TOPICS.autoware, 'autoware_planning_msgs/msg/Trajectory', QOS_DEFAULT);
+    if (params.publishAutowareTrajectory) this.pubAutoware = port.advertise(TOPICS.autoware, OUTPUT_TYPES.autoware, QOS_DEFAULT);
   }
 
   start(): void {
@@ -199,28 +192,14 @@ export class VlaNodeLogic {
     this.counters.framesIn++;
     this.lastSeenNs.set(c.camera, this.port.now());
     let img: ImageInput;
-    let header: HeaderMsg;
+    let t: bigint;
     try {
-      if (c.type === 'sensor_msgs/msg/Image') {
-        const m = this.codec.decode<HeaderMsg & { header: HeaderMsg; width: number; height: number; step: number; encoding: string; is_bigendian: number; data: Uint8Array }>(c.type, cdr);
-        header = m.header;
-        const ch = CHANNELS[m.encoding as keyof typeof CHANNELS];
-        if (ch === undefined) throw new VlaError(ErrorCodes.IMAGE, `camera '${c.camera}': encoding '${m.encoding}' is not supported (${Object.keys(CHANNELS).join(', ')})`);
-        if (m.step < m.width * ch || m.data.byteLength < m.step * m.height || m.width === 0 || m.height === 0) {
-          throw new VlaError(ErrorCodes.IMAGE, `camera '${c.camera}': ${m.width}x${m.height} ${m.encoding} with step ${m.step} does not fit ${m.data.byteLength} bytes`);
-        }
-        img = { data: m.data, width: m.width, height: m.height, step: m.step, encoding: m.encoding as keyof typeof CHANNELS };
-      } else {
-        const m = this.codec.decode<{ header: HeaderMsg; format: string; data: Uint8Array }>(c.type, cdr);
-        header = m.header;
-        img = { kind: 'compressed', data: m.data, format: m.format };
-      }
+      ({ image: img, stampNs: t } = decodeImage(this.codec, c.type, cdr, c.camera));
     } catch (err) {
       const e = VlaError.from(err, ErrorCodes.CDR);
       this.bad(e.code, e.message, { camera: c.camera, topic: c.topic });
       return;
     }
-    const t = stampNs(header);
     if (t > this.port.now() + BigInt(Math.round(this.params.futureToleranceMs * 1e6))) {
       this.bad(ErrorCodes.INPUT, `camera '${c.camera}': stamp ${t} ns is ahead of the clock ${this.port.now()} ns`, { camera: c.camera });
       return;
@@ -233,7 +212,7 @@ export class VlaNodeLogic {
   private onInstruction(cdr: Uint8Array): void {
     let text: string;
     try {
-      text = this.codec.decode<{ data: string }>('std_msgs/msg/String', cdr).data;
+      text = decodeInstruction(this.codec, cdr);
     } catch (err) {
       const e = VlaError.from(err, ErrorCodes.CDR);
       this.bad(e.code, e.message, { topic: this.params.instructionTopic });
@@ -250,11 +229,9 @@ export class VlaNodeLogic {
 
   private onOdometry(cdr: Uint8Array): void {
     try {
-      const m = this.codec.decode<OdometryMsg>('nav_msgs/msg/Odometry', cdr);
+      const m = decodeOdometry(this.codec, cdr);
       this.onOdometryMessage?.(m);
-      const v = Math.hypot(m.twist.twist.linear.x, m.twist.twist.linear.y);
-      if (!Number.isFinite(v)) throw new VlaError(ErrorCodes.INPUT, 'odometry speed is not finite');
-      this.ego = { speedMps: v, atNs: this.port.now() };
+      this.ego = { speedMps: egoSpeedMps(m), atNs: this.port.now() };
     } catch (err) {
       const e = VlaError.from(err, ErrorCodes.CDR);
       this.bad(e.code, e.message, { topic: this.params.odometryTopic });
@@ -318,78 +295,22 @@ export class VlaNodeLogic {
   }
 
   private publish(set: FrameSet<ImageInput>, instruction: string, r: InferOutput, latencyMs: number): void {
-    const header = { stamp: toStamp(set.stampNs), frame_id: this.params.outputFrame };
     const c = this.codec;
-    const wps = r.waypoints;
-    const poses = wps.map((w, i) => {
-      const prev = i > 0 ? wps[i - 1] : { x: 0, y: 0 };
-      const yaw = w.yaw ?? Math.atan2(w.y - (prev?.y ?? 0), w.x - (prev?.x ?? 0));
-      return {
-        header: { stamp: toStamp(set.stampNs + BigInt(Math.round(w.tS * 1e9))), frame_id: this.params.outputFrame },
-        pose: { position: { x: w.x, y: w.y, z: 0 }, orientation: { x: 0, y: 0, z: Math.sin(yaw / 2), w: Math.cos(yaw / 2) } },
-      };
-    });
-    this.pub.path(c.encode('nav_msgs/msg/Path', { header, poses }));
-    this.pub.trajectory(
-      c.encode('autoprune_ros_msgs/msg/Trajectory', {
-        header,
-        waypoints: wps.map((w) => ({ time_from_start: toStamp(BigInt(Math.round(w.tS * 1e9))), x_m: w.x, y_m: w.y, yaw_rad: w.yaw ?? 0, has_yaw: w.yaw !== undefined })),
-        instruction,
-        model: this.params.modelName,
-      }),
-    );
-    if (this.pubAutoware) {
-      // Velocities from consecutive waypoints: Autoware's controller tracks speed along the path.
-      const points = poses.map((ps, i) => {
-        const w = wps[i] as (typeof wps)[number];
-        const prev = i > 0 ? (wps[i - 1] as (typeof wps)[number]) : { x: 0, y: 0, tS: 0 };
-        const dt = Math.max(1e-3, w.tS - prev.tS);
-        return {
-          time_from_start: toStamp(BigInt(Math.round(w.tS * 1e9))),
-          pose: ps.pose,
-          longitudinal_velocity_mps: Math.hypot(w.x - prev.x, w.y - prev.y) / dt,
-          lateral_velocity_mps: 0,
-          acceleration_mps2: 0,
-          heading_rate_rps: 0,
-          front_wheel_angle_rad: 0,
-          rear_wheel_angle_rad: 0,
-        };
-      });
-      this.pubAutoware(c.encode('autoware_planning_msgs/msg/Trajectory', { header, points }));
-    }
-    const p = r.prune;
-    const t = r.timings;
+    const frame = this.params.outputFrame;
+    this.pub.path(c.encode(OUTPUT_TYPES.path, pathMsg(set.stampNs, frame, r.waypoints)));
+    this.pub.trajectory(c.encode(OUTPUT_TYPES.trajectory, trajectoryMsg(set.stampNs, frame, r.waypoints, instruction, this.params.modelName)));
+    if (this.pubAutoware) this.pubAutoware(c.encode(OUTPUT_TYPES.autoware, autowareTrajectoryMsg(set.stampNs, frame, r.waypoints)));
     this.lastLatencyMs = latencyMs;
     const deadlineMs = this.params.deadlineMs;
-    this.lastBudgetMet = deadlineMs !== undefined ? latencyMs <= deadlineMs : p.budgetMet;
-    this.pub.metrics(
-      c.encode('autoprune_ros_msgs/msg/Metrics', {
-        header,
-        decode_ms: t.decodeMs,
-        tokenize_ms: t.tokenizeMs,
-        preprocess_ms: t.preprocessMs,
-        vision_ms: t.visionMs,
-        prefill_ms: t.prefillMs,
-        head_ms: t.headMs,
-        engine_ms: t.engineMs,
-        total_ms: t.totalMs,
-        sensor_to_publish_ms: this.lastLatencyMs,
-        policy: p.policy,
-        visual_tokens_in: p.nVisual,
-        visual_tokens_kept: p.kept,
-        visual_tokens_kept_per_view: p.keptPerView.flat(),
-        views: r.cameras,
-        mutual_information: p.mi1,
-        slope_k: p.k,
-        budget_kind: deadlineMs !== undefined ? 'latency' : (p.budget?.kind ?? 'none'),
-        budget_value: deadlineMs ?? p.budget?.value ?? 0,
-        budget_met: this.lastBudgetMet,
-        prefill_gflop: p.flops / 1e9,
-        prefill_gflop_unpruned: p.flopsUnpruned / 1e9,
-        frames_dropped: BigInt(this.counters.droppedStale + this.counters.droppedSuperseded),
-        frames_failed: BigInt(this.counters.failed),
-      }),
-    );
+    this.lastBudgetMet = deadlineMs !== undefined ? latencyMs <= deadlineMs : r.prune.budgetMet;
+    const metrics = metricsMsg(set.stampNs, frame, r, {
+      sensorToPublishMs: latencyMs,
+      ...(deadlineMs !== undefined ? { deadlineMs } : {}),
+      budgetMet: this.lastBudgetMet,
+      framesDropped: this.counters.droppedStale + this.counters.droppedSuperseded,
+      framesFailed: this.counters.failed,
+    });
+    this.pub.metrics(c.encode(OUTPUT_TYPES.metrics, metrics));
     this.counters.published++;
   }
 
@@ -405,23 +326,21 @@ export class VlaNodeLogic {
       if (seen === undefined || Number(now - seen) / 1e6 > this.params.maxAgeMs) reasons.push(`camera '${c.camera}' silent`);
     }
     if (this.lastLatencyMs > this.params.latencyWarnMs) reasons.push(`latency ${this.lastLatencyMs.toFixed(1)} ms over ${this.params.latencyWarnMs} ms`);
-    const kv = (key: string, value: unknown) => ({ key, value: String(value) });
-    const status = {
-      level: reasons.length ? 1 : 0,
+    const diag = diagnosticsMsg(now, {
       name: 'autoprune_ros: pipeline',
-      message: reasons.length ? reasons.join('; ') : 'OK',
-      hardware_id: this.params.modelName,
+      hardwareId: this.params.modelName,
+      reasons,
       values: [
-        kv('frames_in', this.counters.framesIn),
-        kv('sets_inferred', this.counters.setsInferred),
-        kv('frames_dropped_stale', this.counters.droppedStale),
-        kv('frames_dropped_superseded', this.counters.droppedSuperseded),
-        kv('bad_input', this.counters.badInput),
-        kv('failed', this.counters.failed),
-        kv('last_error', this.counters.lastError),
-        kv('sensor_to_publish_ms', this.lastLatencyMs.toFixed(3)),
+        ['frames_in', this.counters.framesIn],
+        ['sets_inferred', this.counters.setsInferred],
+        ['frames_dropped_stale', this.counters.droppedStale],
+        ['frames_dropped_superseded', this.counters.droppedSuperseded],
+        ['bad_input', this.counters.badInput],
+        ['failed', this.counters.failed],
+        ['last_error', this.counters.lastError],
+        ['sensor_to_publish_ms', this.lastLatencyMs.toFixed(3)],
       ],
-    };
-    this.pub.diagnostics(this.codec.encode('diagnostic_msgs/msg/DiagnosticArray', { header: { stamp: toStamp(this.port.now()), frame_id: '' }, status: [status] }));
+    });
+    this.pub.diagnostics(this.codec.encode(OUTPUT_TYPES.diagnostics, diag));
   }
 }

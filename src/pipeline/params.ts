@@ -14,7 +14,8 @@ import type { BackendName } from '../engine/engine.js';
 import { QOS_SENSOR_DATA } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { PARAMS_SCHEMA } from '../util/paths.js';
-import type { ImageType, NodeParams } from './node.js';
+import type { ImageType } from '../msgs/convert.js';
+import type { NodeParams } from './node.js';
 
 export type RosParamType = 'string' | 'integer' | 'double' | 'bool' | 'string_array';
 

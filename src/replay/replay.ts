@@ -16,9 +16,10 @@ import path from 'node:path';
 import type { BudgetSpec, NativePruneOptions } from '../engine/addon-types.js';
 import { isPrunePolicy, PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
 import type { InferOutput, Waypoint } from '../engine/engine.js';
-import { VlaNodeLogic, type EngineLike, type InferenceRecord, type OdometryMsg } from '../pipeline/node.js';
+import { VlaNodeLogic, type EngineLike, type InferenceRecord } from '../pipeline/node.js';
 import type { NodeConfig } from '../pipeline/params.js';
 import { MessageCodec } from '../msgs/codec.js';
+import { cdrHeaderStampNs, type OdometryMsg, type TfMsg } from '../msgs/convert.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
 import { openBag, type BagInfo, type BagMessage, type BagReader } from '../bag/reader.js';
@@ -76,10 +77,6 @@ const NODE_NAME = 'autoprune_ros';
 const ODOM = 'nav_msgs/msg/Odometry';
 const TF = 'tf2_msgs/msg/TFMessage';
 
-interface TfMsg {
-  transforms: Array<{ header: { stamp: { sec: number; nanosec: number }; frame_id: string }; child_frame_id: string; transform: { translation: { x: number; y: number }; rotation: { x: number; y: number; z: number; w: number } } }>;
-}
-
 export function settingLabel(s: ReplaySetting): string {
   return s.policy === 'none' || !s.budget ? s.policy : `${s.policy} ${s.budget.kind}:${s.budget.value}`;
 }
@@ -120,16 +117,6 @@ export function parseSweep(args: string[]): ReplaySetting[] {
     }
   }
   return out;
-}
-
-/** header.stamp straight from CDR bytes (every stamped message starts with it), ns. */
-export function cdrHeaderStampNs(cdr: Uint8Array): bigint | undefined {
-  if (cdr.byteLength < 12) return undefined;
-  const dv = new DataView(cdr.buffer, cdr.byteOffset, cdr.byteLength);
-  const le = (cdr[1] ?? 0) & 1;
-  const sec = dv.getInt32(4, le === 1);
-  const nsec = dv.getUint32(8, le === 1);
-  return BigInt(sec) * 1_000_000_000n + BigInt(nsec);
 }
 
 function bagSummary(info: BagInfo): BagSummary {

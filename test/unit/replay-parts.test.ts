@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 
 import { MessageCodec } from '../../src/msgs/codec.js';
+import { cdrHeaderStampNs } from '../../src/msgs/convert.js';
 import { ReplayPort, resolveTopic } from '../../src/replay/port.js';
-import { cdrHeaderStampNs, parseSweep } from '../../src/replay/replay.js';
+import { parseSweep } from '../../src/replay/replay.js';
 import { EgoPath, constantVelocityPlan, planDistance, plannedAt, planningErrors, scoreFrame, yawFromQuaternion } from '../../src/replay/score.js';
 import { diffTraces, readTrace, scoreTrace, TraceWriter, type TraceFrame, type TraceHeader } from '../../src/replay/trace.js';
 import { isVlaError, ErrorCodes } from '../../src/util/errors.js';
