@@ -1,89 +1,99 @@
 /**
  * The node's parameters: configs/autoprune_ros.schema.json is the contract, YAML files hold
- * values in the ROS 2 parameter-file layout, and this module declares each parameter's ROS type
- * (for declareParameter on a live node), validates values (at start and on change) and maps
- * them to the node and engine options.
+ * values in the ROS 2 parameter-file layout. Nothing here restates the schema: each parameter's
+ * ROS type (for declareParameter on a live node) is read from it at load, the TypeScript type
+ * is generated from it (params.generated.ts), and it validates values (at start and on change)
+ * before they are mapped to the node and engine options.
  */
 import { readFileSync } from 'node:fs';
 
 import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 
-import type { NativePruneOptions, PrunePolicyName } from '../engine/addon-types.js';
+import type { NativePruneOptions } from '../engine/addon-types.js';
 import type { BackendName } from '../engine/engine.js';
+import { PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
+import type { ImageType } from '../msgs/convert.js';
 import { QOS_SENSOR_DATA } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { PARAMS_SCHEMA } from '../util/paths.js';
-import type { ImageType } from '../msgs/convert.js';
 import type { NodeParams } from './node.js';
-
-export type RosParamType = 'string' | 'integer' | 'double' | 'bool' | 'string_array';
-
-/** Every parameter and its ROS type; a test checks this against the schema and the README. */
-export const PARAMETER_TYPES: Readonly<Record<string, RosParamType>> = Object.freeze({
-  model_path: 'string',
-  backend: 'string',
-  threads: 'integer',
-  cuda_device: 'integer',
-  weight_dtype: 'string',
-  max_activation_mib: 'integer',
-  camera_names: 'string_array',
-  camera_topics: 'string_array',
-  camera_types: 'string_array',
-  camera_reliability: 'string',
-  camera_qos_depth: 'integer',
-  instruction_topic: 'string',
-  odometry_topic: 'string',
-  default_instruction: 'string',
-  output_frame: 'string',
-  publish_autoware_trajectory: 'bool',
-  slop_ms: 'double',
-  max_age_ms: 'double',
-  missing_camera: 'string',
-  tick_ms: 'double',
-  future_tolerance_ms: 'double',
-  latency_warn_ms: 'double',
-  max_instruction_chars: 'integer',
-  pruning_policy: 'string',
-  budget_kind: 'string',
-  budget_value: 'double',
-  autoprune_x0: 'double',
-  autoprune_k0: 'double',
-  autoprune_gamma: 'double',
-});
+import type { AutopruneRosNodeParameters } from './params.generated.js';
 
 export const SCHEMA_PATH = PARAMS_SCHEMA;
 
-export interface RawParams {
-  model_path: string;
-  backend: BackendName;
-  threads: number;
-  cuda_device: number;
-  weight_dtype: 'auto' | 'f16' | 'bf16';
-  max_activation_mib: number;
-  camera_names: string[];
-  camera_topics: string[];
-  camera_types: Array<'image' | 'compressed'>;
-  camera_reliability: 'best_effort' | 'reliable';
-  camera_qos_depth: number;
-  instruction_topic: string;
-  odometry_topic: string;
-  default_instruction: string;
-  output_frame: string;
-  publish_autoware_trajectory: boolean;
-  slop_ms: number;
-  max_age_ms: number;
-  missing_camera: 'wait' | 'partial';
-  tick_ms: number;
-  future_tolerance_ms: number;
-  latency_warn_ms: number;
-  max_instruction_chars: number;
-  pruning_policy: PrunePolicyName;
-  budget_kind: 'none' | 'tokens' | 'flops' | 'latency';
-  budget_value: number;
-  autoprune_x0: number;
-  autoprune_k0: number;
-  autoprune_gamma: number;
+/** Every parameter, as validation leaves them (defaults filled in). */
+export type RawParams = Required<AutopruneRosNodeParameters>;
+
+// The generated type and the code's own unions must agree (a schema enum edited alone fails the build).
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const typesAgree: [Same<RawParams['pruning_policy'], PrunePolicyName>, Same<RawParams['backend'], BackendName>] = [true, true];
+void typesAgree;
+
+export type RosParamType = 'string' | 'integer' | 'double' | 'bool' | 'string_array';
+
+interface SchemaProperty {
+  type: string;
+  items?: { type: string };
+  enum?: unknown[];
+  default?: unknown;
+}
+
+interface ParamsSchema {
+  required: string[];
+  properties: Record<string, SchemaProperty>;
+}
+
+function readSchema(): ParamsSchema {
+  try {
+    return JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as ParamsSchema;
+  } catch (err) {
+    throw new VlaError(ErrorCodes.CONFIG, `${SCHEMA_PATH}: ${(err as Error).message}`, { file: SCHEMA_PATH }, { cause: err });
+  }
+}
+
+const SCHEMA = readSchema();
+
+/** The ROS 2 parameter type that carries a schema type. */
+function rosTypeOf(name: string, p: SchemaProperty): RosParamType {
+  if (p.type === 'string' || p.type === 'integer') return p.type;
+  if (p.type === 'number') return 'double';
+  if (p.type === 'boolean') return 'bool';
+  if (p.type === 'array' && p.items?.type === 'string') return 'string_array';
+  throw new VlaError(ErrorCodes.CONFIG, `${SCHEMA_PATH}: parameter '${name}' is ${p.type}${p.items ? ` of ${p.items.type}` : ''}, which no ROS 2 parameter type carries here`);
+}
+
+/** Every parameter and its ROS type, from the schema. */
+export const PARAMETER_TYPES: Readonly<Record<string, RosParamType>> = Object.freeze(Object.fromEntries(Object.entries(SCHEMA.properties).map(([name, p]) => [name, rosTypeOf(name, p)])));
+
+export type RosParamValue = string | bigint | number | boolean | string[];
+
+/**
+ * Each parameter with its ROS type and the value to declare it with: the schema's default, or
+ * an empty value for a required one (valuesFromRos drops those, so validation names them).
+ */
+export function parameterDeclarations(): Array<{ name: string; type: RosParamType; value: RosParamValue }> {
+  return Object.entries(PARAMETER_TYPES).map(([name, type]) => {
+    const d = SCHEMA.properties[name]?.default;
+    const value = type === 'integer' ? BigInt(Number(d ?? 0)) : type === 'double' ? Number(d ?? 0) : type === 'bool' ? Boolean(d ?? false) : type === 'string_array' ? ((d as string[] | undefined) ?? []) : String(d ?? '');
+    return { name, type, value };
+  });
+}
+
+/**
+ * A live node's parameter values as configFromParams takes them: integers as numbers, and
+ * parameters left empty dropped (an empty string, or an empty list where one is required), so
+ * that the schema's defaults and "missing parameter" apply.
+ */
+export function valuesFromRos(params: Iterable<{ name: string; value: unknown }>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const p of params) {
+    if (!(p.name in PARAMETER_TYPES)) continue;
+    const v = typeof p.value === 'bigint' ? Number(p.value) : p.value;
+    if (v === '' || (Array.isArray(v) && v.length === 0 && SCHEMA.required.includes(p.name))) continue;
+    out[p.name] = v;
+  }
+  return out;
 }
 
 export interface NodeConfig {
@@ -98,12 +108,12 @@ export interface EngineConfig {
   backend: BackendName;
   threads: number;
   device: number;
-  weightDtype: 'auto' | 'f16' | 'bf16';
+  weightDtype: RawParams['weight_dtype'];
   maxActivationMiB: number;
 }
 
 /** The Engine.load options of a configuration. */
-export function engineLoadOptions(e: EngineConfig): { backend: BackendName; threads: number; device: number; weightDtype: 'auto' | 'f16' | 'bf16'; maxActivationMiB: number } {
+export function engineLoadOptions(e: EngineConfig): { backend: BackendName; threads: number; device: number; weightDtype: RawParams['weight_dtype']; maxActivationMiB: number } {
   return { backend: e.backend, threads: e.threads, device: e.device, weightDtype: e.weightDtype, maxActivationMiB: e.maxActivationMiB };
 }
 
@@ -112,7 +122,10 @@ let validator: ReturnType<Ajv['compile']> | undefined;
 function validate(values: Record<string, unknown>, where: string): RawParams {
   if (!validator) {
     const ajv = new Ajv({ useDefaults: true, allErrors: true, strict: true });
-    validator = ajv.compile(JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')));
+    // The policies come from the one list (a test keeps the schema file's enum equal to it).
+    const schema = structuredClone(SCHEMA) as ParamsSchema;
+    (schema.properties.pruning_policy as SchemaProperty).enum = [...PRUNE_POLICIES];
+    validator = ajv.compile(schema);
   }
   const copy = structuredClone(values);
   if (!validator(copy)) {

@@ -5,12 +5,11 @@
  * the model, activate starts the node logic, deactivate stops it. Needs a sourced ROS 2 and
  * `npm run build`; rclnodejs is imported only here and in rclnodejs-port.ts, at run time.
  */
-import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 
 import { Engine } from '../engine/engine.js';
 import { VlaNodeLogic } from '../pipeline/node.js';
-import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, type NodeConfig, engineLoadOptions } from '../pipeline/params.js';
+import { configFromParams, engineLoadOptions, parameterDeclarations, valuesFromRos, type NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger } from '../util/logger.js';
 import { MessageCodec } from '../msgs/codec.js';
@@ -40,20 +39,10 @@ export async function runNode(argv: string[] = process.argv): Promise<void> {
   };
   // Declared with the schema's defaults (required ones empty, so validation names them when
   // missing); values from --params-file or -p override them as rclnodejs declares each one.
-  const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { properties: Record<string, { default?: unknown }> };
-  for (const [name, t] of Object.entries(PARAMETER_TYPES)) {
-    const d = schema.properties[name]?.default;
-    const value =
-      t === 'integer' ? BigInt(Number(d ?? 0)) : t === 'double' ? Number(d ?? 0) : t === 'bool' ? Boolean(d ?? false) : t === 'string_array' ? ((d as string[] | undefined) ?? []) : String(d ?? '');
-    node.declareParameter(new rcl.Parameter(name, typeOf[t], value as never), new rcl.ParameterDescriptor(name, typeOf[t], '', false));
+  for (const { name, type, value } of parameterDeclarations()) {
+    node.declareParameter(new rcl.Parameter(name, typeOf[type], value as never), new rcl.ParameterDescriptor(name, typeOf[type], '', false));
   }
-  const current = (): Record<string, unknown> => {
-    const out: Record<string, unknown> = {};
-    for (const p of node.getParameters()) if (p.name in PARAMETER_TYPES) out[p.name] = typeof p.value === 'bigint' ? Number(p.value) : p.value;
-    // required parameters left at their empty declaration count as missing
-    for (const [k, v] of Object.entries(out)) if (v === '' || (Array.isArray(v) && v.length === 0 && (k === 'camera_names' || k === 'camera_topics'))) delete out[k];
-    return out;
-  };
+  const current = (): Record<string, unknown> => valuesFromRos(node.getParameters());
 
   let config: NodeConfig = configFromParams(current(), 'node parameters');
   const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));

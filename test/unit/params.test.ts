@@ -4,8 +4,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, loadParamsFile } from '../../src/pipeline/params.js';
+import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, loadParamsFile, parameterDeclarations, valuesFromRos } from '../../src/pipeline/params.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
+import { GENERATED_FILE, generateParamsTypes } from '../../scripts/gen-params-types.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const schema = JSON.parse(readFileSync(SCHEMA_PATH, 'utf8')) as { properties: Record<string, { type: string; items?: { type: string } }>; required: string[] };
@@ -18,15 +19,35 @@ function params(e: unknown, re: RegExp): boolean {
 }
 
 describe('node parameters', () => {
-  it('schema, code and README table name the same parameters with matching types', () => {
-    const fromSchema = Object.keys(schema.properties).sort();
-    assert.deepEqual(Object.keys(PARAMETER_TYPES).sort(), fromSchema);
-    const rosType = (p: { type: string; items?: { type: string } }) =>
-      p.type === 'array' ? `${p.items?.type}_array` : p.type === 'number' ? 'double' : p.type === 'boolean' ? 'bool' : p.type;
-    for (const [name, p] of Object.entries(schema.properties)) assert.equal(PARAMETER_TYPES[name], rosType(p), name);
+  it('schema, declared ROS types and README table name the same parameters with matching types', () => {
+    const fromSchema = Object.keys(schema.properties);
+    assert.deepEqual(Object.keys(PARAMETER_TYPES), fromSchema);
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-    const table = [...readme.matchAll(/^\| `([a-z0-9_]+)` \| (string|integer|number|boolean|string\[\]) \|/gm)].map((m) => m[1]).sort();
-    assert.deepEqual(table, fromSchema);
+    const table = [...readme.matchAll(/^\| `([a-z0-9_]+)` \| (string|integer|number|boolean|string\[\]) \|/gm)].map((m) => [m[1] as string, m[2] as string] as const);
+    assert.deepEqual(table.map(([n]) => n).sort(), [...fromSchema].sort());
+    const rosOfReadme = { string: 'string', integer: 'integer', number: 'double', boolean: 'bool', 'string[]': 'string_array' } as Record<string, string>;
+    for (const [name, t] of table) assert.equal(PARAMETER_TYPES[name], rosOfReadme[t], name);
+  });
+
+  it('the generated TypeScript type is the schema\'s (npm run gen:params after a schema change)', async () => {
+    assert.equal(readFileSync(GENERATED_FILE, 'utf8'), await generateParamsTypes(), `${path.relative(root, GENERATED_FILE)} is stale: run npm run gen:params`);
+  });
+
+  it('declarations for a live node: schema defaults, empty values for the required; values read back drop the empty ones', () => {
+    const d = new Map(parameterDeclarations().map((p) => [p.name, p]));
+    assert.deepEqual(d.get('model_path'), { name: 'model_path', type: 'string', value: '' });
+    assert.deepEqual(d.get('camera_names'), { name: 'camera_names', type: 'string_array', value: [] });
+    assert.deepEqual(d.get('threads'), { name: 'threads', type: 'integer', value: 0n });
+    assert.deepEqual(d.get('slop_ms'), { name: 'slop_ms', type: 'double', value: 20 });
+    assert.deepEqual(d.get('publish_autoware_trajectory'), { name: 'publish_autoware_trajectory', type: 'bool', value: false });
+    assert.deepEqual(d.get('camera_types'), { name: 'camera_types', type: 'string_array', value: [] });
+    const back = valuesFromRos([...d.values(), { name: 'not_ours', value: 1 }]);
+    assert.ok(!('model_path' in back) && !('camera_names' in back) && !('odometry_topic' in back) && !('not_ours' in back));
+    assert.deepEqual(back.camera_types, []);
+    assert.equal(back.threads, 0);
+    assert.throws(() => configFromParams(back), (e) => params(e, /missing parameter 'model_path'/));
+    const c = configFromParams({ ...back, ...valuesFromRos([{ name: 'model_path', value: '/m' }, { name: 'camera_names', value: ['front'] }, { name: 'camera_topics', value: ['/f'] }, { name: 'max_activation_mib', value: 64n }]) });
+    assert.deepEqual([c.engine.modelPath, c.engine.maxActivationMiB, c.node.slopMs], ['/m', 64, 20]);
   });
 
   it('every bundled config validates', () => {
@@ -62,6 +83,7 @@ describe('node parameters', () => {
     assert.throws(() => configFromParams({ camera_names: ['front'], camera_topics: ['/f'] }), (e) => params(e, /missing parameter 'model_path'/));
     assert.throws(() => configFromParams({ ...base, camera_topics: ['/f', '/g'] }), (e) => params(e, /camera_topics has 2 entries/));
     assert.throws(() => configFromParams({ ...base, pruning_policy: 'fastv' }), (e) => params(e, /needs a budget/));
+    assert.throws(() => configFromParams({ ...base, pruning_policy: 'fastv2', budget_kind: 'tokens', budget_value: 8 }), (e) => params(e, /parameter 'pruning_policy' must be equal to one of the allowed values/));
     assert.throws(() => configFromParams({ ...base, pruning_policy: 'fastv', budget_kind: 'tokens' }), (e) => params(e, /budget_value must be positive/));
   });
 

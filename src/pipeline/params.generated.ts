@@ -1,0 +1,130 @@
+/*
+ * Generated from configs/autoprune_ros.schema.json by scripts/gen-params-types.js
+ * (json-schema-to-typescript): do not edit; run `npm run gen:params` after changing the schema.
+ */
+
+/**
+ * The contract of the node's ROS 2 parameters. configs/*.yaml hold values (ROS 2 parameter-file layout); src/pipeline/params.ts derives the parameters' ROS types from this schema and their TypeScript type from src/pipeline/params.generated.ts (generated from it); tests keep this schema, that file and the README's table in step.
+ */
+export interface AutopruneRosNodeParameters {
+  /**
+   * Model directory (config.json, safetensors, tokenizer.json).
+   */
+  model_path: string;
+  /**
+   * Compute backend; auto falls back to cpu.
+   */
+  backend?: 'cpu' | 'cuda' | 'auto';
+  /**
+   * CPU threads (0 = all cores).
+   */
+  threads?: number;
+  /**
+   * GPU ordinal of the cuda backend.
+   */
+  cuda_device?: number;
+  /**
+   * cuda: weight matrices on the GPU; auto keeps a half-precision file's dtype, F32 files become F16.
+   */
+  weight_dtype?: 'auto' | 'f16' | 'bf16';
+  /**
+   * Activation memory the backend may hold at once, MiB (0 = no limit); a frame over it fails with VLA_E_OOM.
+   */
+  max_activation_mib?: number;
+  /**
+   * Model camera of each camera topic.
+   *
+   * @minItems 1
+   */
+  camera_names: string[];
+  /**
+   * Camera topics, one per camera name.
+   *
+   * @minItems 1
+   */
+  camera_topics: string[];
+  /**
+   * image (sensor_msgs/Image) or compressed (sensor_msgs/CompressedImage) per topic; empty = all image.
+   */
+  camera_types?: ('image' | 'compressed')[];
+  /**
+   * Camera subscription reliability (sensor-data QoS by default).
+   */
+  camera_reliability?: 'best_effort' | 'reliable';
+  /**
+   * Camera subscription history depth.
+   */
+  camera_qos_depth?: number;
+  /**
+   * std_msgs/String instruction (reliable, transient local).
+   */
+  instruction_topic?: string;
+  /**
+   * Optional nav_msgs/Odometry; its speed is added to the prompt. Empty: none.
+   */
+  odometry_topic?: string;
+  /**
+   * Instruction used until one arrives.
+   */
+  default_instruction?: string;
+  /**
+   * frame_id of the published path and trajectory.
+   */
+  output_frame?: string;
+  /**
+   * Also publish autoware_planning_msgs/Trajectory on ~/output/autoware_trajectory.
+   */
+  publish_autoware_trajectory?: boolean;
+  /**
+   * Largest stamp spread within a camera set.
+   */
+  slop_ms?: number;
+  /**
+   * Frames older than this are dropped and counted.
+   */
+  max_age_ms?: number;
+  /**
+   * wait for every camera, or infer with the views present.
+   */
+  missing_camera?: 'wait' | 'partial';
+  /**
+   * How often the node looks for a complete set.
+   */
+  tick_ms?: number;
+  /**
+   * Stamps further ahead of the clock are rejected.
+   */
+  future_tolerance_ms?: number;
+  /**
+   * Sensor-to-publish latency above which diagnostics warn.
+   */
+  latency_warn_ms?: number;
+  /**
+   * Longer instructions are rejected.
+   */
+  max_instruction_chars?: number;
+  /**
+   * Visual-token pruning policy.
+   */
+  pruning_policy?: 'none' | 'autoprune' | 'fastv' | 'pdrop' | 'sparsevlm-fixed' | 'cls-prior' | 'random';
+  /**
+   * tokens: average visual tokens per layer; flops: prefill GFLOP cap; latency: a p95 sensor-to-publish deadline in ms, met by setting the token budget between frames.
+   */
+  budget_kind?: 'none' | 'tokens' | 'flops' | 'latency';
+  /**
+   * The budget's value (T, GFLOP or deadline ms).
+   */
+  budget_value?: number;
+  /**
+   * AutoPrune logistic centre.
+   */
+  autoprune_x0?: number;
+  /**
+   * AutoPrune base slope.
+   */
+  autoprune_k0?: number;
+  /**
+   * AutoPrune MI sensitivity.
+   */
+  autoprune_gamma?: number;
+}
