@@ -9,26 +9,30 @@
  * the bag against the wall clock (×rate), so a slow model drops sets as it would on the car.
  * A bag that fails part-way (truncated, bad CRC, missing split) ends reading; everything read
  * before it is still evaluated and reported with the error.
+ *
+ * This file orchestrates; the parts of a setting's run are ground-truth.ts (the ego path),
+ * recorder.ts (output bag and trace), pacing.ts (the two clocks) and summary.ts (its figures).
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
+import { ReadAhead } from '../bag/read-ahead.js';
+import { openBag, type BagInfo, type BagReader } from '../bag/reader.js';
 import type { BudgetSpec, NativePruneOptions } from '../engine/addon-types.js';
+import type { Waypoint } from '../engine/engine.js';
 import { isPrunePolicy, PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
-import type { InferOutput, Waypoint } from '../engine/engine.js';
+import { MessageCodec } from '../msgs/codec.js';
 import { VlaNodeLogic, type EngineLike, type InferenceRecord } from '../pipeline/node.js';
 import type { NodeConfig } from '../pipeline/params.js';
-import { MessageCodec } from '../msgs/codec.js';
-import { cdrHeaderStampNs, type OdometryMsg, type TfMsg } from '../msgs/convert.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
-import { openBag, type BagInfo, type BagMessage, type BagReader } from '../bag/reader.js';
-import { BagWriter } from '../bag/writer.js';
-import { ReplayPort, type PublishedRecord } from './port.js';
-import { latencyStats } from './report.js';
-import type { BagSummary, ComplexityBucket, FrameSummary, LatencyStage, ReplayReport, ReportError, SettingResult } from './report-types.js';
-import { EgoPath, HORIZONS_S, planDistance, plannedAt, planningErrors, scoreFrame, yawFromQuaternion, type PoseSample, type ScoredFrame } from './score.js';
-import { TraceWriter, type TraceFrame } from './trace.js';
+import { chooseGroundTruth, GroundTruthCollector } from './ground-truth.js';
+import { everySetPacing, ratePacing, type Pacing } from './pacing.js';
+import { ReplayPort } from './port.js';
+import { Recorder } from './recorder.js';
+import type { BagSummary, ReplayReport, ReportError, SettingResult } from './report-types.js';
+import { EgoPath, HORIZONS_S, planDistance, scoreFrame } from './score.js';
+import { summarize, type FrameResult } from './summary.js';
 
 export interface ReplaySetting {
   policy: PrunePolicyName;
@@ -74,8 +78,6 @@ export interface ReplayOptions {
 }
 
 const NODE_NAME = 'autoprune_ros';
-const ODOM = 'nav_msgs/msg/Odometry';
-const TF = 'tf2_msgs/msg/TFMessage';
 
 export function settingLabel(s: ReplaySetting): string {
   return s.policy === 'none' || !s.budget ? s.policy : `${s.policy} ${s.budget.kind}:${s.budget.value}`;
@@ -142,85 +144,7 @@ function errorOf(err: unknown): ReportError {
   };
 }
 
-interface FrameResult {
-  rec: InferenceRecord;
-  gt: Array<{ x: number; y: number } | null>;
-  gtH: Array<{ x: number; y: number } | null>;
-  score: ScoredFrame;
-}
 
-/**
- * Pulls from an async iterator into a bounded queue (by count and bytes) on its own, so parsing
- * happens while the consumer waits on something else. An error is delivered after the messages
- * queued before it, as the iterator produced them.
- */
-class ReadAhead {
-  private readonly queue: BagMessage[] = [];
-  private bytes = 0;
-  private error: unknown;
-  private done = false;
-  private stopped = false;
-  private wakeConsumer: (() => void) | undefined;
-  private wakeProducer: (() => void) | undefined;
-  private readonly pump: Promise<void>;
-
-  constructor(
-    private readonly it: AsyncGenerator<BagMessage>,
-    private readonly maxCount: number,
-    private readonly maxBytes: number,
-  ) {
-    this.pump = this.run();
-  }
-
-  private async run(): Promise<void> {
-    try {
-      for (;;) {
-        while (!this.stopped && (this.queue.length >= this.maxCount || this.bytes >= this.maxBytes)) await new Promise<void>((r) => (this.wakeProducer = r));
-        if (this.stopped) return;
-        const r = await this.it.next();
-        if (r.done) break;
-        this.queue.push(r.value);
-        this.bytes += r.value.data.byteLength;
-        this.wakeConsumer?.();
-      }
-    } catch (err) {
-      this.error = err;
-    } finally {
-      this.done = true;
-      this.wakeConsumer?.();
-    }
-  }
-
-  /** The next message; undefined at the end; throws the reader's error once the queue is drained. */
-  async next(): Promise<BagMessage | undefined> {
-    for (;;) {
-      const m = this.queue.shift();
-      if (m) {
-        this.bytes -= m.data.byteLength;
-        this.wakeProducer?.();
-        return m;
-      }
-      if (this.done) {
-        if (this.error !== undefined) {
-          const e = this.error;
-          this.error = undefined;
-          throw e;
-        }
-        return undefined;
-      }
-      await new Promise<void>((r) => (this.wakeConsumer = r));
-    }
-  }
-
-  async close(): Promise<void> {
-    this.stopped = true;
-    this.wakeProducer?.();
-    await this.pump;
-    await this.it.return(undefined).catch(() => undefined);
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
 /** Checks the node's subscriptions against the bag before anything runs. */
@@ -424,72 +348,38 @@ async function runSetting(
   let interrupted = false;
   let messagesRead = 0;
 
-  // Output bag: topics registered on first publish; writes chained (the MCAP writer is sequential).
-  const writeBag = opts.writeBag !== false;
-  const bagDir = path.join(dir, 'bag');
-  let out: BagWriter | undefined;
-  let chain: Promise<void> = Promise.resolve();
-  let outErr: unknown;
-  if (writeBag) {
-    await rm(bagDir, { recursive: true, force: true });
-    out = await BagWriter.create(bagDir);
-  }
-  const registered = new Set<string>();
-  // Published messages are queued and written while the next inference runs (drainOut in waitBusy).
-  let outQueue: PublishedRecord[] = [];
-  port.onPublish = (m) => {
-    if (out && !outErr) outQueue.push(m);
-  };
-  const drainOut = () => {
-    if (!out || !outQueue.length) return;
-    const w = out;
-    const batch = outQueue;
-    outQueue = [];
-    chain = chain
-      .then(async () => {
-        for (const m of batch) {
-          if (!registered.has(m.topic)) {
-            registered.add(m.topic);
-            await w.addTopic(m.topic, m.type, codec.definitionText(m.type), m.qos);
-          }
-          await w.write(m.topic, m.atNs, m.cdr);
-        }
-      })
-      .catch((err) => {
-        outErr ??= err;
-      });
-  };
-
-  const traceFile = opts.writeTrace !== false ? path.join(dir, 'trace.pb') : null;
   const cameraOf = new Map(opts.config.node.cameras.map((c) => [c.camera, port.resolve(c.topic)]));
-  const trace = traceFile
-    ? TraceWriter.open(traceFile, {
-        bagPath: info.path,
-        bagStartNs: startNs,
-        modelPath: opts.config.engine.modelPath,
-        backend: opts.engine.info.backend,
-        configPath: opts.configPath,
-        label: s.label,
-        policy: s.prune?.policy ?? 'none',
-        budget: s.prune?.budget ? `${s.prune.budget.kind}:${s.prune.budget.value}` : '',
-        pruneOptionsJson: JSON.stringify(s.prune ?? {}),
-        cameras: [...opts.engine.cameras],
-        waypointDtS: opts.engine.info.waypointDtS,
-        createdAt: new Date().toISOString(),
-        mode: opts.rate === undefined ? 'every-set' : 'rate',
-        rate: opts.rate ?? 0,
-      })
-    : undefined;
+  const recorder = await Recorder.open({
+    dir,
+    writeBag: opts.writeBag !== false,
+    writeTrace: opts.writeTrace !== false,
+    codec,
+    cameraTopics: cameraOf,
+    traceHeader: {
+      bagPath: info.path,
+      bagStartNs: startNs,
+      modelPath: opts.config.engine.modelPath,
+      backend: opts.engine.info.backend,
+      configPath: opts.configPath,
+      label: s.label,
+      policy: s.prune?.policy ?? 'none',
+      budget: s.prune?.budget ? `${s.prune.budget.kind}:${s.prune.budget.value}` : '',
+      pruneOptionsJson: JSON.stringify(s.prune ?? {}),
+      cameras: [...opts.engine.cameras],
+      waypointDtS: opts.engine.info.waypointDtS,
+      createdAt: new Date().toISOString(),
+      mode: opts.rate === undefined ? 'every-set' : 'rate',
+      rate: opts.rate ?? 0,
+    },
+  });
+  port.onPublish = (m) => recorder.published(m);
 
-  // Bag log times of camera frames, by topic and header stamp (the trace references inputs by bag time).
-  const logTimes = new Map<string, Map<bigint, bigint>>();
-  let frameIndex = 0;
   const finish = (rec: InferenceRecord) => {
     const gt = egoPath.futureInEgoFrame(rec.stampNs, wpTimes);
     const gtH = egoPath.futureInEgoFrame(rec.stampNs, HORIZONS_S);
     const score = scoreFrame(rec.output.waypoints, gt, gtH);
     results.push({ rec, gt, gtH, score });
-    if (trace) trace.frame(traceFrame(frameIndex++, rec, gt, gtH, cameraOf, logTimes));
+    recorder.frame(rec, gt, gtH);
   };
   const flush = (all: boolean) => {
     // A frame is scored once the bag's clock is a second past its last waypoint: odometry
@@ -497,63 +387,34 @@ async function runSetting(
     while (pending.length && (all || (pending[0] as InferenceRecord).stampNs + horizonNs + 1_000_000_000n < port.now())) finish(pending.shift() as InferenceRecord);
   };
   node.onResult = (rec) => pending.push(rec);
-  node.onFailure = (stampNs, e) => {
-    if (trace) trace.frame({ index: frameIndex++, stampNs, takenNs: port.now(), inputs: [], instruction: '', prompt: '', waypoints: [], groundTruth: [], groundTruthHorizons: [], prune: null, timings: null, errorCode: e.code, errorMessage: e.message });
-  };
+  node.onFailure = (stampNs, e) => recorder.failure(stampNs, port.now(), e);
 
   node.start();
   const subs = port.subscriptions();
-  // Ground truth: an odometry topic (asked for, the node's, or the bag's first), else tf.
-  const typeOf = (t: string) => info.topics.find((x) => x.name === t)?.type;
-  const asked = opts.groundTruthTopic ? port.resolve(opts.groundTruthTopic) : undefined;
   const nodeOdom = opts.config.node.odometryTopic ? port.resolve(opts.config.node.odometryTopic) : undefined;
-  let groundTruthTopic: string | null =
-    asked ?? (nodeOdom && typeOf(nodeOdom) === ODOM ? nodeOdom : (info.topics.find((t) => t.type === ODOM)?.name ?? info.topics.find((t) => t.type === TF && t.name === '/tf')?.name ?? null));
-  const gtKind = groundTruthTopic ? typeOf(groundTruthTopic) : undefined;
-  if (groundTruthTopic && gtKind !== ODOM && gtKind !== TF) {
-    log.warn({ topic: groundTruthTopic, type: gtKind ?? 'absent' }, 'no odometry or tf for ground truth in the bag: planning errors are not computed');
-    groundTruthTopic = null;
-  }
-  const childFrame = opts.groundTruthFrame ?? 'base_link';
-  const groundTruthLabel = groundTruthTopic ? (gtKind === TF ? `tf ${groundTruthTopic} (${childFrame})` : `odometry ${groundTruthTopic}`) : null;
-  const addTf = (msg: TfMsg) => {
-    for (const t of msg.transforms) {
-      if (t.child_frame_id.replace(/^\//, '') !== childFrame) continue;
-      const tNs = BigInt(t.header.stamp.sec) * 1_000_000_000n + BigInt(t.header.stamp.nanosec);
-      egoPath.add({ tNs, x: t.transform.translation.x, y: t.transform.translation.y, yaw: yawFromQuaternion(t.transform.rotation) });
-    }
-  };
-  const addPose = (o: OdometryMsg) => {
-    const tNs = BigInt(o.header.stamp.sec) * 1_000_000_000n + BigInt(o.header.stamp.nanosec);
-    egoPath.add({ tNs, x: o.pose.pose.position.x, y: o.pose.pose.position.y, yaw: yawFromQuaternion(o.pose.pose.orientation) } satisfies PoseSample);
-  };
+  const gtChoice = chooseGroundTruth(info, opts.groundTruthTopic ? port.resolve(opts.groundTruthTopic) : undefined, nodeOdom, opts.groundTruthFrame ?? 'base_link', log);
+  const gt = new GroundTruthCollector(egoPath, gtChoice, codec, log);
   // The node decodes its odometry topic anyway: when it is the ground truth, take the poses from it.
-  const gtFromNode = collectGt && groundTruthTopic !== null && gtKind === ODOM && nodeOdom === groundTruthTopic;
-  if (gtFromNode) node.onOdometryMessage = addPose;
+  const gtFromNode = collectGt && gtChoice.kind === 'odometry' && nodeOdom === gtChoice.topic;
+  if (gtFromNode) node.onOdometryMessage = (o) => gt.addPose(o);
   const wanted = new Set(subs.keys());
-  if (groundTruthTopic) wanted.add(groundTruthTopic);
+  if (gtChoice.topic) wanted.add(gtChoice.topic);
   const cameraTopics = new Set(cameraOf.values());
-  // Every-set mode waits for each inference; the main thread is idle meanwhile, so scoring and
-  // tracing of earlier frames (and parsing of the next message, below) happen in that time.
-  const waitBusy =
-    opts.rate === undefined
-      ? () => {
-          const busy = node.busy;
-          if (busy) {
-            flush(false);
-            drainOut();
-          }
-          return busy;
-        }
-      : undefined;
   const durationS = Number(info.durationNs) / 1e9;
   let lastProgress = 0;
   const progress = () => opts.onProgress?.({ setting: index, settings: count, label: s.label, bagTimeS: Number(port.now() - startNs) / 1e9, durationS, frames: results.length + pending.length, messagesRead });
 
   try {
     preflight(info, subs, opts.config, codec, port, log);
-    const wallStart = performance.now();
-    let bagFirst: bigint | undefined;
+    // Every-set mode waits for each inference; the main thread is idle meanwhile, so scoring and
+    // tracing of earlier frames (and parsing of the next message, below) happen in that time.
+    const pacing: Pacing =
+      opts.rate === undefined
+        ? everySetPacing(port, () => node.busy, () => {
+            flush(false);
+            recorder.drain();
+          })
+        : ratePacing(port, opts.rate, opts.config.node.tickMs);
     // Messages are read ahead into a bounded queue: the bag is parsed while the model runs.
     const ahead = new ReadAhead(reader.messages({ topics: wanted }), 256, 64 << 20);
     try {
@@ -565,36 +426,12 @@ async function runSetting(
           break;
         }
         messagesRead++;
-        if (collectGt && m.topic === groundTruthTopic && !gtFromNode) {
-          try {
-            if (gtKind === TF) addTf(codec.decode<TfMsg>(TF, m.data));
-            else addPose(codec.decode<OdometryMsg>(ODOM, m.data));
-          } catch (err) {
-            log.warn({ code: VlaError.from(err).code, offset: m.offset }, 'message skipped for ground truth');
-          }
-        }
-        if (cameraTopics.has(m.topic)) {
-          const st = cdrHeaderStampNs(m.data);
-          if (st !== undefined) {
-            let mp = logTimes.get(m.topic);
-            if (!mp) logTimes.set(m.topic, (mp = new Map()));
-            mp.set(st, m.logTimeNs);
-            if (mp.size > 256) mp.delete(mp.keys().next().value as bigint);
-          }
-        }
-        if (opts.rate !== undefined) {
-          bagFirst ??= m.logTimeNs;
-          const rate = opts.rate;
-          const mapped = () => (bagFirst as bigint) + BigInt(Math.round((performance.now() - wallStart) * 1e6 * rate));
-          for (let now = mapped(); now < m.logTimeNs; now = mapped()) {
-            await sleep(Math.max(0, Math.min(Number(m.logTimeNs - now) / 1e6 / rate, opts.config.node.tickMs)));
-            await port.advanceTo(mapped() < m.logTimeNs ? mapped() : m.logTimeNs);
-          }
-        }
-        await port.advanceTo(m.logTimeNs, waitBusy);
+        if (collectGt && m.topic === gtChoice.topic && !gtFromNode) gt.take(m);
+        if (cameraTopics.has(m.topic)) recorder.cameraMessage(m.topic, m.data, m.logTimeNs);
+        await pacing.advanceTo(m.logTimeNs);
         port.deliver(m.topic, m.type, m.data);
         flush(false);
-        if (opts.rate !== undefined || outQueue.length > 64) drainOut();
+        if (pacing.mode === 'rate' || recorder.queued > 64) recorder.drain();
         const nowMs = performance.now();
         if (nowMs - lastProgress > 100) {
           lastProgress = nowMs;
@@ -616,151 +453,18 @@ async function runSetting(
   await node.stop();
   flush(true);
   progress();
-  drainOut();
-  await chain;
-  // Both files end with I/O waits: close them together.
-  const [wroteBag] = await Promise.all([
-    out ? out.close().then(() => bagDir, (err) => ((outErr ??= err), null)) : Promise.resolve(null),
-    trace?.close({
-      messagesRead: BigInt(messagesRead),
-      interrupted,
-      errorCode: error?.code ?? '',
-      errorMessage: error?.message ?? '',
-      errorFile: error?.file ?? '',
-      errorOffset: BigInt(error?.offset ?? 0),
-    }),
-  ]);
-  if (outErr) log.error({ code: VlaError.from(outErr).code }, `output bag: ${(outErr as Error).message}`);
+  recorder.drain();
+  const wroteBag = await recorder.close({
+    messagesRead: BigInt(messagesRead),
+    interrupted,
+    errorCode: error?.code ?? '',
+    errorMessage: error?.message ?? '',
+    errorFile: error?.file ?? '',
+    errorOffset: BigInt(error?.offset ?? 0),
+  });
+  if (recorder.outError) log.error({ code: VlaError.from(recorder.outError).code }, `output bag: ${(recorder.outError as Error).message}`);
   const wallMs = performance.now() - wall0;
   const setting = summarize(s.label, s.prune, node, results, wallMs, s.deadline ? opts.config.node.deadlineMs : undefined);
   const plans = new Map(results.map((r) => [r.rec.stampNs, r.rec.output.waypoints]));
-  return { setting, plans, egoPath, groundTruth: egoPath.size ? groundTruthLabel : null, messagesRead, trace: traceFile, bag: wroteBag, error, interrupted, fatal };
-}
-
-function traceFrame(
-  index: number,
-  rec: InferenceRecord,
-  gt: Array<{ x: number; y: number } | null>,
-  gtH: Array<{ x: number; y: number } | null>,
-  cameraOf: Map<string, string>,
-  logTimes: Map<string, Map<bigint, bigint>>,
-): TraceFrame {
-  const o: InferOutput = rec.output;
-  const p = o.prune;
-  const t = o.timings;
-  return {
-    index,
-    stampNs: rec.stampNs,
-    takenNs: rec.takenNs,
-    inputs: rec.frames.map((f) => {
-      const topic = cameraOf.get(f.camera) ?? '';
-      return { camera: f.camera, topic, stampNs: f.stampNs, logTimeNs: logTimes.get(topic)?.get(f.stampNs) ?? 0n };
-    }),
-    instruction: rec.instruction,
-    prompt: rec.prompt,
-    waypoints: o.waypoints,
-    groundTruth: gt,
-    groundTruthHorizons: gtH,
-    prune: {
-      policy: p.policy,
-      nVisual: p.nVisual,
-      kept: p.kept,
-      merged: p.merged,
-      keptPerView: p.keptPerView.flat(),
-      views: p.keptPerView[0]?.length ?? 0,
-      mi0: p.mi0,
-      mi1: p.mi1,
-      k: p.k,
-      scale: p.scale,
-      targetTokens: p.targetTokens,
-      avgTokens: p.avgTokens,
-      flops: p.flops,
-      flopsUnpruned: p.flopsUnpruned,
-      budgetMet: p.budgetMet,
-      budget: p.budget ? `${p.budget.kind}:${p.budget.value}` : '',
-    },
-    timings: { ...t, sensorToPublishMs: rec.sensorToPublishMs },
-    errorCode: '',
-    errorMessage: '',
-  };
-}
-
-/** Terciles of MI over the run: how the retention curve changes with scene complexity. */
-function complexityBuckets(results: FrameResult[]): ComplexityBucket[] {
-  const withMi = results.filter((r) => Number.isFinite(r.rec.output.prune.mi1) && r.rec.output.prune.kept.length);
-  if (withMi.length < 3) return [];
-  const sorted = [...withMi].sort((a, b) => a.rec.output.prune.mi1 - b.rec.output.prune.mi1);
-  const labels = ['low', 'mid', 'high'];
-  return labels.map((label, i) => {
-    const part = sorted.slice(Math.floor((i * sorted.length) / 3), Math.floor(((i + 1) * sorted.length) / 3));
-    const layers = part[0]?.rec.output.prune.kept.length ?? 0;
-    return {
-      label,
-      miMin: part[0]?.rec.output.prune.mi1 ?? 0,
-      miMax: part[part.length - 1]?.rec.output.prune.mi1 ?? 0,
-      n: part.length,
-      keptPerLayerMean: Array.from({ length: layers }, (_, l) => mean(part.map((r) => r.rec.output.prune.kept[l] ?? 0))),
-    };
-  });
-}
-
-/** A setting's figures; with a latency deadline, the budget is met when sensor to publish is within it. */
-function summarize(label: string, prune: NativePruneOptions | undefined, node: VlaNodeLogic, results: FrameResult[], wallMs: number, deadlineMs: number | undefined): SettingResult {
-  const c = node.counters;
-  const outs = results.map((r) => r.rec.output);
-  const stage = (f: (r: FrameResult) => number) => latencyStats(results.map(f));
-  const latency: Record<LatencyStage, ReturnType<typeof latencyStats>> = {
-    decode: stage((r) => r.rec.output.timings.decodeMs),
-    tokenize: stage((r) => r.rec.output.timings.tokenizeMs),
-    preprocess: stage((r) => r.rec.output.timings.preprocessMs),
-    vision: stage((r) => r.rec.output.timings.visionMs),
-    prefill: stage((r) => r.rec.output.timings.prefillMs),
-    head: stage((r) => r.rec.output.timings.headMs),
-    engine: stage((r) => r.rec.output.timings.engineMs),
-    total: stage((r) => r.rec.output.timings.totalMs),
-    sensorToPublish: stage((r) => r.rec.sensorToPublishMs),
-  };
-  const layers = Math.max(0, ...outs.map((o) => o.prune.kept.length));
-  const xy = (p: { x: number; y: number } | null): [number, number] | null => (p ? [p.x, p.y] : null);
-  const t0 = results[0]?.rec.stampNs;
-  const series: FrameSummary[] = results.map((r) => {
-    const o = r.rec.output;
-    const lastWithGt = [...r.score.l2M].reverse().find((v) => v !== null) ?? null;
-    return {
-      tS: t0 === undefined ? 0 : Number(r.rec.stampNs - t0) / 1e9,
-      totalMs: o.timings.totalMs,
-      sensorToPublishMs: r.rec.sensorToPublishMs,
-      keptMean: o.prune.kept.length ? mean(o.prune.kept) : o.prune.nVisual,
-      mi: o.prune.mi1,
-      relFlops: o.prune.flopsUnpruned > 0 ? o.prune.flops / o.prune.flopsUnpruned : 1,
-      l2FinalM: lastWithGt,
-      l2At3sM: r.score.l2At3sM,
-      plannedAt3s: xy(plannedAt(o.waypoints, 3)),
-      drivenAt3s: xy(r.gtH[2] ?? null),
-    };
-  });
-  return {
-    label,
-    policy: prune?.policy ?? 'none',
-    budget: prune?.budget ? `${prune.budget.kind}:${prune.budget.value}` : null,
-    frames: { framesIn: c.framesIn, setsInferred: c.setsInferred, published: c.published, droppedStale: c.droppedStale, droppedSuperseded: c.droppedSuperseded, failed: c.failed, badInput: c.badInput },
-    planning: planningErrors(results.map((r) => r.score)),
-    agreementWithNone: null,
-    latency,
-    tokens: {
-      visualIn: Math.max(0, ...outs.map((o) => o.prune.nVisual)),
-      keptMean: mean(series.map((x) => x.keptMean)),
-      keptPerLayerMean: Array.from({ length: layers }, (_, l) => mean(outs.map((o) => o.prune.kept[l] ?? o.prune.nVisual))),
-      byComplexity: prune?.policy === 'autoprune' ? complexityBuckets(results) : [],
-    },
-    compute: {
-      prefillGflopMean: mean(outs.map((o) => o.prune.flops / 1e9)),
-      prefillGflopUnprunedMean: mean(outs.map((o) => o.prune.flopsUnpruned / 1e9)),
-      relFlopsMean: mean(series.map((x) => x.relFlops)),
-      budgetMetFraction: results.length ? results.filter((r) => (deadlineMs !== undefined ? r.rec.sensorToPublishMs <= deadlineMs : r.rec.output.prune.budgetMet)).length / results.length : 1,
-    },
-    inferenceMs: outs.reduce((a, o) => a + o.timings.totalMs, 0),
-    wallMs,
-    series,
-  };
+  return { setting, plans, egoPath, groundTruth: egoPath.size ? gtChoice.label : null, messagesRead, trace: recorder.traceFile, bag: wroteBag, error, interrupted, fatal };
 }

@@ -466,7 +466,11 @@ describe('replay of the sample drive (addon, tiny model)', function () {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const exited = new Promise<number | null>((r) => child.on('exit', (c) => r(c)));
-    await new Promise((r) => setTimeout(r, 2500));
+    // Interrupt once the replay runs (its SIGINT handler is set right after the model loads);
+    // a fixed delay raced the start-up on a busy machine and killed the process instead.
+    const deadline = Date.now() + 30_000;
+    while (!stderr.includes('"msg":"model loaded"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 1000));
     child.kill('SIGINT');
     const code = await exited;
     assert.equal(code, 130, stderr);
