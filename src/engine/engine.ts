@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -151,6 +152,20 @@ export class Engine {
     } catch (err) {
       native.dispose();
       throw VlaError.from(err, ErrorCodes.CONFIG);
+    }
+  }
+
+  /**
+   * The checks of load() that answer at once, without reading the model: the directory holds a
+   * config.json, and a backend asked for by name is in this build and usable here. For callers
+   * that must reply synchronously (a ROS parameter change); load() still checks everything.
+   */
+  static precheck(dir: string, options: Pick<EngineOptions, 'backend'> = {}): void {
+    const config = path.join(dir, 'config.json');
+    if (!existsSync(config)) throw new VlaError(ErrorCodes.IO, `${config}: cannot open (is this a model directory?)`, { file: config });
+    if (options.backend === 'cuda') {
+      const reason = loadAddon().cudaUnavailable;
+      if (reason) throw new VlaError(ErrorCodes.BACKEND, `backend 'cuda': ${reason}`);
     }
   }
 

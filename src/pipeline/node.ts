@@ -104,6 +104,13 @@ const TOPICS = {
   diagnostics: '/diagnostics',
 };
 
+/** Every configured camera must be one of the model's (VLA_E_INPUT naming the first that is not). */
+export function checkCameras(cameras: ReadonlyArray<{ camera: string }>, modelCameras: readonly string[]): void {
+  for (const c of cameras) {
+    if (!modelCameras.includes(c.camera)) throw new VlaError(ErrorCodes.INPUT, `camera '${c.camera}' is not one of the model's (${modelCameras.join(', ')})`);
+  }
+}
+
 export class VlaNodeLogic {
   readonly counters: NodeCounters = { framesIn: 0, setsInferred: 0, published: 0, failed: 0, badInput: 0, droppedStale: 0, droppedSuperseded: 0, lastErrorCode: '', lastError: '' };
   private readonly sync: FrameSync<ImageInput>;
@@ -133,9 +140,7 @@ export class VlaNodeLogic {
     log?: Logger,
   ) {
     this.log = log ?? componentLogger('node');
-    for (const c of params.cameras) {
-      if (!engine.cameras.includes(c.camera)) throw new VlaError(ErrorCodes.INPUT, `camera '${c.camera}' is not one of the model's (${engine.cameras.join(', ')})`);
-    }
+    checkCameras(params.cameras, engine.cameras);
     const order = engine.cameras.filter((c) => params.cameras.some((p) => p.camera === c));
     this.sync = new FrameSync<ImageInput>({ cameras: order, slopMs: params.slopMs, maxAgeMs: params.maxAgeMs, missingCamera: params.missingCamera });
     this.instruction = params.defaultInstruction;

@@ -80,6 +80,11 @@ export function parameterDeclarations(): Array<{ name: string; type: RosParamTyp
   });
 }
 
+/** A value as the parameter's ROS type carries it (integers as bigint). */
+export function rosValue(name: string, value: unknown): RosParamValue {
+  return PARAMETER_TYPES[name] === 'integer' ? BigInt(value as number) : (value as RosParamValue);
+}
+
 /**
  * A live node's parameter values as configFromParams takes them: integers as numbers, and
  * parameters left empty dropped (an empty string, or an empty list where one is required), so

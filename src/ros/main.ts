@@ -2,17 +2,18 @@
  * The ROS 2 lifecycle node: `node dist/ros/main.js --ros-args --params-file configs/x.yaml`
  * (what launch/autoprune_ros.launch.py runs). Parameters are declared with their ROS types
  * (configs/autoprune_ros.schema.json is the contract) and validated; configure loads and warms
- * the model, activate starts the node logic, deactivate stops it. Needs a sourced ROS 2 and
- * `npm run build`; rclnodejs is imported only here and in rclnodejs-port.ts, at run time.
+ * the model, activate starts the node logic, deactivate stops it. A parameter change is applied
+ * between frames, and one of an engine parameter loads the new engine first (NodeRunner, in
+ * pipeline/). Needs a sourced ROS 2 and `npm run build`; rclnodejs is imported only here and in
+ * rclnodejs-port.ts, at run time.
  */
 import { pathToFileURL } from 'node:url';
 
-import { Engine } from '../engine/engine.js';
-import { VlaNodeLogic } from '../pipeline/node.js';
-import { configFromParams, engineLoadOptions, parameterDeclarations, valuesFromRos, type NodeConfig } from '../pipeline/params.js';
+import { MessageCodec } from '../msgs/codec.js';
+import { configFromParams, parameterDeclarations, PARAMETER_TYPES, rosValue, valuesFromRos } from '../pipeline/params.js';
+import { NodeRunner } from '../pipeline/runner.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger } from '../util/logger.js';
-import { MessageCodec } from '../msgs/codec.js';
 import { RclPort } from './rclnodejs-port.js';
 
 const log = componentLogger('ros');
@@ -44,47 +45,26 @@ export async function runNode(argv: string[] = process.argv): Promise<void> {
   }
   const current = (): Record<string, unknown> => valuesFromRos(node.getParameters());
 
-  let config: NodeConfig = configFromParams(current(), 'node parameters');
-  const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
-  // Warm-up: one inference on grey frames so the first real frame does not pay for first use.
-  const grey = { data: new Uint8Array(64 * 64 * 3).fill(128), width: 64, height: 64, encoding: 'rgb8' as const };
-  const warm = await engine.infer({ views: engine.cameras.map(() => grey), instruction: config.node.defaultInstruction });
-  log.info({ warmupMs: Math.round(warm.timings.totalMs) }, 'model warmed up');
-  const port = new RclPort(rcl, node);
-  const codec = new MessageCodec();
-  let logic: VlaNodeLogic | undefined;
+  const runner = await NodeRunner.start({ port: new RclPort(rcl, node), config: configFromParams(current(), 'node parameters'), codec: new MessageCodec(), log });
   const SUCCESS = rcl.lifecycle.CallbackReturnCode.SUCCESS;
   const FAILURE = rcl.lifecycle.CallbackReturnCode.FAILURE;
 
   node.addOnSetParametersCallback((params) => {
     const next = { ...current() };
     for (const p of params) next[p.name] = typeof p.value === 'bigint' ? Number(p.value) : p.value;
-    try {
-      config = configFromParams(next, 'parameter change');
-      // Applied between frames: the running logic finishes its frame, a new one takes over.
-      if (logic) {
-        const old = logic;
-        logic = undefined;
-        void old.stop().then(() => {
-          logic = new VlaNodeLogic(port, engine, { ...config.node, modelName: config.engine.modelPath }, codec);
-          logic.start();
-        });
-      }
-      return { successful: true, reason: '' };
-    } catch (err) {
-      const e = VlaError.from(err, ErrorCodes.PARAMS);
-      log.warn({ code: e.code }, e.message);
-      return { successful: false, reason: `${e.code}: ${e.message}` };
-    }
+    return runner.propose(next);
   });
+  // A change whose engine did not load is undone, so the parameters say what runs.
+  runner.onReloadFailed = (_err, kept, names) => {
+    node.setParameters(names.map((n) => new rcl.Parameter(n, typeOf[PARAMETER_TYPES[n] ?? 'string'], rosValue(n, kept.raw[n]) as never)));
+  };
   node.registerOnConfigure(() => {
-    log.info({ model: config.engine.modelPath, backend: engine.info.backend }, 'configured');
+    log.info({ model: runner.config.engine.modelPath, backend: runner.engine.info?.backend }, 'configured');
     return SUCCESS;
   });
   node.registerOnActivate(() => {
     try {
-      logic = new VlaNodeLogic(port, engine, { ...config.node, modelName: config.engine.modelPath }, codec);
-      logic.start();
+      runner.activate();
       return SUCCESS;
     } catch (err) {
       const e = VlaError.from(err);
@@ -93,12 +73,11 @@ export async function runNode(argv: string[] = process.argv): Promise<void> {
     }
   });
   node.registerOnDeactivate(() => {
-    void logic?.stop();
-    logic = undefined;
+    void runner.deactivate();
     return SUCCESS;
   });
   node.registerOnShutdown(() => {
-    void logic?.stop().then(() => engine.dispose());
+    void runner.shutdown();
     return SUCCESS;
   });
   node.configure();
