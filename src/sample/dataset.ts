@@ -194,7 +194,7 @@ export async function makeDataset(outDir: string, opts: DatasetOptions): Promise
         for (const tS of episodeInstants(seed, sc.durationS, opts.framesPerEpisode)) {
           const speedMps = egoAt(sim, tS).v;
           const instr = modelInstruction(sc.instruction, speedMps);
-          // as src/native/engine.ts: buildPrompt with the model's prompt fields, then encode with BOS
+          // as src/engine/engine.ts: buildPrompt with the model's prompt fields, then encode with BOS
           const inputIds = Array.from(tok.encode(buildPrompt(DRIVING_PROMPT, instr, cameras.length), { addBos: true }));
           const sample: DatasetSample = {
             split,
