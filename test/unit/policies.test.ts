@@ -4,6 +4,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { isPrunePolicy, PRUNE_POLICIES, PRUNE_POLICY_DESCRIPTIONS, PRUNING_POLICIES } from '../../src/engine/policies.js';
+import { main } from '../../src/cli/main.js';
 import { parseSweep } from '../../src/replay/replay.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -30,5 +31,14 @@ describe('pruning policies: one list', () => {
     assert.ok(isPrunePolicy('autoprune') && !isPrunePolicy('AutoPrune') && !isPrunePolicy(''));
     assert.deepEqual(parseSweep([`policy=${PRUNE_POLICIES.join(',')}`, 'budget=8']).map((s) => s.policy), [...PRUNE_POLICIES]);
     assert.throws(() => parseSweep(['policy=bogus', 'budget=8']), (e: Error & { code?: string }) => e.code === 'VLA_E_ARGS' && e.message.includes(PRUNE_POLICIES.join(', ')));
+  });
+
+  it('the CLI offers exactly these choices and lists them with their descriptions in --help', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    assert.equal(await main(['node', 'autoprune-ros', '--help'], { out: (s) => out.push(s), err: (s) => err.push(s) }), 0);
+    for (const p of PRUNE_POLICIES) assert.ok(out.join('\n').includes(`  ${p.padEnd(16)} ${PRUNE_POLICY_DESCRIPTIONS[p]}`), p);
+    assert.equal(await main(['node', 'autoprune-ros', 'demo', '--policy', 'bogus'], { out: (s) => out.push(s), err: (s) => err.push(s) }), 2);
+    assert.match(err.join('\n'), new RegExp(`Allowed choices are ${PRUNE_POLICIES.join(', ')}\\.`));
   });
 });
