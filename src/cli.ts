@@ -16,6 +16,7 @@ import type { ImageInput } from './native/image.js';
 import { makeModel } from './model/tiny.js';
 import { registerReplayCommands } from './replay/cli.js';
 import { registerEvaluateCommand } from './replay/evaluate-cli.js';
+import { registerDriveCommands } from './sim/cli.js';
 import { ErrorCodes, VlaError } from './util/errors.js';
 
 interface Io {
@@ -232,6 +233,7 @@ export function buildProgram(io: Io, setExit: (code: number) => void = () => und
     });
   registerReplayCommands(program, io, setExit);
   registerEvaluateCommand(program, io, setExit);
+  registerDriveCommands(program, io, setExit);
   return program;
 }
 
