@@ -15,7 +15,7 @@ import { Engine, parseBudget, type BackendName } from '../native/engine.js';
 import { engineLoadOptions, loadParamsFile, type NodeConfig } from '../pipeline/params.js';
 import { resolveShareBudgets } from '../replay/evaluate-cli.js';
 import { parseSweep, settingLabel, type ReplaySetting } from '../replay/replay.js';
-import { sampleScenario, type Scenario } from '../sample/scenario.js';
+import { SCENARIO_KINDS, sampleScenario, type Scenario } from '../sample/scenario.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger } from '../util/logger.js';
 import { runDrive, type DriveOptions, type PlannerEngine } from './drive.js';
@@ -23,7 +23,6 @@ import { latencyIsDeterministic, latencyLabel, modelArithFromDir, parseLatency, 
 import { loadScenarioFile } from './scenario-file.js';
 import { heldOutScenarios, jobResult, mergeShards, parseSeedList, parseShard, sweepJobs, sweepReport, sweepSettings, sweepTable, TEST_SEED_BASE, writeSweep, type Job } from './sweep.js';
 import type { DriveReport, PlannerKind, SweepJobResult, SweepReport } from './types.js';
-import { SCENARIO_KINDS } from '../sample/scenario.js';
 
 export interface Io {
   out: (s: string) => void;
@@ -50,6 +49,8 @@ interface DriveCliOptions {
   backend?: BackendName;
   threads?: number;
   cameraHz: number;
+  width: number;
+  height: number;
   timeout?: number;
   bag?: boolean;
   animation?: boolean;
@@ -162,6 +163,8 @@ function driveOptions(s: Setup, o: DriveCliOptions, scenario: Scenario, source: 
     maxPlanAgeMs: o.maxPlanAge,
     reactiveTraffic: o.reactiveTraffic ?? false,
     cameraHz: o.cameraHz,
+    width: o.width,
+    height: o.height,
     ...(o.timeout !== undefined ? { timeoutS: o.timeout } : {}),
     outDir,
     writeBag: artifacts.bag,
@@ -324,6 +327,8 @@ export function registerDriveCommands(program: Command, io: Io, setExit: (code: 
     .addOption(new Option('--backend <name>', "compute backend (default: the config's)").choices(['cpu', 'cuda', 'auto']))
     .option('--threads <n>', 'CPU threads (0 = all cores)', count('--threads'))
     .option('--camera-hz <hz>', 'camera rate', positive('--camera-hz'), 10)
+    .option('--width <px>', 'camera image width', count('--width'), 320)
+    .option('--height <px>', 'camera image height', count('--height'), 180)
     .option('--timeout <s>', 'simulated seconds before the drive times out (default: twice the scenario\'s duration plus 2 s)', positive('--timeout'))
     .option('--no-bag', 'do not write the MCAP bag')
     .option('--no-animation', 'do not write the animated WebP')

@@ -207,6 +207,7 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
   if (!(maxPlanAgeMs > 0 && maxPlanAgeMs <= 60_000)) throw new VlaError(ErrorCodes.SIM_CONFIG, `the plan-age limit must be in (0, 60000] ms, got ${maxPlanAgeMs}`);
   if (!(safeStopDecel > 0 && safeStopDecel <= vehicle.maxDecelMps2)) throw new VlaError(ErrorCodes.SIM_CONFIG, `the safe-stop deceleration must be in (0, ${vehicle.maxDecelMps2}] m/s^2, got ${safeStopDecel}`);
   if (!(cameraHz > 0 && cameraHz <= 100) || !(odomHz > 0 && odomHz <= 1000)) throw new VlaError(ErrorCodes.SIM_CONFIG, `camera rate 0-100 Hz, odometry rate 0-1000 Hz (got ${cameraHz}, ${odomHz})`);
+  if (!(Number.isInteger(width) && Number.isInteger(height) && width >= 16 && height >= 16 && width <= 4096 && height <= 4096)) throw new VlaError(ErrorCodes.SIM_CONFIG, `camera images must be 16..4096 pixels a side, got ${width}x${height}`);
   if (!(timeoutS > 0 && timeoutS <= 590)) throw new VlaError(ErrorCodes.SIM_CONFIG, `the timeout must be in (0, 590] s, got ${timeoutS}`);
   const world = new SimWorld(sc, { horizonS: timeoutS + 1, reactive: o.reactiveTraffic ?? false });
   const route = expertRoute(world);
@@ -398,10 +399,13 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
   const relFlops: number[] = [];
   let visualTokens: number | null = null;
   let failed = 0;
+  // the request whose result is held back until its release (the node is busy meanwhile)
+  let held: Started | undefined;
   const settleStarted = async () => {
     const s = gate.started;
     if (!s) return;
     gate.started = undefined;
+    held = s;
     try {
       const out = await s.real;
       const lat = latency.latency(out);
@@ -412,12 +416,14 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
         relFlops.push(out.prune.flopsUnpruned > 0 ? out.prune.flops / out.prune.flopsUnpruned : 1);
       }
       queue.push(s.startNs + sToNs(lat.totalMs / 1e3), PRIO.complete, async () => {
+        held = undefined;
         s.resolve({ ...out, timings: lat.timings });
         await node.busy;
       });
     } catch (err) {
       failed++;
       queue.push(s.startNs, PRIO.complete, async () => {
+        held = undefined;
         s.reject(err);
         await node.busy;
       });
@@ -535,8 +541,7 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
   const simS = stepIndex * world.dtS;
   // release a plan still held back, so the node's inference ends; what it publishes now is not recorded
   ended = true;
-  const pending = gate.started;
-  if (pending) pending.reject(new VlaError(ErrorCodes.INTERNAL, 'the drive ended'));
+  for (const pending of [gate.started, held]) pending?.reject(new VlaError(ErrorCodes.INTERNAL, 'the drive ended'));
   await node.stop().catch(() => undefined);
 
   const metrics = monitor.finish(simS, status, state);
