@@ -150,6 +150,8 @@ interface Started {
   real: Promise<InferOutput>;
   resolve: (o: InferOutput) => void;
   reject: (e: unknown) => void;
+  /** The result, once known (held back until its release). */
+  out?: InferOutput;
 }
 
 /**
@@ -409,6 +411,7 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
     try {
       const out = await s.real;
       const lat = latency.latency(out);
+      s.out = { ...out, timings: lat.timings };
       latencies.push(lat.totalMs);
       if (out.prune.nVisual > 0) {
         visualTokens = out.prune.nVisual;
@@ -539,14 +542,20 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
   }
   status ??= 'timeout';
   const simS = stepIndex * world.dtS;
-  // release a plan still held back, so the node's inference ends; what it publishes now is not recorded
+  // release a plan still held back, so the node's inference ends; what it publishes now is not
+  // recorded, and the counters are taken before
   ended = true;
-  for (const pending of [gate.started, held]) pending?.reject(new VlaError(ErrorCodes.INTERNAL, 'the drive ended'));
+  const c = { ...node.counters };
+  for (const pending of [gate.started, held]) {
+    if (!pending) continue;
+    const out = pending.out ?? (await pending.real.catch(() => undefined));
+    if (out) pending.resolve(out);
+    else pending.reject(new VlaError(ErrorCodes.INTERNAL, 'the drive ended'));
+  }
   await node.stop().catch(() => undefined);
 
   const metrics = monitor.finish(simS, status, state);
   sampleBag(simS, world.objectsAt(simS));
-  const c = node.counters;
   const report: DriveReport = {
     kind: 'autoprune-ros.drive-report',
     version: 1,

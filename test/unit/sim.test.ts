@@ -234,6 +234,18 @@ describe('closed loop: drives without the model', function () {
     assert.ok(r.metrics.routeCompletion < 100);
   });
 
+  it('traffic as recorded runs into an ego that stopped (not its fault); reactive traffic brakes for it', async () => {
+    // stale plans stop the ego early; a car follows it in its lane
+    const stop = { latency: parseLatency('fixed:700'), maxPlanAgeMs: 300 };
+    const logged = await runDrive(opts(sampleScenario(900000), 'expert', path.join(tmp, 'log-replay'), stop));
+    assert.equal(logged.metrics.infractions.collisionNotAtFault, 1);
+    assert.equal(logged.metrics.infractions.collisionVehicle, 0);
+    assert.equal(logged.metrics.infractionPenalty, 1);
+    const reactive = await runDrive(opts(sampleScenario(900000), 'expert', path.join(tmp, 'reactive'), { ...stop, reactiveTraffic: true }));
+    assert.equal(reactive.metrics.infractions.collisionNotAtFault + reactive.metrics.infractions.collisionVehicle, 0);
+    assert.equal(reactive.setup.reactiveTraffic, true);
+  });
+
   it('deterministic: two runs write the same report and bag, byte for byte', async () => {
     const sc = sampleScenario(900001);
     const files: Buffer[][] = [];
