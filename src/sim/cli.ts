@@ -132,7 +132,7 @@ function onInterrupt(): { signal: AbortSignal; dispose: () => void } {
   return { signal: abort.signal, dispose: () => process.off('SIGINT', handler) };
 }
 
-function driveOptions(s: Setup, o: DriveCliOptions, scenario: Scenario, source: string, planner: PlannerKind, setting: ReplaySetting | 'config', outDir: string, artifacts: { bag: boolean; animation: boolean; svg: boolean }, signal: AbortSignal | undefined): DriveOptions {
+function driveOptions(s: Setup, o: DriveCliOptions, scenario: Scenario, source: string, planner: PlannerKind, setting: ReplaySetting | 'config', outDir: string, artifacts: { bag: boolean; animation: boolean; svg: boolean }, signal: AbortSignal | undefined, quiet = false): DriveOptions {
   let prune: NativePruneOptions | undefined;
   let deadline = false;
   let label: string = planner === 'expert' ? 'expert' : planner === 'constant-velocity' ? 'constant velocity' : '';
@@ -171,7 +171,8 @@ function driveOptions(s: Setup, o: DriveCliOptions, scenario: Scenario, source: 
     writeAnimation: artifacts.animation,
     writeSvg: artifacts.svg,
     ...(signal ? { signal } : {}),
-    log: logger.child({ component: 'sim' }, process.env.LOG_LEVEL === undefined ? { level: 'warn' } : {}),
+    // a sweep with a budget a policy cannot meet would log every frame; the report counts them (LOG_LEVEL shows each)
+    log: logger.child({ component: 'sim' }, process.env.LOG_LEVEL === undefined ? { level: quiet ? 'fatal' : 'warn' } : {}),
   };
 }
 
@@ -271,7 +272,7 @@ async function runSweep(io: Io, o: DriveCliOptions): Promise<number> {
         break;
       }
       const t0 = performance.now();
-      const r = await runDrive(driveOptions(s, o, job.scenario, 'seed', job.setting.planner, job.setting.setting ?? 'config', path.join(outDir, job.dir), { bag: all && o.bag !== false, animation: all && o.animation !== false, svg: o.svg !== false }, it.signal));
+      const r = await runDrive(driveOptions(s, o, job.scenario, 'seed', job.setting.planner, job.setting.setting ?? 'config', path.join(outDir, job.dir), { bag: all && o.bag !== false, animation: all && o.animation !== false, svg: o.svg !== false }, it.signal, true));
       const wallS = (performance.now() - t0) / 1000;
       timing.push({ job: job.job, label: job.setting.label, seed: job.scenario.seed, wallS, simS: r.metrics.simTimeS });
       if (r.interrupted) {

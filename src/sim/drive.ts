@@ -234,7 +234,6 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
   };
   record();
   let cmd: ControlCommand = { steerRad: 0, steer: 0, throttle: 0, brake: 0, accelMps2: 0, targetSpeedMps: state.v, stopping: false, lookahead: null };
-  const tNow = () => Number(port.now() - T0_NS) / 1e9;
   /** The ego at tS: recorded steps interpolated; past the last step, stepped on under the current command. */
   const egoAt = (tS: number): BicycleState => {
     const fi = tS / world.dtS;
@@ -249,10 +248,7 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
     return stepBicycle(state, cmd, vehicle, (fi - stepIndex) * world.dtS);
   };
   let roadGuess = 0;
-  const roadOf = (s: { x: number; y: number; yaw: number }) => {
-    const rp = world.roadPose(s.x, s.y, s.yaw, roadGuess);
-    return rp;
-  };
+  const roadOf = (s: { x: number; y: number; yaw: number }) => world.roadPose(s.x, s.y, s.yaw, roadGuess);
 
   // --- the planner behind the node
   const wpCount = o.engine?.info.numWaypoints ?? o.waypoints?.count ?? 6;
