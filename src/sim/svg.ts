@@ -84,7 +84,9 @@ export function topDownSvg(t: TopDownInput): string {
   const xs = all.map((p) => p.x), ys = all.map((p) => p.y);
   let x0 = Math.min(...xs) - 20, x1 = Math.max(...xs) + 20, y0 = Math.min(...ys) - 20, y1 = Math.max(...ys) + 20;
   // keep the traffic near the drive in view, not the whole of every track
-  for (const tr of tracks) for (const p of tr) if (p.x > x0 - 30 && p.x < x1 + 30 && p.y > y0 - 30 && p.y < y1 + 30) {
+  const near: XY[] = [];
+  for (const tr of tracks) for (const p of tr) if (p.x > x0 - 30 && p.x < x1 + 30 && p.y > y0 - 30 && p.y < y1 + 30) near.push(p);
+  for (const p of near) {
     x0 = Math.min(x0, p.x - 5);
     x1 = Math.max(x1, p.x + 5);
     y0 = Math.min(y0, p.y - 5);
@@ -102,7 +104,7 @@ export function topDownSvg(t: TopDownInput): string {
     `<text x="20" y="42" fill="#333">${esc(t.subtitle)}</text>`,
   ];
   let sMin = Infinity, sMax = -Infinity, guess = 0;
-  for (const p of all) {
+  for (const p of [...all, ...near]) {
     guess = world.roadPose(p.x, p.y, 0, guess).s;
     sMin = Math.min(sMin, guess);
     sMax = Math.max(sMax, guess);
