@@ -236,8 +236,9 @@ export function sweepMarkdown(r: SweepReport): string {
 }
 
 export function sweepChart(r: SweepReport): string {
-  const pts = r.rows.filter((row) => row.planner === 'model').map((row) => ({ x: 100 * (row.relFlopsMean ?? 1), y: row.drivingScore, label: row.budget ? row.budget.replace('tokens:', 'T=') : row.label, group: row.policy }));
-  for (const row of r.rows.filter((x) => x.planner !== 'model')) pts.push({ x: 100, y: row.drivingScore, label: row.label, group: row.label });
+  // settings whose every inference failed (a budget the policy cannot meet) have no FLOPs to place them at
+  const pts = r.rows.filter((row) => row.planner === 'model' && row.relFlopsMean !== null).map((row) => ({ x: 100 * (row.relFlopsMean as number), y: row.drivingScore, label: row.budget ? row.budget.replace('tokens:', 'T=') : row.label, group: row.policy }));
+  for (const row of r.rows.filter((x) => x.planner !== 'model')) pts.push({ x: 100, y: row.drivingScore, label: row.label, group: 'references' });
   return scatterChart({ title: `Closed-loop driving score against prefill FLOPs (latency ${r.sweep.latency})`, xLabel: '% of unpruned prefill FLOPs', yLabel: 'driving score', points: pts });
 }
 
