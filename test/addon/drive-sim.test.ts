@@ -117,12 +117,17 @@ describe('closed loop with the bundled model', function () {
     assert.ok((JSON.parse(rep2.out) as { settings: Array<{ frames: { published: number } }> }).settings[0]!.frames.published > 10);
   });
 
-  it('CLI: a damaged scenario, a bad latency model and missing arguments are coded errors', async () => {
+  it('CLI: a damaged scenario, a damaged node config, a bad latency model and missing arguments are coded errors', async () => {
     const bad = path.join(tmp, 'bad-scenario.json');
     writeFileSync(bad, JSON.stringify({ ...sampleScenario(900004), durationS: -3 }));
     let r = await cli('drive', '--scenario-file', bad, '--out', path.join(tmp, 'x'));
     assert.equal(r.code, 1);
     assert.match(r.err, /^VLA_E_SCENARIO: .*durationS/);
+    const badConfig = path.join(tmp, 'bad-config.yaml');
+    writeFileSync(badConfig, readFileSync(CONFIG, 'utf8').replace('slop_ms: 20.0', 'slop_ms: fast'));
+    r = await cli('drive', '--scenario', '900004', '--config', badConfig, '--out', path.join(tmp, 'x'));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^VLA_E_PARAMS: .*slop_ms/);
     r = await cli('drive', '--scenario', '900004', '--latency', 'warp:9', '--out', path.join(tmp, 'x'));
     assert.equal(r.code, 1);
     assert.match(r.err, /^VLA_E_SIM_CONFIG: --latency/);
