@@ -255,7 +255,9 @@ const pc = (v: number | null | undefined) => (v === null || v === undefined || !
 
 /** The table as Markdown: one row per setting, pooled over all drives. */
 export function evaluationTable(r: EvaluationReport, pick: (row: EvaluationRow) => PooledPlanning | undefined = (row) => row.all): string[] {
-  const L = ['| setting | kept tokens | rel. prefill FLOPs | ms / frame (median) | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  // Reports written before the medians (no `latency`) carry means: the header says which.
+  const median = r.rows.some((row) => row.all.latency);
+  const L = [`| setting | kept tokens | rel. prefill FLOPs | ms / frame (${median ? 'median' : 'mean'}) | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |`, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
   for (const row of r.rows) {
     const p = pick(row);
     if (!p) continue;
@@ -287,9 +289,7 @@ export function evaluationMarkdown(r: EvaluationReport): string {
     '',
     ...evaluationTable(r),
     '',
-    `Latency: ${LATENCY_NOTE}.`,
-    ...evaluationCaveats(r).map((c) => `- **Within the noise:** ${c}.`),
-    '',
+    ...(r.rows.some((row) => row.all.latency) ? [`Latency: ${LATENCY_NOTE}.`, ...evaluationCaveats(r).map((c) => `- **Within the noise:** ${c}.`), ''] : []),
   ];
   const buckets = [...new Set(r.rows.flatMap((row) => Object.keys(row.byComplexity)))];
   for (const b of buckets) {

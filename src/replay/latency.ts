@@ -68,4 +68,4 @@ export function latencyCaveats(reference: { label: string; spread: Spread | null
 }
 
 /** What a reader of a latency comparison should know about how it was measured. */
-export const LATENCY_NOTE = `latency: medians after ${LATENCY_WARMUP_FRAMES} warm-up frame per setting; settings run one after another, so a change in the machine's load between them is not seen as noise (compare on a quiet machine, or interleave with \`infer --repeat\`)`;
+export const LATENCY_NOTE = `medians after ${LATENCY_WARMUP_FRAMES} warm-up frame per setting; settings run one after another, so a change in the machine's load between them is not seen as noise: compare on a quiet machine, and rerun to check that the order holds`;
