@@ -113,14 +113,13 @@ export interface RunningNode {
 }
 
 /** The real rclnodejs, refused early without a sourced ROS 2 (its import would start a native build). */
-export async function loadRclnodejs(): Promise<RclApi> {
+export async function loadRclnodejs(): Promise<typeof Rcl> {
   if (!process.env.ROS_DISTRO) {
     throw new VlaError(ErrorCodes.ADDON_MISSING, 'ROS 2 is not sourced (ROS_DISTRO is unset): source /opt/ros/<distro>/setup.bash and the workspace install/setup.bash, then npm run build');
   }
   try {
     const m = await import('rclnodejs');
-    const rcl: RclApi = m.default ?? m;
-    return rcl;
+    return m.default ?? m;
   } catch (err) {
     throw new VlaError(ErrorCodes.ADDON_MISSING, `rclnodejs cannot load (is ROS 2 sourced, and was npm run build run after sourcing it?): ${(err as Error).message}`);
   }

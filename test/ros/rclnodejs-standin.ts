@@ -696,7 +696,8 @@ export class StandinLifecycleNode implements RclLifecycleNode {
 // The module
 
 export interface Standin {
-  rcl: RclApi;
+  /** rclnodejs' module surface: what main.ts uses, and a plain Node (the lifecycle node's superset) for carla-control-main.ts. */
+  rcl: RclApi & { Node: new (nodeName: string, namespace?: string) => StandinLifecycleNode };
   readonly nodes: StandinLifecycleNode[];
   readonly published: PublishedRaw[];
   initialized(): boolean;
@@ -716,7 +717,7 @@ export function createStandin(): Standin {
   let args: Args | undefined;
   let initialized = false;
   let signalHandlers = true;
-  const rcl: RclApi = {
+  const rcl: Standin['rcl'] = {
     async init(_context?: Rcl.Context, argv?: string[]) {
       if (initialized) throw new Error('The context has already been initialized.');
       args = parseRosArgs(argv ?? []);
@@ -732,6 +733,13 @@ export function createStandin(): Standin {
     Parameter: StandinParameter,
     ParameterDescriptor: StandinDescriptor,
     QoS: StandinQoS,
+    Node: class extends StandinLifecycleNode {
+      constructor(name: string, namespace?: string) {
+        if (!initialized || !args) throw new Error('rclnodejs.init() has not been called');
+        super(graph, args, name, namespace);
+        nodes.push(this);
+      }
+    },
     lifecycle: {
       LifecycleNode: class extends StandinLifecycleNode {
         constructor(name: string, namespace?: string) {
