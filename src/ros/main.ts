@@ -276,6 +276,8 @@ function lifecycle(rcl: RclApi, node: RclLifecycleNode, runner: NodeRunner, port
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   runNode()
     .then((n) => n.closed)
+    // Everything is closed; should a native handle still hold the event loop, do not hang launch.
+    .then(() => void setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref())
     .catch((err: unknown) => {
       const e = VlaError.from(err);
       process.stderr.write(`${e.code}: ${e.message}\n`);
