@@ -176,8 +176,11 @@ export async function runNode(opts: RunNodeOptions = {}): Promise<RunningNode> {
 function lifecycle(rcl: RclApi, node: RclLifecycleNode, runner: NodeRunner, port: RclPort, signals: SignalSource, log: Logger): RunningNode {
   const current = (): Record<string, unknown> => valuesFromRos(node.getParameters());
   node.addOnSetParametersCallback((params) => {
+    // Only ours: rclnodejs' own (use_sim_time) are not the node's to judge.
+    const ours = params.filter((p) => p.name in PARAMETER_TYPES);
+    if (ours.length === 0) return { successful: true, reason: '' };
     const next = { ...current() };
-    for (const p of params) next[p.name] = typeof p.value === 'bigint' ? Number(p.value) : p.value;
+    for (const p of ours) next[p.name] = typeof p.value === 'bigint' ? Number(p.value) : p.value;
     return runner.propose(next);
   });
   // A change whose engine did not load is undone, so the parameters say what runs.

@@ -110,6 +110,7 @@ describe('ROS 2 node (src/ros/main.ts) over an rclnodejs stand-in, real engine (
     assert.match(bad.reason, new RegExp(ErrorCodes.INPUT));
     assert.equal(node.setParameters([new s.rcl.Parameter('slop_ms', 2 as never, 20n)])[0].successful, false, 'an integer for a double is refused');
     assert.equal(node.setParameters([new s.rcl.Parameter('slop_ms', 3 as never, 15)])[0].successful, true);
+    assert.equal(node.setParameters([new s.rcl.Parameter('use_sim_time', 1 as never, true)])[0].successful, true, 'rclnodejs\' own parameters are not ours to refuse');
     await running.runner.settled();
     assert.equal(running.runner.config.node.slopMs, 15);
 

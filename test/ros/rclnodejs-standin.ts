@@ -480,6 +480,8 @@ export class StandinLifecycleNode implements RclLifecycleNode {
     this.fullName = this.ns === '/' ? `/${this.nodeName}` : `${this.ns}/${this.nodeName}`;
     // lib/node.js: '/**' first, then the node's bare name; other keys do not reach rclnodejs
     for (const key of ['/**', this.nodeName]) for (const o of args.overrides.get(key) ?? []) this.overrides.set(o.name, o);
+    // lib/time_source.js: every node declares use_sim_time (bool, from the overrides when given)
+    this.declareParameter(new StandinParameter('use_sim_time', P.BOOL as ParamType, false));
   }
   readonly nodeName: string;
   readonly ns: string;
