@@ -19,7 +19,7 @@ const TIERS: ReadonlyArray<readonly string[]> = [
   ['msgs'], //            CDR codec, RosPort, message conversion
   ['pipeline', 'bag'], // the node logic and its runner; rosbag2 reading and writing
   ['sample'], //          synthetic scenarios, rendering, drive bags, datasets
-  ['replay'], //          bag replay, scoring, traces, reports, evaluation
+  ['replay', 'carla'], // bag replay, scoring, traces, reports, evaluation; CARLA route and control
   ['sim'], //             the closed-loop simulator around the node logic
   ['ros', 'cli', 'index'], // the rclnodejs node, the command line, the public API
 ];
