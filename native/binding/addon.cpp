@@ -8,8 +8,8 @@
 
 #include "vla/engine.h"
 #include "vla/jpeg.h"
-#include "vla/prune-ops.h"
-#include "vla/schedule.h"
+#include "prune/ops.h"
+#include "prune/schedule.h"
 
 namespace {
 

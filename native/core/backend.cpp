@@ -1,6 +1,7 @@
 #include <memory>
 
-#include "vla/backend.h"
+#include "backend.h"
+#include "vla/engine.h"
 
 namespace vla {
 

@@ -6,8 +6,9 @@
 #include <random>
 #include <cmath>
 
-#include "vla/prune-ops.h"
-#include "vla/safetensors.h"
+#include "backend.h"
+#include "prune/ops.h"
+#include "safetensors.h"
 
 namespace vla {
 

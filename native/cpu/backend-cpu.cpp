@@ -9,10 +9,10 @@
 
 #include "convert.h"
 #include "gemm.h"
-#include "vla/backend.h"
-#include "vla/image.h"
-#include "vla/prune-ops.h"
-#include "vla/threadpool.h"
+#include "backend.h"
+#include "image.h"
+#include "prune/ops.h"
+#include "threadpool.h"
 
 namespace vla {
 

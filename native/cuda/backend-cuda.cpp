@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "kernels.h"
-#include "vla/backend.h"
-#include "vla/image.h"
+#include "backend.h"
+#include "image.h"
 
 namespace vla {
 

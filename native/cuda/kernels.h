@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "vla/backend.h"
+#include "backend.h"
 
 namespace vla::cuda {
 

@@ -10,7 +10,7 @@
 
 #include "vla/engine.h"
 #include "test-models.h"
-#include "vla/prune-ops.h"
+#include "prune/ops.h"
 
 using namespace vla;
 using vla_test::Frames;

@@ -1,4 +1,4 @@
-#include "vla/schedule.h"
+#include "prune/schedule.h"
 
 #include <algorithm>
 #include <cmath>

@@ -6,7 +6,6 @@
 #include <string>
 #include <vector>
 
-#include "vla/schedule.h"
 #include "vla/status.h"
 
 namespace vla {
@@ -14,6 +13,13 @@ namespace vla {
 enum class PrunePolicy { none, autoprune, fastv, pdrop, sparsevlm_fixed, cls_prior, random };
 const char* prune_policy_name(PrunePolicy p);
 bool prune_policy_parse(const std::string& s, PrunePolicy* out);
+
+// AutoPrune's retention curve (spec §2.4).
+struct AutoPruneParams {
+    double x0 = 14.9;   // logistic centre before the +k shift
+    double k0 = 0.4;    // base slope
+    double gamma = 0.2; // MI sensitivity
+};
 
 enum class BudgetKind { none, tokens, flops };
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "prune/schedule.h"
 #include "vla/prune.h"
 
 namespace vla {

@@ -5,13 +5,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace vla {
+#include "vla/prune.h"
 
-struct AutoPruneParams {
-    double x0 = 14.9;   // logistic centre before the +k shift
-    double k0 = 0.4;    // base slope
-    double gamma = 0.2; // MI sensitivity
-};
+namespace vla {
 
 struct Schedule {
     double k = 0;                  // slope, max(k0 - gamma * MI_1, 0)

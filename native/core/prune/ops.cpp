@@ -3,7 +3,7 @@
 #include <limits>
 #include <numeric>
 
-#include "vla/prune-ops.h"
+#include "prune/ops.h"
 
 // Built with -ffp-contract=off (CMakeLists.txt): the values that top-k and DPC-kNN compare must
 // be bit-identical to the CUDA backend's, which rounds every multiply and add separately.
