@@ -3,11 +3,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <random>
 #include <cmath>
 
 #include "backend.h"
 #include "prune/ops.h"
+#include "prune/policy.h"
 #include "safetensors.h"
 
 namespace vla {
@@ -157,7 +157,7 @@ struct Engine::Impl {
     // Runs the prefill over x with the request's pruning policy; x and seq are compacted
     // between layers on the backend. prior_rows: the CLS prior of each row (autoprune, cls-prior).
     Status prefill(const InferRequest& req, Tensor& x, Seq& seq, const Tensor& prior_rows, const std::vector<int64_t>& vis_rows0,
-                   std::vector<KvCache>& kv, PruneStats* stats);
+                   std::vector<KvCache>& kv, PrunePlan* plan, PruneStats* stats);
     Status final_norm_rows(const Tensor& x, int64_t row0, int64_t n, Tensor* out);
 };
 
@@ -458,45 +458,29 @@ double mi_of(const std::vector<float>& pairs, int64_t slot) {
 }  // namespace
 
 Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const Tensor& prior_rows,
-                             const std::vector<int64_t>& vis_rows0, std::vector<KvCache>& kv, PruneStats* st) {
+                             const std::vector<int64_t>& vis_rows0, std::vector<KvCache>& kv, PrunePlan* plan,
+                             PruneStats* st) {
     const auto& tc = info.config.text;
     Backend& B = *be;
     const PruneOptions& po = req.prune;
     const int L = tc.n_layers;
-    const int Nv = int(seq.n_vis);
-    const int n_other = int(seq.n) - Nv;
-    const double d = tc.hidden, m = tc.intermediate;
+    PruneShape shape;
+    shape.n_layers = L;
+    shape.n_visual = int(seq.n_vis);
+    shape.n_other = int(seq.n - seq.n_vis);
+    shape.hidden = tc.hidden;
+    shape.ffn = tc.intermediate;
     st->policy = po.policy;
-    st->n_visual = Nv;
+    st->n_visual = shape.n_visual;
     st->budget = po.budget;
-    st->kept.assign(size_t(L), Nv);
+    st->kept.assign(size_t(L), shape.n_visual);
     st->merged.assign(size_t(L), 0);
     st->kept_per_view.assign(size_t(L), std::vector<int>(size_t(seq.n_views), 0));
-    const std::vector<int> full(size_t(L), Nv);
-    st->flops_unpruned = prune_plan_flops(full, Nv, n_other, d, m);
 
-    // No pruning when the budget allows everything: the result is then bit-identical to none.
-    PrunePolicy policy = po.policy;
-    if (po.budget.kind == BudgetKind::none) policy = PrunePolicy::none;
-    if (po.budget.kind == BudgetKind::tokens && po.budget.value >= Nv) policy = PrunePolicy::none;
-    if (po.budget.kind == BudgetKind::flops && po.budget.value * 1e9 >= st->flops_unpruned) policy = PrunePolicy::none;
-    if (po.policy != PrunePolicy::none && po.budget.kind == BudgetKind::none)
-        return {Code::input, std::string("policy ") + prune_policy_name(po.policy) + " needs a budget (tokens:T or flops:GFLOP)"};
-
-    PolicyPlan plan;
-    if (policy != PrunePolicy::none && policy != PrunePolicy::autoprune)
-        VLA_RETURN_IF_ERROR(prune_plan(policy, po.budget, L, Nv, n_other, d, m, po, &plan));
-    // AutoPrune: T sets N1 (for a FLOPs cap, the T that keeps the cap reachable).
-    double T = po.budget.value;
-    if (policy == PrunePolicy::autoprune && po.budget.kind == BudgetKind::flops) {
-        T = autoprune_tokens_for_flops(L, Nv, po.budget.value * 1e9, n_other, d, m, po.autoprune);
-        if (T < 0)
-            return {Code::input, "budget flops:" + std::to_string(po.budget.value) + " GFLOP cannot be met by policy autoprune: layer 0 over all " +
-                                     std::to_string(Nv) + " visual tokens plus the smallest schedule is over it"};
-    }
-    const int n1 = std::min(int(std::floor(2.5 * T)), Nv);
-    Schedule sched;
-    st->target_tokens = policy == PrunePolicy::none ? Nv : T;
+    // The policy's plan fixes every count but AutoPrune's, which learn() fills after layer 1.
+    VLA_RETURN_IF_ERROR(prune_plan(po, shape, plan));
+    const PrunePolicyI& policy = prune_policy(po.policy);
+    st->target_tokens = plan->target_tokens;
 
     // Per-layer counts stay on the backend until the end: one read after the prefill.
     Tensor counts, mi;
@@ -504,115 +488,59 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
     VLA_RETURN_IF_ERROR(B.alloc(1, 2 * int64_t(L), &mi));
     std::vector<float> mi_host(size_t(2 * L), 0.f);
     B.write(mi, mi_host.data(), 2 * int64_t(L));
-    auto record = [&](int l) { B.prune_count(seq.kind, seq.view, seq.n, seq.n_views, counts, l); };
     std::vector<int> expect(size_t(L), 0);  // the host's count of visual + merged rows, checked at the end
 
-    // Pre-LLM selection (cls-prior, random): T tokens enter layer 0.
-    int entering = Nv;
-    if (plan.pre_llm >= 0) {
+    // Pre-LLM selection: plan->pre_select tokens enter layer 0.
+    if (plan->pre_select >= 0) {
         Tensor keep;
         VLA_RETURN_IF_ERROR(B.alloc_i32(seq.n, 1, &keep));
-        if (policy == PrunePolicy::cls_prior) {
-            B.prune_topk(prior_rows, seq.kind, nullptr, seq.n, plan.pre_llm, keep);
+        if (plan->pre_chosen.empty()) {
+            B.prune_topk(prior_rows, seq.kind, nullptr, seq.n, plan->pre_select, keep);
         } else {
-            std::vector<int64_t> all(static_cast<size_t>(Nv));
-            for (int i = 0; i < Nv; ++i) all[size_t(i)] = i;
-            std::mt19937_64 rng(po.seed);
-            std::shuffle(all.begin(), all.end(), rng);
-            all.resize(size_t(plan.pre_llm));
             std::vector<int32_t> flags(size_t(seq.n), 0);
-            for (int64_t v : all) flags[size_t(vis_rows0[size_t(v)])] = 1;
+            for (int64_t v : plan->pre_chosen) flags[size_t(vis_rows0[size_t(v)])] = 1;
             B.write_i32(keep, flags.data(), seq.n);
         }
-        VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, plan.pre_llm, nullptr, 0, po.reindex_positions));
-        entering = plan.pre_llm;
+        VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, plan->pre_select, nullptr, 0, plan->reindex));
     }
 
     for (int l = 0; l < L; ++l) {
-        // Which query rows this layer's pruning step scores with: always a contiguous range.
+        const PruneStep& step = plan->steps[size_t(l)];
+        // The query rows that score this layer's visual rows: always a contiguous range.
         const int64_t n = seq.n, tail = seq.tail_start();
         int64_t r0 = 0, nr = 0;
-        bool step = false;
-        switch (policy) {
-        case PrunePolicy::autoprune:
-            step = true;
-            r0 = tail;
-            nr = n - tail;
-            break;
-        case PrunePolicy::fastv:
-            step = l == std::max(1, std::min(po.fastv_layer, L - 1)) - 1;
-            r0 = n - 1;  // the last prompt token
-            nr = 1;
-            break;
-        case PrunePolicy::pdrop:
-            step = std::find(plan.pdrop_layers.begin(), plan.pdrop_layers.end(), l) != plan.pdrop_layers.end();
-            r0 = std::max(tail, n - 1 - seq.n_queries);  // the last instruction token
-            nr = 1;
-            break;
-        case PrunePolicy::sparsevlm_fixed:
-            step = std::find(plan.sparsevlm_layers.begin(), plan.sparsevlm_layers.end(), l) != plan.sparsevlm_layers.end();
-            r0 = tail;
-            nr = n - tail;
-            break;
-        default:
-            break;
+        switch (step.rows) {
+        case PruneRows::none: break;
+        case PruneRows::tail: r0 = tail, nr = n - tail; break;
+        case PruneRows::last: r0 = n - 1, nr = 1; break;
+        case PruneRows::last_instruction: r0 = std::max(tail, n - 1 - seq.n_queries), nr = 1; break;
         }
-        step = step && seq.n_vis > 0 && nr > 0;
+        const bool active = step.rows != PruneRows::none && seq.n_vis > 0 && nr > 0;
         Tensor probs;
-        VLA_RETURN_IF_ERROR(decoder_layer(l, x, seq.pos, kv[size_t(l)], r0, step ? nr : 0, &probs));
+        VLA_RETURN_IF_ERROR(decoder_layer(l, x, seq.pos, kv[size_t(l)], r0, active ? nr : 0, &probs));
         auto done = [&] {
-            record(l);
+            B.prune_count(seq.kind, seq.view, seq.n, seq.n_views, counts, l);
             expect[size_t(l)] = int(seq.n_vis);
         };
-        if (!step) {
+        if (!active) {
             done();
             continue;
         }
         Tensor scores;
         VLA_RETURN_IF_ERROR(B.alloc(n, 1, &scores));
         B.prune_scores(probs, int64_t(tc.n_heads) * nr, seq.kind, n, scores);
-        int64_t K = seq.n_vis;
-        bool recycle = false;
-        if (policy == PrunePolicy::autoprune) {
-            B.prune_mi(probs, tc.n_heads, nr, seq.kind, n, mi, l);
-            if (l == 0) {
-                // Stage B: CLS prior + 0.3 MI_0 a_0, no merging.
-                Tensor keep;
-                VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &keep));
-                B.prune_prior_scores(scores, prior_rows, seq.kind, n, mi, 0, 0.3, double(nr));
-                const int64_t k0 = std::min<int64_t>(n1, seq.n_vis);
-                B.prune_topk(scores, seq.kind, nullptr, n, k0, keep);
-                VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, k0, nullptr, 0, po.reindex_positions));
-                done();
-                continue;
-            }
-            if (l == 1) {
-                // The one device-to-host sync of the prefill: MI_1 shapes the curve.
-                B.read(mi, mi_host.data(), 4);
-                VLA_RETURN_IF_ERROR(B.take_error());  // a device fault, not a schedule
-                st->mi1 = mi_of(mi_host, 1);
-                if (po.budget.kind == BudgetKind::flops) {
-                    bool met = true;
-                    sched = autoprune_schedule_flops(L, Nv, n1, st->mi1, po.budget.value * 1e9, n_other, d, m, po.autoprune, &met);
-                } else {
-                    sched = autoprune_schedule(L, Nv, T, st->mi1, po.autoprune);
-                }
-                st->k = sched.k;
-                st->scale = sched.scale;
-            }
-            K = std::min<int64_t>(int64_t(std::ceil((n1 - 1) * sched.keep_frac[size_t(l)])), seq.n_vis);
-            recycle = po.recycle;
-        } else if (policy == PrunePolicy::fastv) {
-            K = plan.fastv_keep;
-        } else if (policy == PrunePolicy::pdrop) {
-            const size_t s_ = size_t(std::find(plan.pdrop_layers.begin(), plan.pdrop_layers.end(), l) - plan.pdrop_layers.begin());
-            K = int64_t(std::floor(Nv * std::pow(plan.pdrop_lambda, double(s_ + 1))));
-        } else if (policy == PrunePolicy::sparsevlm_fixed) {
-            const size_t s_ = size_t(std::find(plan.sparsevlm_layers.begin(), plan.sparsevlm_layers.end(), l) - plan.sparsevlm_layers.begin());
-            K = plan.sparsevlm_counts[s_];
-            recycle = po.recycle;
+        if (step.measure_mi) B.prune_mi(probs, tc.n_heads, nr, seq.kind, n, mi, l);
+        if (step.prior_mix > 0) B.prune_prior_scores(scores, prior_rows, seq.kind, n, mi, l, step.prior_mix, double(nr));
+        if (l == plan->learn_layer) {
+            // The one device-to-host sync of the prefill: the policy learns the complexity.
+            B.read(mi, mi_host.data(), 2 * int64_t(l + 1));
+            VLA_RETURN_IF_ERROR(B.take_error());  // a device fault, not a schedule
+            st->mi1 = mi_of(mi_host, l);
+            policy.learn(po, shape, st->mi1, plan);
+            st->k = plan->k;
+            st->scale = plan->scale;
         }
-        K = std::max<int64_t>(0, std::min<int64_t>(K, seq.n_vis));
+        const int64_t K = std::max<int64_t>(0, std::min<int64_t>(step.keep, seq.n_vis));
         if (K == seq.n_vis) {
             done();
             continue;
@@ -621,10 +549,9 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
         VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &keep));
         B.prune_topk(scores, seq.kind, nullptr, n, K, keep);
         int64_t C = 0;
-        if (recycle) {
-            // Token recycling: the best-scored 30 % (+1) of the pruned merge into C tokens.
-            const int64_t pruned = seq.n_vis - K;
-            const int64_t M = int64_t(0.3 * double(pruned)) + 1;
+        if (step.recycle) {
+            // Token recycling: the best-scored of the pruned merge into C tokens.
+            const int64_t pruned = seq.n_vis - K, M = prune_recycle_candidates(pruned);
             C = prune_recycled_count(pruned);
             Tensor sel, sel_idx, hs;
             VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &sel));
@@ -636,8 +563,7 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
             B.gather_rows_idx(x, sel_idx, M, hs);
             VLA_RETURN_IF_ERROR(B.dpc_knn_merge(hs, C, merged));
         }
-        VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, K, C ? &merged : nullptr, C,
-                                    policy == PrunePolicy::fastv ? false : po.reindex_positions));
+        VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, K, C ? &merged : nullptr, C, plan->reindex));
         done();
     }
 
@@ -646,7 +572,8 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
     B.read_i32(counts, ch.data(), int64_t(ch.size()));
     B.read(mi, mi_host.data(), 2 * int64_t(L));
     VLA_RETURN_IF_ERROR(B.take_error());  // before the counts are believed
-    if (policy == PrunePolicy::autoprune) st->mi0 = mi_of(mi_host, 0) / double(std::max<int64_t>(1, seq.tail));
+    // MI_0 per text row (spec §2.3), where layer 0 measured it.
+    if (plan->steps[0].measure_mi) st->mi0 = mi_of(mi_host, 0) / double(std::max<int64_t>(1, seq.tail));
     for (int l = 0; l < L; ++l) {
         const int32_t* row = ch.data() + size_t(l) * size_t(seq.n_views + 2);
         for (int v = 0; v < seq.n_views; ++v) st->kept_per_view[size_t(l)][size_t(v)] = row[v];
@@ -656,12 +583,11 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
             return {Code::internal, "pruning at layer " + std::to_string(l) + " left " + std::to_string(row[seq.n_views]) +
                                         " visual rows, the schedule expected " + std::to_string(expect[size_t(l)])};
     }
-    st->flops = prune_plan_flops(st->kept, entering, n_other, d, m);
-    double sum = 0;
-    for (int v : st->kept) sum += v;
-    st->avg_tokens = sum / double(L);
-    if (po.budget.kind == BudgetKind::tokens) st->budget_met = st->avg_tokens <= po.budget.value + 0.5;
-    else if (po.budget.kind == BudgetKind::flops) st->budget_met = st->flops <= po.budget.value * 1e9;
+    const PruneAccount a = prune_account(po.budget, shape, st->kept, plan->entering);
+    st->flops = a.flops;
+    st->flops_unpruned = a.flops_unpruned;
+    st->avg_tokens = a.avg_tokens;
+    st->budget_met = a.budget_met;
     return Status::OK();
 }
 
@@ -708,8 +634,7 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
     // ---- vision
     const int64_t reads0 = B.host_reads();
     B.reset_peak();
-    const PrunePolicy policy = req.prune.policy;
-    const bool need_prior = policy == PrunePolicy::autoprune || policy == PrunePolicy::cls_prior;
+    const bool need_prior = prune_policy(req.prune.policy).needs_prior();
     Tensor visual;
     int64_t per_view = 0;
     Tensor prior;
@@ -789,7 +714,8 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
         VLA_RETURN_IF_ERROR(B.alloc(n + max_new, kvd, &c_.k));
         VLA_RETURN_IF_ERROR(B.alloc(n + max_new, kvd, &c_.v));
     }
-    VLA_RETURN_IF_ERROR(prefill(req, x, seq, prior_rows, vis_rows0, kv, &r.prune));
+    PrunePlan plan;
+    VLA_RETURN_IF_ERROR(prefill(req, x, seq, prior_rows, vis_rows0, kv, &plan, &r.prune));
     VLA_RETURN_IF_ERROR(B.take_error());
     r.prefill_host_reads = B.host_reads() - reads0;
     const int64_t n_final = x.rows;  // rows after the last layer (pruning may have removed some)
@@ -860,9 +786,8 @@ Status Engine::Impl::run(const InferRequest& req, InferResult* out) {
             B.get_rows(w.embed, &next, 1, xt, 0);
             // Decode position: with re-indexed positions, this layer's own cache length (layers
             // differ after pruning, as in the reference); with kept positions, the next one.
-            const bool reindex = req.prune.reindex_positions && policy != PrunePolicy::fastv;
             for (int l = 0; l < tc.n_layers; ++l)
-                step_pos[size_t(l)] = reindex ? int32_t(kv[size_t(l)].len) : int32_t(n + step);
+                step_pos[size_t(l)] = plan.reindex ? int32_t(kv[size_t(l)].len) : int32_t(n + step);
             B.write_i32(pl, step_pos.data(), tc.n_layers);
             for (int l = 0; l < tc.n_layers; ++l) VLA_RETURN_IF_ERROR(decoder_layer(l, xt, B.rows(pl, l, 1), kv[size_t(l)]));
             VLA_RETURN_IF_ERROR(final_norm_rows(xt, 0, 1, &hn));

@@ -16,7 +16,15 @@ export interface NativeView {
   label?: string;
 }
 
-export type PrunePolicyName = 'none' | 'autoprune' | 'fastv' | 'pdrop' | 'sparsevlm-fixed' | 'cls-prior' | 'random';
+/** The pruning policies, in the order of the native registry (the addon's `policies`; a test checks they agree). */
+export const PRUNE_POLICY_NAMES = ['none', 'autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior', 'random'] as const;
+export type PrunePolicyName = (typeof PRUNE_POLICY_NAMES)[number];
+
+/** One entry of the addon's `policies`: the native registry of pruning policies. */
+export interface NativePolicyInfo {
+  name: PrunePolicyName;
+  description: string;
+}
 
 /** tokens: average visual tokens per decoder layer (T); flops: a cap on prefill GFLOP. */
 export interface BudgetSpec {
@@ -58,6 +66,8 @@ export interface NativePruneStats {
 }
 
 export interface NativeScheduleOptions {
+  /** Default 'autoprune'. */
+  policy?: PrunePolicyName;
   layers?: number;
   visualTokens?: number;
   budgetTokens?: number;
@@ -70,9 +80,20 @@ export interface NativeScheduleOptions {
   ffn?: number;
   prefixTokens?: number;
   textTokens?: number;
+  recycle?: boolean;
+  fastvLayer?: number;
 }
 
+/** What the engine would do (the prefill's own planning): 'none' plans when the budget allows every token. */
 export interface NativeSchedule {
+  policy: PrunePolicyName;
+  /** False when the budget allows every token: nothing is pruned. */
+  prunes: boolean;
+  /** The policy's solved free parameter (autoprune: scale; fastv: tokens kept; pdrop: lambda; sparsevlm-fixed: factor; cls-prior, random: tokens kept). */
+  parameter: number;
+  targetTokens: number;
+  /** Visual tokens entering layer 0 (fewer after a pre-LLM selection). */
+  entering: number;
   k: number;
   scale: number;
   n1: number;
@@ -163,8 +184,10 @@ export interface NativeEngine {
 
 export interface NativeAddon {
   load(dir: string, options?: { backend?: string; threads?: number; device?: number; weightDtype?: string; poolMiB?: number; maxActivationMiB?: number }): Promise<NativeEngine>;
-  /** AutoPrune's schedule and FLOPs without a model (synchronous, microseconds). */
+  /** A policy's schedule and FLOPs without a model, as the engine plans it (synchronous). */
   schedule(options: NativeScheduleOptions): NativeSchedule;
+  /** The native registry of pruning policies, in order. */
+  policies: NativePolicyInfo[];
   backends: string[];
   /** Why the cuda backend cannot run here ('' when it can): not built in, no device, no driver. */
   cudaUnavailable: string;

@@ -1,39 +1,14 @@
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 
 #include "prune/ops.h"
 
-// Built with -ffp-contract=off (CMakeLists.txt): the values that top-k and DPC-kNN compare must
-// be bit-identical to the CUDA backend's, which rounds every multiply and add separately.
+// Built with -ffp-contract=off, as every file of native/core/prune (see ops.h).
 
 namespace vla {
 
 float prune_prior_score(float prior, float coef, float score) { return prior + coef * score; }
-
-const char* prune_policy_name(PrunePolicy p) {
-    switch (p) {
-    case PrunePolicy::none: return "none";
-    case PrunePolicy::autoprune: return "autoprune";
-    case PrunePolicy::fastv: return "fastv";
-    case PrunePolicy::pdrop: return "pdrop";
-    case PrunePolicy::sparsevlm_fixed: return "sparsevlm-fixed";
-    case PrunePolicy::cls_prior: return "cls-prior";
-    case PrunePolicy::random: return "random";
-    }
-    return "none";
-}
-
-bool prune_policy_parse(const std::string& s, PrunePolicy* out) {
-    for (PrunePolicy p : {PrunePolicy::none, PrunePolicy::autoprune, PrunePolicy::fastv, PrunePolicy::pdrop,
-                          PrunePolicy::sparsevlm_fixed, PrunePolicy::cls_prior, PrunePolicy::random})
-        if (s == prune_policy_name(p)) {
-            *out = p;
-            return true;
-        }
-    return false;
-}
 
 double prune_mutual_information(const float* probs, int64_t ld, int64_t n_text, const std::vector<int64_t>& cols) {
     if (n_text <= 0 || cols.empty()) return 0;
@@ -122,9 +97,10 @@ std::vector<float> prune_dpc_knn_merge(const std::vector<float>& x, int64_t m, i
     return out;
 }
 
+int64_t prune_recycle_candidates(int64_t d) { return d <= 0 ? 0 : int64_t(0.3 * double(d)) + 1; }
+
 int prune_recycled_count(int64_t d) {
-    if (d <= 0) return 0;
-    const int64_t m = int64_t(0.3 * double(d)) + 1;
+    const int64_t m = prune_recycle_candidates(d);
     return int(std::min(m / 10 + 1, m));
 }
 
@@ -143,159 +119,6 @@ std::vector<uint8_t> prune_pad_mask(int width, int height, int grid) {
             mask[size_t(gy * grid + gx)] = (sx < x0 || sx >= x1 || sy < y0 || sy >= y1) ? 1 : 0;
         }
     return mask;
-}
-
-double prune_plan_flops(const std::vector<int>& kept, int entering, int n_other, double d, double m) {
-    double f = 0;
-    for (size_t l = 0; l < kept.size(); ++l) f += layer_flops(double(n_other + (l == 0 ? entering : kept[l - 1])), d, m);
-    return f;
-}
-
-namespace {
-
-// Counts for the drop-at-layers policies: keep[s] tokens after layer layers[s] (and later),
-// with optional recycling on each drop.
-std::vector<int> staged(int n_layers, int n_visual, const std::vector<int>& layers, const std::vector<int>& keep, bool recycle) {
-    std::vector<int> kept(size_t(n_layers), n_visual);
-    int cur = n_visual;
-    size_t s = 0;
-    for (int l = 0; l < n_layers; ++l) {
-        if (s < layers.size() && layers[s] == l) {
-            const int k = std::min(keep[s], cur);
-            cur = k + (recycle ? prune_recycled_count(cur - k) : 0);
-            ++s;
-        }
-        kept[size_t(l)] = cur;
-    }
-    return kept;
-}
-
-// Layer indices given for a 32-layer model, moved proportionally to L, strictly increasing and
-// within 0..L-1 (for shallow models such as the tiny test model).
-std::vector<int> scale_layers(const std::vector<int>& at32, int L) {
-    std::vector<int> out;
-    int prev = -1;
-    for (int a : at32) {
-        int l = int(std::lround(double(a + 1) * L / 32.0)) - 1;
-        l = std::min(L - 1, std::max(prev + 1, l));
-        if (l <= prev) break;
-        out.push_back(l);
-        prev = l;
-    }
-    return out;
-}
-
-double average(const std::vector<int>& v) {
-    double s = 0;
-    for (int x : v) s += x;
-    return v.empty() ? 0 : s / double(v.size());
-}
-
-}  // namespace
-
-Status prune_plan(PrunePolicy policy, const Budget& budget, int L, int Nv, int n_other, double d, double m,
-                  const PruneOptions& opts, PolicyPlan* out) {
-    PolicyPlan plan;
-    plan.kept.assign(size_t(L), Nv);
-    if (policy == PrunePolicy::none || budget.kind == BudgetKind::none || Nv == 0) {
-        *out = plan;
-        return Status::OK();
-    }
-    if (!(budget.value > 0)) return {Code::input, "budget must be positive"};
-    const double full_flops = prune_plan_flops(plan.kept, Nv, n_other, d, m);
-    // Whether a plan meets the budget.
-    auto meets = [&](const std::vector<int>& kept, int entering) {
-        if (budget.kind == BudgetKind::tokens) return average(kept) <= budget.value + 1e-9;
-        return prune_plan_flops(kept, entering, n_other, d, m) <= budget.value * 1e9;
-    };
-    // Largest x in [0, hi] (integers when `integer`) whose plan meets the budget, by bisection.
-    auto solve = [&](double hi, bool integer, const auto& make, double* best) -> bool {
-        double lo = 0;
-        if (!make(lo)) return false;
-        if (make(hi)) { *best = hi; return true; }
-        for (int it = 0; it < 100 && hi - lo > (integer ? 1.0 : 1e-9); ++it) {
-            double mid = (lo + hi) / 2;
-            if (integer) mid = std::floor(mid);
-            if (mid <= lo) break;
-            (make(mid) ? lo : hi) = mid;
-        }
-        *best = lo;
-        return true;
-    };
-    const std::string what = budget.kind == BudgetKind::tokens
-                                 ? "tokens:" + std::to_string(budget.value)
-                                 : "flops:" + std::to_string(budget.value) + " GFLOP (unpruned " + std::to_string(full_flops / 1e9) + ")";
-    auto unmet = [&](const char* why) {
-        return Status(Code::input, std::string("budget ") + what + " cannot be met by policy " + prune_policy_name(policy) + ": " + why);
-    };
-    double x = 0;
-    switch (policy) {
-    case PrunePolicy::cls_prior:
-    case PrunePolicy::random: {
-        auto make = [&](double t) { return meets(std::vector<int>(size_t(L), int(t)), int(t)); };
-        if (!solve(Nv, true, make, &x)) return unmet("even no visual token is over it");
-        plan.pre_llm = int(x);
-        plan.kept.assign(size_t(L), int(x));
-        break;
-    }
-    case PrunePolicy::fastv: {
-        const int K = std::max(1, std::min(opts.fastv_layer, L - 1));
-        auto counts = [&](double keep) { return staged(L, Nv, {K - 1}, {int(keep)}, false); };
-        if (!solve(Nv, true, [&](double k) { return meets(counts(k), Nv); }, &x))
-            return unmet("the layers before K alone are over it");
-        plan.fastv_keep = int(x);
-        plan.kept = counts(x);
-        break;
-    }
-    case PrunePolicy::pdrop: {
-        // Default stage boundaries L/4, L/2, 3L/4; when even lambda = 0 misses, start at layer 2.
-        std::vector<std::vector<int>> choices = {scale_layers({7, 15, 23}, L), scale_layers({1, 11, 21}, L)};
-        bool ok = false;
-        for (auto& layers : choices) {
-            auto counts = [&](double lam) {
-                std::vector<int> keep;
-                for (size_t s = 0; s < layers.size(); ++s) keep.push_back(int(std::floor(Nv * std::pow(lam, double(s + 1)))));
-                return staged(L, Nv, layers, keep, false);
-            };
-            if (solve(1.0, false, [&](double lam) { return meets(counts(lam), Nv); }, &x)) {
-                plan.pdrop_lambda = x;
-                plan.pdrop_layers = layers;
-                plan.kept = counts(x);
-                ok = true;
-                break;
-            }
-        }
-        if (!ok) return unmet("the layers before the first stage are over it");
-        break;
-    }
-    case PrunePolicy::sparsevlm_fixed: {
-        // SparseVLM v1.0's schedules (of 576, after layers 2, 6, 15): [300, 200, 110] for 192,
-        // [303, 110, 36] for 128, [66, 30, 17] for 64. The nearest one's shape, scaled so the
-        // average meets this budget exactly.
-        const std::vector<int> layers = scale_layers({1, 5, 14}, L);
-        const double t576 = budget.kind == BudgetKind::tokens ? budget.value * 576.0 / Nv : 192.0;
-        const double shapes[3][3] = {{66, 30, 17}, {303, 110, 36}, {300, 200, 110}};
-        const double* base = shapes[t576 <= 96 ? 0 : t576 <= 160 ? 1 : 2];
-        auto keep_for = [&](double f) {
-            std::vector<int> k;
-            for (size_t i = 0; i < layers.size(); ++i) k.push_back(std::min(Nv, int(std::floor(base[i] / 576.0 * Nv * f))));
-            return k;
-        };
-        auto counts = [&](double f) { return staged(L, Nv, layers, keep_for(f), opts.recycle); };
-        if (!solve(576.0 / base[2], false, [&](double f) { return meets(counts(f), Nv); }, &x))
-            return unmet("the layers before the first drop are over it");
-        plan.sparsevlm_factor = x;
-        plan.sparsevlm_layers = layers;
-        plan.sparsevlm_counts = keep_for(x);
-        plan.kept = counts(x);
-        break;
-    }
-    case PrunePolicy::autoprune:
-    case PrunePolicy::none:
-        break;  // autoprune: the engine solves after layer 1 (autoprune_schedule*)
-    }
-    *out = plan;
-    return Status::OK();
 }
 
 }  // namespace vla

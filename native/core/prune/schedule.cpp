@@ -1,5 +1,7 @@
 #include "prune/schedule.h"
 
+#include "prune/ops.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -12,14 +14,6 @@ std::vector<double> autoprune_curve(int n_layers, double k, double x0) {
     return p;
 }
 
-namespace {
-int recycled(int d) {
-    if (d == 0) return 0;
-    const int m = int(0.3 * d) + 1;  // trunc toward zero as the reference's int()
-    return std::min(m / 10 + 1, m);
-}
-}  // namespace
-
 std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1) {
     std::vector<int> kept(q.size(), 0);
     if (q.empty()) return kept;
@@ -28,7 +22,7 @@ std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1) {
     kept[0] = n1;
     for (size_t l = 1; l < q.size(); ++l) {
         const int keep = std::min(int(std::ceil(base * std::min(1.0, q[l]))), n1);
-        cur = keep + recycled(cur - keep);
+        cur = keep + prune_recycled_count(cur - keep);
         kept[l] = cur;
     }
     return kept;
@@ -68,14 +62,6 @@ Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, do
     return s;
 }
 
-namespace {
-double schedule_flops(const std::vector<int>& kept, int n_visual, int n_other, double d, double m) {
-    double f = 0;
-    for (size_t l = 0; l < kept.size(); ++l) f += layer_flops(double(n_other + (l == 0 ? n_visual : kept[l - 1])), d, m);
-    return f;
-}
-}  // namespace
-
 Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1, double cap_flops, int n_other,
                                   double d, double m, const AutoPruneParams& p, bool* met) {
     Schedule s;
@@ -85,7 +71,7 @@ Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1
     auto flops = [&](double scale) {
         std::vector<double> q(curve.size());
         for (size_t i = 0; i < q.size(); ++i) q[i] = scale * curve[i];
-        return schedule_flops(autoprune_simulate(q, n1), n_visual, n_other, d, m);
+        return prune_plan_flops(autoprune_simulate(q, n1), n_visual, n_other, d, m);
     };
     double lo = 0, hi = 20;
     *met = flops(lo) <= cap_flops;
@@ -111,7 +97,7 @@ double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, 
     auto fits = [&](double T) {
         for (int i = 0; i <= 8; ++i) {
             const Schedule s = autoprune_schedule(n_layers, n_visual, T, mi_max * i / 8, p);
-            if (schedule_flops(s.kept, n_visual, n_other, d, m) > cap_flops) return false;
+            if (prune_plan_flops(s.kept, n_visual, n_other, d, m) > cap_flops) return false;
         }
         return true;
     };
@@ -126,6 +112,12 @@ double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, 
 }
 
 double layer_flops(double n, double d, double m) { return 4 * n * d * d + 2 * n * n * d + 3 * n * d * m; }
+
+double prune_plan_flops(const std::vector<int>& kept, int entering, int n_other, double d, double m) {
+    double f = 0;
+    for (size_t l = 0; l < kept.size(); ++l) f += layer_flops(double(n_other + (l == 0 ? entering : kept[l - 1])), d, m);
+    return f;
+}
 
 double prefill_flops(const std::vector<int>& visual_in, int prefix, int text, double d, double m) {
     double f = 0;

@@ -1,6 +1,6 @@
-// AutoPrune's retention schedule and the prefill FLOPs accounting (docs: ../shared autoprune.md
-// §2.4, §2.7-2.9). Pure host arithmetic: usable without a model (the `schedule` CLI) and by the
-// prefill, which computes it once, after layer 1, from MI_1.
+// AutoPrune's retention schedule and the prefill FLOPs accounting (AutoPrune spec §2.4,
+// §2.7-2.9). Pure host arithmetic, model-free: the autoprune policy (policies.cpp) solves its
+// schedule with it once, after layer 1, from MI_1, in the prefill and in prune_schedule() alike.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -46,6 +46,9 @@ double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, 
 // Prefill FLOPs of one decoder layer over n tokens: 4 n d^2 + 2 n^2 d + 3 n d m (FastV/SparseVLM
 // convention, the reference's reported numbers).
 double layer_flops(double n, double d, double m);
+
+// Prefill FLOPs of a plan: layer l processes n_other + (l == 0 ? entering : kept[l - 1]) tokens.
+double prune_plan_flops(const std::vector<int>& kept, int entering, int n_other, double d, double m);
 
 // Prefill FLOPs of the decoder when layer l processes prefix + visual_in[l] + text tokens.
 double prefill_flops(const std::vector<int>& visual_in, int prefix, int text, double d, double m);
