@@ -314,12 +314,38 @@ TEST_CASE("autoprune reports MI, slope and a schedule that follows the spec's ac
     CHECK(s.k == doctest::Approx(std::max(0.4 - 0.2 * s.mi1, 0.0)));
     Schedule expect = autoprune_schedule(int(s.kept.size()), 48, 8, s.mi1);
     CHECK(s.kept == expect.kept);  // the engine's counts are the simulated ones
-    // recycling off: fewer tokens, never more
+    // Recycling off: no merged tokens, and the schedule is solved without room for them, so the
+    // kept tokens use the same budget (layers 0 and 1 do not merge: the same MI_1).
     r.prune.recycle = false;
     InferResult plain;
     REQUIRE(e->infer(r, &plain).ok());
-    for (size_t l = 0; l < s.kept.size(); ++l) CHECK(plain.prune.kept[l] <= s.kept[l]);
     CHECK(plain.prune.merged == std::vector<int>(s.kept.size(), 0));
+    CHECK(plain.prune.mi1 == s.mi1);
+    CHECK(plain.prune.kept == autoprune_schedule(int(s.kept.size()), 48, 8, s.mi1, {}, false).kept);
+    CHECK(plain.prune.avg_tokens == doctest::Approx(s.avg_tokens).epsilon(0.5 / 8));
+    CHECK(plain.prune.budget_met);
+}
+
+TEST_CASE("AutoPrune without recycling plans for the tokens it keeps: no room left for merged tokens") {
+    // LLaVA-1.5 shapes: the average meets T as closely with recycling off as on.
+    for (double T : {64.0, 128.0, 192.0})
+        for (double mi : {0.0, 1.0}) {
+            const Schedule on = autoprune_schedule(32, 576, T, mi), off = autoprune_schedule(32, 576, T, mi, {}, false);
+            INFO("T=" << T << " MI=" << mi);
+            CHECK(std::fabs(on.avg_tokens - T) <= 0.5);
+            CHECK(std::fabs(off.avg_tokens - T) <= 0.5);
+            CHECK(off.scale >= on.scale);  // a larger curve: the kept tokens take the merged ones' room
+        }
+    // The sample drive's shapes (6 layers, 147 visual tokens) at tokens:49: the engine's plan
+    // with recycling off spends the budget (it kept 47.8 on average when planned with recycling).
+    PruneOptions o;
+    o.policy = PrunePolicy::autoprune;
+    o.budget = {BudgetKind::tokens, 49};
+    o.recycle = false;
+    PruneSchedule s;
+    REQUIRE(prune_schedule(o, PruneShape{6, 147, 30, 96, 192}, 0.5, &s).ok());
+    CHECK(s.avg_tokens == doctest::Approx(49.0));
+    CHECK(s.budget_met);
 }
 
 TEST_CASE("FLOPs caps are never exceeded end to end, across caps, complexities and prompt lengths") {

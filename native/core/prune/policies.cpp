@@ -139,7 +139,7 @@ public:
         const int L = s.n_layers, Nv = s.n_visual;
         double T = o.budget.value;
         if (o.budget.kind == BudgetKind::flops) {
-            T = autoprune_tokens_for_flops(L, Nv, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn, o.autoprune);
+            T = autoprune_tokens_for_flops(L, Nv, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn, o.autoprune, o.recycle);
             if (T < 0)
                 return {Code::input, "budget flops:" + std::to_string(o.budget.value) +
                                          " GFLOP cannot be met by policy autoprune: layer 0 over all " + std::to_string(Nv) +
@@ -166,9 +166,10 @@ public:
         Schedule sched;
         if (o.budget.kind == BudgetKind::flops) {
             bool met = true;
-            sched = autoprune_schedule_flops(L, Nv, n1, mi1, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn, o.autoprune, &met);
+            sched = autoprune_schedule_flops(L, Nv, n1, mi1, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn, o.autoprune, &met,
+                                             o.recycle);
         } else {
-            sched = autoprune_schedule(L, Nv, p->target_tokens, mi1, o.autoprune);
+            sched = autoprune_schedule(L, Nv, p->target_tokens, mi1, o.autoprune, o.recycle);
         }
         p->k = sched.k;
         p->scale = p->parameter = sched.scale;

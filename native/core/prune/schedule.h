@@ -22,26 +22,27 @@ struct Schedule {
 std::vector<double> autoprune_curve(int n_layers, double k, double x0);
 
 // Visual count after each layer when layer l keeps min(ceil((n1 - 1) * min(1, q_l)), n1) by
-// score and recycles the pruned into C = min((int(0.3 d) + 1) / 10 + 1, int(0.3 d) + 1) merged
-// tokens (d = pruned count); kept[0] = n1.
-std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1);
+// score and, with recycle, adds C = min((int(0.3 d) + 1) / 10 + 1, int(0.3 d) + 1) merged
+// tokens for the d it pruned; kept[0] = n1.
+std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1, bool recycle = true);
 
 // The schedule for budget T (average visual tokens per layer) and complexity MI_1: the
 // reference's bisection of s in [0, 20] (200 steps, stop when the area is within 0.01 of L T).
+// recycle: whether pruned tokens are merged (false: no room is kept for merged tokens).
 Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, double mi1,
-                            const AutoPruneParams& p = {});
+                            const AutoPruneParams& p = {}, bool recycle = true);
 
 // The same curve for a FLOPs cap instead of a token area: the largest scale whose simulated
 // prefill FLOPs (layer 0 over n_visual, layer l over n_other + kept[l - 1]) stay within
 // cap_flops, with n1 fixed by layer 0. met is false when even scale 0 is over the cap.
 Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1, double cap_flops, int n_other,
-                                  double d, double m, const AutoPruneParams& p, bool* met);
+                                  double d, double m, const AutoPruneParams& p, bool* met, bool recycle = true);
 
 // For a FLOPs cap, the token budget T whose layer-0 keep N1 = min(floor(2.5 T), N_v) leaves
 // the cap reachable for any complexity (the worst k over MI in [0, (k0 / gamma)]); -1 when
 // no T does.
 double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, int n_other, double d, double m,
-                                  const AutoPruneParams& p);
+                                  const AutoPruneParams& p, bool recycle = true);
 
 // Prefill FLOPs of one decoder layer over n tokens: 4 n d^2 + 2 n^2 d + 3 n d m (FastV/SparseVLM
 // convention, the reference's reported numbers).
