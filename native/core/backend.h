@@ -135,10 +135,10 @@ public:
     // DPC-kNN merging (spec 2.5) of x [m, d] into out [c, d]; the CPU's prune_dpc_knn_merge.
     virtual Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) = 0;
     // The CLS-attention prior (FasterVLM-style) from the class rows' probabilities
-    // probs [n_heads * n_views, n_views * T] (row h * n_views + v): prior[v * pv + i] =
-    // masked[v * pv + i] ? 0 : mean_h probs[h * n_views + v, v * T + first + i], i < pv;
+    // probs [n_heads * n_views, n_views * Tv] (row h * n_views + v; Tv tower tokens per view):
+    // prior[v * pv + i] = masked[v * pv + i] ? 0 : mean_h probs[h * n_views + v, v * Tv + first + i], i < pv;
     // prior F32 [>= n_views * pv, 1], masked I32 [n_views * pv, 1].
-    virtual void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
+    virtual void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t Tv, int64_t first, int64_t pv,
                            const Tensor& masked, Tensor& prior) = 0;
     // out[0, 0] = index of the largest of x's n values (ties: the lowest); out I32.
     virtual void argmax(const Tensor& x, int64_t n, Tensor& out) = 0;
