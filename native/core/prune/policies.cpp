@@ -38,8 +38,8 @@ std::vector<int> simulate(const std::vector<PruneStep>& steps, int entering) {
 }
 
 // Steps that prune at `layers` to keep[i] rows, scored by `rows`.
-std::vector<PruneStep> staged(int n_layers, const std::vector<int>& layers, const std::vector<int>& keep, PruneRows rows,
-                              bool recycle) {
+std::vector<PruneStep> staged(int n_layers, const std::vector<int>& layers, const std::vector<int>& keep,
+                              PruneRows rows, bool recycle) {
     std::vector<PruneStep> steps(static_cast<size_t>(n_layers));
     for (size_t i = 0; i < layers.size(); ++i) {
         PruneStep& st = steps[size_t(layers[i])];
@@ -97,10 +97,12 @@ struct Solver {
     }
 
     Status unmet(const char* policy, const std::string& why) const {
-        const double full = prune_plan_flops(std::vector<int>(size_t(s.n_layers), s.n_visual), s.n_visual, s.n_other, s.hidden, s.ffn);
-        const std::string what = o.budget.kind == BudgetKind::tokens
-                                     ? "tokens:" + std::to_string(o.budget.value)
-                                     : "flops:" + std::to_string(o.budget.value) + " GFLOP (unpruned " + std::to_string(full / 1e9) + ")";
+        const double full =
+            prune_plan_flops(std::vector<int>(size_t(s.n_layers), s.n_visual), s.n_visual, s.n_other, s.hidden, s.ffn);
+        const std::string what =
+            o.budget.kind == BudgetKind::tokens
+                ? "tokens:" + std::to_string(o.budget.value)
+                : "flops:" + std::to_string(o.budget.value) + " GFLOP (unpruned " + std::to_string(full / 1e9) + ")";
         return {Code::input, "budget " + what + " cannot be met by policy " + policy + ": " + why};
     }
 };
@@ -139,11 +141,12 @@ public:
         const int L = s.n_layers, Nv = s.n_visual;
         double T = o.budget.value;
         if (o.budget.kind == BudgetKind::flops) {
-            T = autoprune_tokens_for_flops(L, Nv, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn, o.autoprune, o.recycle);
+            T = autoprune_tokens_for_flops(L, Nv, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn, o.autoprune,
+                                           o.recycle);
             if (T < 0)
                 return {Code::input, "budget flops:" + std::to_string(o.budget.value) +
-                                         " GFLOP cannot be met by policy autoprune: layer 0 over all " + std::to_string(Nv) +
-                                         " visual tokens plus the smallest schedule is over it"};
+                                         " GFLOP cannot be met by policy autoprune: layer 0 over all " +
+                                         std::to_string(Nv) + " visual tokens plus the smallest schedule is over it"};
         }
         const int n1 = std::min(int(std::floor(2.5 * T)), Nv);
         p->target_tokens = T;
@@ -166,8 +169,8 @@ public:
         Schedule sched;
         if (o.budget.kind == BudgetKind::flops) {
             bool met = true;
-            sched = autoprune_schedule_flops(L, Nv, n1, mi1, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn, o.autoprune, &met,
-                                             o.recycle);
+            sched = autoprune_schedule_flops(L, Nv, n1, mi1, o.budget.value * 1e9, s.n_other, s.hidden, s.ffn,
+                                             o.autoprune, &met, o.recycle);
         } else {
             sched = autoprune_schedule(L, Nv, p->target_tokens, mi1, o.autoprune, o.recycle);
         }
@@ -194,8 +197,8 @@ public:
         auto steps = [&](double keep) { return staged(L, {K - 1}, {int(keep)}, PruneRows::last, false); };
         const Solver sv{o, s};
         double x = 0;
-        if (!sv.largest(Nv, true, [&](double k) { return sv.meets(simulate(steps(k), Nv), Nv); }, &x))
-            return sv.unmet(name(), "the layers before K alone are over it");
+        auto ok = [&](double k) { return sv.meets(simulate(steps(k), Nv), Nv); };
+        if (!sv.largest(Nv, true, ok, &x)) return sv.unmet(name(), "the layers before K alone are over it");
         p->steps = steps(x);
         p->kept = simulate(p->steps, Nv);
         p->parameter = x;
@@ -219,11 +222,13 @@ public:
         for (const std::vector<int>& layers : {scale_layers({7, 15, 23}, L), scale_layers({1, 11, 21}, L)}) {
             auto steps = [&](double lam) {
                 std::vector<int> keep;
-                for (size_t i = 0; i < layers.size(); ++i) keep.push_back(int(std::floor(Nv * std::pow(lam, double(i + 1)))));
+                for (size_t i = 0; i < layers.size(); ++i)
+                    keep.push_back(int(std::floor(Nv * std::pow(lam, double(i + 1)))));
                 return staged(L, layers, keep, PruneRows::last_instruction, false);
             };
+            auto ok = [&](double lam) { return sv.meets(simulate(steps(lam), Nv), Nv); };
             double x = 0;
-            if (sv.largest(1.0, false, [&](double lam) { return sv.meets(simulate(steps(lam), Nv), Nv); }, &x)) {
+            if (sv.largest(1.0, false, ok, &x)) {
                 p->steps = steps(x);
                 p->kept = simulate(p->steps, Nv);
                 p->parameter = x;
@@ -253,12 +258,14 @@ public:
         const double* base = shapes[t576 <= 96 ? 0 : t576 <= 160 ? 1 : 2];
         auto steps = [&](double f) {
             std::vector<int> keep;
-            for (size_t i = 0; i < layers.size(); ++i) keep.push_back(std::min(Nv, int(std::floor(base[i] / 576.0 * Nv * f))));
+            for (size_t i = 0; i < layers.size(); ++i)
+                keep.push_back(std::min(Nv, int(std::floor(base[i] / 576.0 * Nv * f))));
             return staged(L, layers, keep, PruneRows::tail, o.recycle);
         };
         const Solver sv{o, s};
         double x = 0;
-        if (!sv.largest(576.0 / base[2], false, [&](double f) { return sv.meets(simulate(steps(f), Nv), Nv); }, &x))
+        auto ok = [&](double f) { return sv.meets(simulate(steps(f), Nv), Nv); };
+        if (!sv.largest(576.0 / base[2], false, ok, &x))
             return sv.unmet(name(), "the layers before the first drop are over it");
         p->steps = steps(x);
         p->kept = simulate(p->steps, Nv);
@@ -272,8 +279,8 @@ Status plan_pre_select(const PruneOptions& o, const PruneShape& s, const char* n
     const int L = s.n_layers, Nv = s.n_visual;
     const Solver sv{o, s};
     double x = 0;
-    if (!sv.largest(Nv, true, [&](double t) { return sv.meets(std::vector<int>(size_t(L), int(t)), int(t)); }, &x))
-        return sv.unmet(name, "even no visual token is over it");
+    auto ok = [&](double t) { return sv.meets(std::vector<int>(size_t(L), int(t)), int(t)); };
+    if (!sv.largest(Nv, true, ok, &x)) return sv.unmet(name, "even no visual token is over it");
     p->pre_select = p->entering = int(x);
     p->kept.assign(size_t(L), int(x));
     p->parameter = x;
@@ -299,7 +306,9 @@ class RandomPolicy final : public PrunePolicyI {
 public:
     PrunePolicy id() const override { return PrunePolicy::random; }
     const char* name() const override { return "random"; }
-    const char* description() const override { return "a seeded uniform random subset of the visual tokens, before the decoder"; }
+    const char* description() const override {
+        return "a seeded uniform random subset of the visual tokens, before the decoder";
+    }
     Status plan(const PruneOptions& o, const PruneShape& s, PrunePlan* p) const override {
         VLA_RETURN_IF_ERROR(plan_pre_select(o, s, name(), p));
         std::vector<int64_t> all(size_t(s.n_visual));
@@ -321,7 +330,8 @@ const std::vector<const PrunePolicyI*>& registry() {
     static const SparseVlmFixedPolicy sparsevlm_fixed;
     static const ClsPriorPolicy cls_prior;
     static const RandomPolicy random;
-    static const std::vector<const PrunePolicyI*> all{&none, &autoprune, &fastv, &pdrop, &sparsevlm_fixed, &cls_prior, &random};
+    static const std::vector<const PrunePolicyI*> all{&none,      &autoprune, &fastv, &pdrop, &sparsevlm_fixed,
+                                                      &cls_prior, &random};
     return all;
 }
 
@@ -358,7 +368,8 @@ Status prune_plan(const PruneOptions& o, const PruneShape& s, PrunePlan* plan) {
         return {Code::input, "pruning shape out of range: layers " + std::to_string(s.n_layers) + ", visual tokens " +
                                  std::to_string(s.n_visual) + ", other tokens " + std::to_string(s.n_other)};
     if (o.policy != PrunePolicy::none && o.budget.kind == BudgetKind::none)
-        return {Code::input, std::string("policy ") + prune_policy_name(o.policy) + " needs a budget (tokens:T or flops:GFLOP)"};
+        return {Code::input,
+                std::string("policy ") + prune_policy_name(o.policy) + " needs a budget (tokens:T or flops:GFLOP)"};
     const PrunePolicyI& none = prune_policy(PrunePolicy::none);
     VLA_RETURN_IF_ERROR(none.plan(o, s, plan));
     // No pruning when the budget allows everything: the result is then bit-identical to none.
@@ -375,13 +386,16 @@ Status prune_plan(const PruneOptions& o, const PruneShape& s, PrunePlan* plan) {
 
 PruneAccount prune_account(const Budget& b, const PruneShape& s, const std::vector<int>& kept, int entering) {
     PruneAccount a;
-    a.flops_unpruned = prune_plan_flops(std::vector<int>(size_t(s.n_layers), s.n_visual), s.n_visual, s.n_other, s.hidden, s.ffn);
+    a.flops_unpruned =
+        prune_plan_flops(std::vector<int>(size_t(s.n_layers), s.n_visual), s.n_visual, s.n_other, s.hidden, s.ffn);
     a.flops = prune_plan_flops(kept, entering, s.n_other, s.hidden, s.ffn);
     double sum = 0;
     for (int v : kept) sum += v;
     a.avg_tokens = kept.empty() ? 0 : sum / double(kept.size());
-    if (b.kind == BudgetKind::tokens) a.budget_met = a.avg_tokens <= b.value + 0.5;
-    else if (b.kind == BudgetKind::flops) a.budget_met = a.flops <= b.value * 1e9;
+    if (b.kind == BudgetKind::tokens)
+        a.budget_met = a.avg_tokens <= b.value + 0.5;
+    else if (b.kind == BudgetKind::flops)
+        a.budget_met = a.flops <= b.value * 1e9;
     return a;
 }
 

@@ -47,7 +47,7 @@ struct PrunePlan {
     std::vector<int> kept;            // [L] predicted visual count after each layer (merged included)
     // What the reports show (PruneStats, PruneSchedule).
     double target_tokens = 0, parameter = 0;
-    double k = 0, scale = 0;          // AutoPrune's curve, once learned
+    double k = 0, scale = 0;  // AutoPrune's curve, once learned
     int n1 = 0;
     std::vector<double> keep_frac;
 };
