@@ -1,7 +1,9 @@
 # Whether to build the CUDA backend, and the CUDA language for it. Included from the top-level
 # CMakeLists.txt (the language must be enabled there); sets VLA_CUDA_ENABLED and VLA_CUBLAS.
-#   AUTO  built where the toolkit (nvcc, cudart) is found;
-#   ON    the same, and an error where it is not;
+#   AUTO  built where it can run: the toolkit (nvcc) and an NVIDIA driver are present, that is
+#         /proc/driver/nvidia/version (desktop and server drivers, containers with GPU access),
+#         /etc/nv_tegra_release (Jetson, L4T) or the driver library libcuda.so.1 (e.g. WSL);
+#   ON    built wherever the toolkit is found, GPU or not (CI compiles the kernels), else an error;
 #   OFF   not built.
 # cuBLAS is used for the large matrix products when present; without it the backend's own
 # tensor-core kernels do them.
@@ -9,7 +11,35 @@ string(TOUPPER "${VLA_CUDA}" VLA_CUDA)
 set(VLA_CUDA_ENABLED OFF)
 set(VLA_CUBLAS OFF)
 
-if(NOT VLA_CUDA STREQUAL "OFF")
+set(_vla_driver "")
+if(VLA_CUDA STREQUAL "AUTO")
+  if(EXISTS /proc/driver/nvidia/version)
+    set(_vla_driver "/proc/driver/nvidia/version")
+  elseif(EXISTS /etc/nv_tegra_release)
+    set(_vla_driver "/etc/nv_tegra_release (Jetson)")
+  else()
+    find_library(VLA_LIBCUDA_DRIVER NAMES libcuda.so.1 PATHS /usr/lib/wsl/lib /usr/lib/aarch64-linux-gnu/tegra)
+    if(VLA_LIBCUDA_DRIVER)
+      set(_vla_driver "${VLA_LIBCUDA_DRIVER}")
+    endif()
+    unset(VLA_LIBCUDA_DRIVER CACHE)  # looked for again at every configure: drivers come and go
+  endif()
+  if(NOT _vla_driver)
+    find_program(_vla_nvcc nvcc)
+    if(_vla_nvcc)
+      message(STATUS "vla: nvcc found (${_vla_nvcc}) but no NVIDIA driver (/proc/driver/nvidia/version, "
+                     "/etc/nv_tegra_release or libcuda.so.1): the CUDA backend is not built; VLA_CUDA=ON builds it anyway")
+    else()
+      message(STATUS "vla: no NVIDIA driver and no nvcc: the CUDA backend is not built")
+    endif()
+    unset(_vla_nvcc CACHE)
+  endif()
+endif()
+
+if(VLA_CUDA STREQUAL "ON" OR _vla_driver)
+  if(_vla_driver)
+    message(STATUS "vla: NVIDIA driver found (${_vla_driver})")
+  endif()
   find_package(CUDAToolkit QUIET)
   if(CUDAToolkit_FOUND)
     if(NOT CMAKE_CUDA_COMPILER)
@@ -31,7 +61,8 @@ if(NOT VLA_CUDA STREQUAL "OFF")
       set(CMAKE_CUDA_STANDARD 17)
       set(CMAKE_CUDA_STANDARD_REQUIRED ON)
       set(VLA_CUDA_ENABLED ON)
-      message(STATUS "vla: CUDA backend: architectures ${CMAKE_CUDA_ARCHITECTURES}")
+      message(STATUS "vla: CUDA backend: architectures ${CMAKE_CUDA_ARCHITECTURES} "
+                     "(each kernel file takes minutes to compile on a small machine)")
     else()
       message(STATUS "vla: CUDA toolkit found but no working CUDA compiler: building the CPU backend only")
     endif()
@@ -46,4 +77,7 @@ if(VLA_CUDA_ENABLED)
   message(STATUS "vla: backends: cpu, cuda")
 else()
   message(STATUS "vla: backends: cpu")
+endif()
+if(VLA_CUDA_EMULATION)
+  message(STATUS "vla: the CUDA emulation tests are defined (VLA_CUDA_EMULATION=ON; built by the vla-tests target)")
 endif()
