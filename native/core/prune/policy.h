@@ -55,10 +55,10 @@ struct PrunePlan {
 class PrunePolicyI {
 public:
     virtual ~PrunePolicyI() = default;
-    virtual PrunePolicy id() const = 0;
-    virtual const char* name() const = 0;
-    virtual const char* description() const = 0;
-    // Solves the free parameter for o.budget and fills the plan: steps, predicted counts,
+    virtual PrunePolicy id() const = 0;           // required: the registry's key
+    virtual const char* name() const = 0;         // required: as requests spell it ("sparsevlm-fixed")
+    virtual const char* description() const = 0;  // required: one line for CLIs and docs
+    // Required. Solves the free parameter for o.budget and fills the plan: steps, predicted counts,
     // pre-selection. Called by prune_plan() only with a budget that prunes (> 0, below what
     // every token costs) and n_visual > 0; Code::input when the budget cannot be met.
     virtual Status plan(const PruneOptions& o, const PruneShape& s, PrunePlan* plan) const = 0;
