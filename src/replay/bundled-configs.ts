@@ -5,8 +5,10 @@
  * (the bundled one). A config that fits the bag but names a model the user supplies is not
  * taken; the error names it, with every other config's missing topics.
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+
+import { parse as parseYaml } from 'yaml';
 
 import { loadParamsFile } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
@@ -26,10 +28,23 @@ export interface ConfigFit {
   modelPath: string;
 }
 
-/** The bundled parameter files, the sample drive's first (the layout `make-sample-drive` and `make-test-drives` write). */
+/**
+ * Whether a parameter file is one of the node's: it names cameras. configs/ also holds the
+ * parameters of other nodes (the CARLA control node), which a replay cannot run.
+ */
+function isNodeConfig(file: string): boolean {
+  try {
+    const doc = parseYaml(readFileSync(file, 'utf8')) as Record<string, { ros__parameters?: Record<string, unknown> }> | null;
+    return Object.values(doc ?? {}).some((section) => section?.ros__parameters !== undefined && 'camera_names' in section.ros__parameters);
+  } catch {
+    return false;
+  }
+}
+
+/** The node's bundled parameter files, the sample drive's first (the layout `make-sample-drive` and `make-test-drives` write). */
 export function bundledConfigFiles(dir = CONFIG_DIR): string[] {
   const files = readdirSync(dir)
-    .filter((f) => f.endsWith('.yaml'))
+    .filter((f) => f.endsWith('.yaml') && isNodeConfig(path.join(dir, f)))
     .map((f) => path.join(dir, f))
     .sort((a, b) => Number(b === SAMPLE_CONFIG) - Number(a === SAMPLE_CONFIG) || a.localeCompare(b));
   return files;
