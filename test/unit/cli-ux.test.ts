@@ -1,7 +1,7 @@
 // The CLI for people, without the addon: latency caveats, chart layout, the bundled-config
 // match of replay/evaluate, --policy/--budget, unknown commands, plain folders of bags.
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -117,8 +117,21 @@ describe('replay without --config: the bundled config whose camera topics are in
   });
 
   it('a bag that fits a config whose model is not here: the error says to give --model', () => {
-    const carla = ['rgb_front', 'rgb_left', 'rgb_right'].map((s) => ({ name: `/carla/ego_vehicle/${s}/image`, type: 'sensor_msgs/msg/Image' }));
-    assert.throws(() => chooseBundledConfig('carla-drive', carla), (e: unknown) => e instanceof VlaError && /configs\/carla\.yaml: every camera topic matches, but its model \S+ is not here: --config configs\/carla\.yaml --model <your model>/.test(e.message));
+    // A user's config (a camera rig and model of their own) beside the bundled ones.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vla-configs-'));
+    try {
+      const yaml = readFileSync(path.join(root, 'configs', 'default.yaml'), 'utf8')
+        .replace(/model_path: \S+/, 'model_path: assets/models/not-here')
+        .replace(/camera_topics: \[[^\]]*\]/, 'camera_topics: [/carla/ego_vehicle/rgb_front/image, /carla/ego_vehicle/rgb_left/image, /carla/ego_vehicle/rgb_right/image]');
+      writeFileSync(path.join(dir, 'carla-own.yaml'), yaml);
+      const carla = ['rgb_front', 'rgb_left', 'rgb_right'].map((s) => ({ name: `/carla/ego_vehicle/${s}/image`, type: 'sensor_msgs/msg/Image' }));
+      assert.throws(
+        () => chooseBundledConfig('carla-drive', carla, new Map(), [path.join(dir, 'carla-own.yaml'), path.join(root, 'configs', 'default.yaml')]),
+        (e: unknown) => e instanceof VlaError && e.code === ErrorCodes.INPUT && /carla-own\.yaml: every camera topic matches, but its model assets\/models\/not-here is not here: --config \S*carla-own\.yaml --model <your model>/.test(e.message),
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
