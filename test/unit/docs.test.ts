@@ -1,10 +1,13 @@
 // The README and docs/ as a reader follows them: every relative link and image resolves (and its
 // #anchor names a heading), every docs/*.md path the text names exists, nothing points outside
 // the repository, and no text invites `npx autoprune-ros` (outside the clone npx would fetch an
-// unrelated package of that name from the registry).
+// unrelated package of that name from the registry). The README's replay examples with --remap
+// map onto topics their --config really subscribes to.
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
+
+import { fitConfigs } from '../../src/replay/bundled-configs.js';
 
 const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..');
 
@@ -83,4 +86,32 @@ describe('README and docs', () => {
     const a = anchorsOf('# A: b, `c`\n## Results: the bundled model\n```sh\n# not a heading\n```\n## Results: the bundled model\n');
     assert.deepEqual([...a], ['a-b-c', 'results-the-bundled-model', 'results-the-bundled-model-1']);
   });
+});
+
+/** The commands of the ```sh blocks (indented ones too), continuation lines joined. */
+function shellCommands(md: string): string[] {
+  return [...md.matchAll(/^[ \t]*```sh\n([\s\S]*?)^[ \t]*```/gm)].flatMap((m) =>
+    (m[1] as string).replace(/\\\n\s*/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#')));
+}
+
+describe("the README's replay examples with --remap", () => {
+  const commands = shellCommands(readFileSync(path.join(root, 'README.md'), 'utf8')).filter((c) => /autoprune-ros\.js replay .*--remap /.test(c));
+
+  it('finds them', () => assert.ok(commands.length >= 1));
+
+  for (const command of commands) {
+    it(`${command.slice(0, 70)}...: every FROM is a camera topic of its --config, and every camera topic is mapped`, () => {
+      const config = /--config (\S+)/.exec(command)?.[1];
+      assert.ok(config, 'the example names its --config');
+      const file = path.join(root, config);
+      // --remap takes FROM:=TO words up to the next option.
+      const words = command.slice(command.indexOf('--remap ') + '--remap '.length).split(/\s+/);
+      const pairs = words.slice(0, words.findIndex((w) => w.startsWith('--')) >>> 0).filter((w) => w.includes(':=')).map((w) => w.split(':=') as [string, string]);
+      const remaps = new Map(pairs);
+      const [unmapped] = fitConfigs([], new Map(), [file]);
+      for (const [from] of pairs) assert.ok(unmapped?.cameraTopics.includes(from), `${from} is not a camera topic of ${config} (${unmapped?.cameraTopics.join(', ')}): the remap would match nothing`);
+      const [mapped] = fitConfigs([...remaps.values()], remaps, [file]);
+      assert.deepEqual(mapped?.missing, [], 'camera topics the example leaves unmapped');
+    });
+  }
 });
