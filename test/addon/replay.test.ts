@@ -255,8 +255,10 @@ describe('replay of the sample drive (addon, tiny model)', function () {
     assert.ok(wallS >= DURATION_S / 4 - 0.05, `${wallS}`);
     const s = rep.settings[0] as ReplayReport['settings'][number];
     assert.ok(s.frames.published > 0 && s.frames.published <= SETS);
-    // 25 ms of wall time per set against ~10 ms of inference: the tiny model keeps up with most sets.
-    assert.ok(s.frames.published >= SETS / 2, `${s.frames.published}`);
+    // How many sets keep up depends on the machine's load (a benchmark's question, not a test's);
+    // what must hold is that every set inferred was published and none failed.
+    assert.equal(s.frames.failed, 0);
+    assert.equal(s.frames.published, s.frames.setsInferred);
   });
 
   it('a Humble-style .db3 copy of the drive replays to the same plans and schedules as the MCAP', async () => {
