@@ -7,13 +7,16 @@ import type { Command } from 'commander';
 import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import type { PrunePolicyName } from '../engine/policies.js';
 import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
+import { checkWithEngine } from '../pipeline/runner.js';
 import { constantVelocityPlanner } from '../replay/evaluate.js';
-import { parseSweep, replayBag, type ReplayProgress, type ReplaySetting } from '../replay/replay.js';
+import { bagLimits } from '../bag/limits.js';
+import { prepareReplayOutput } from '../replay/outdir.js';
+import { parseSweep, replayBag, settingLabel, type ReplayProgress, type ReplaySetting } from '../replay/replay.js';
 import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger } from '../util/logger.js';
 import { resolveModelPath } from '../util/paths.js';
-import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, policyOption, positiveNumber as positive, threadsOption, type Io, type SetExit } from './common.js';
+import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, threadsOption, type Io, type SetExit } from './common.js';
 
 interface ReplayCliOptions {
   config: string;
@@ -35,6 +38,11 @@ interface ReplayCliOptions {
   progress?: boolean;
   /** Also replay a constant-velocity planner (the model's waypoint times) and print its errors. */
   baseline?: boolean;
+  /** Replace the outputs of an earlier replay in --out (only in a directory replay wrote). */
+  overwrite?: boolean;
+  maxChunkMib?: number;
+  maxMessageMib?: number;
+  maxDb3Mib?: number;
 }
 
 function parseRemaps(list: string[] = []): Map<string, string> {
@@ -66,9 +74,28 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     settings = [{ policy, ...(policy !== 'none' ? { budget: o.budget ? parseBudget(o.budget) : config.node.prune?.budget } : {}) } as ReplaySetting];
   }
   const outDir = path.resolve(o.out ?? `replay-${path.basename(path.resolve(bag))}`);
+  // Before the model loads: an output directory over the input, or over an earlier replay, is refused.
+  await prepareReplayOutput(bag, outDir, { overwrite: o.overwrite === true });
+  const limits = bagLimits({ maxChunkMiB: o.maxChunkMib, maxMessageMiB: o.maxMessageMib, maxDb3MiB: o.maxDb3Mib });
 
   await ensureDefaultModel(config.engine.modelPath);
   const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
+  try {
+    // What would fail every frame of a setting (an unreachable budget, the activation limit, the
+    // default instruction) fails now, once, with the engine's own error.
+    for (const s of settings) {
+      const prune = s === 'config' ? config.node.prune : s.policy === 'none' ? undefined : { ...(config.node.prune ?? {}), policy: s.policy, ...(s.budget ? { budget: s.budget } : {}) };
+      try {
+        await checkWithEngine(engine, { ...config.node, prune });
+      } catch (err) {
+        const e = VlaError.from(err);
+        throw new VlaError(e.code, `${s === 'config' ? o.config : `setting '${settingLabel(s)}'`}: the model refuses this setting: ${e.message}`, undefined, { cause: err });
+      }
+    }
+  } catch (err) {
+    await engine.dispose();
+    throw err;
+  }
 
   // Ctrl-C: finish the running inference, write a partial report; a second Ctrl-C quits at once.
   const abort = new AbortController();
@@ -112,6 +139,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
       writeBag: o.bag !== false,
       writeTrace: o.trace !== false,
       signal: abort.signal,
+      limits,
       onProgress,
       // Info lines would tear the progress bar: with a bar, the node logs warnings and errors only (LOG_LEVEL overrides).
       log: logger.child({ component: 'replay' }, bar && process.env.LOG_LEVEL === undefined ? { level: 'warn' } : {}),
@@ -122,10 +150,18 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     if (report.error) io.err(`${report.error.code}: ${report.error.message}${o.json ? '' : ` (partial report: ${files.markdown})`}`);
     if (report.interrupted) return EXIT_INTERRUPTED;
     if (report.error) return 1;
+    // Success means frames were evaluated: a setting that published no plan (no set inferred, or
+    // every inference failed) makes the run fail, with the report saying why.
+    const empty = report.settings.filter((s) => s.frames.published === 0);
+    if (!report.settings.length || empty.length) {
+      const what = empty.map((s) => `${s.label}: ${s.frames.setsInferred} sets inferred, ${s.frames.failed} failed${s.frames.lastError ? ` (last: ${s.frames.lastError})` : ''}`).join('; ');
+      io.err(`${ErrorCodes.NO_FRAMES}: nothing was evaluated${what ? ` (${what})` : ''}; check the camera topics (--remap) and the bag's content (report: ${files.markdown})`);
+      return 1;
+    }
     if (o.baseline && !o.json) {
       // The yardstick the model must beat: straight ahead at the odometry speed in the prompt.
       const cv = constantVelocityPlanner(engine.cameras, engine.info.numWaypoints, engine.info.waypointDtS);
-      const base = await replayBag({ bag, config, configPath: path.resolve(o.config), engine: cv, outDir: path.join(outDir, 'constant-velocity'), settings: [{ policy: 'none' }], remaps: parseRemaps(o.remap), writeBag: false, writeTrace: false, log: logger.child({ component: 'replay' }, { level: 'warn' }) });
+      const base = await replayBag({ bag, config, configPath: path.resolve(o.config), engine: cv, outDir: path.join(outDir, 'constant-velocity'), settings: [{ policy: 'none' }], remaps: parseRemaps(o.remap), writeBag: false, writeTrace: false, limits, log: logger.child({ component: 'replay' }, { level: 'warn' }) });
       const p = base.report.settings[0]?.planning;
       const f = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toFixed(3));
       io.out(`constant-velocity baseline on the same frames: L2@3s ${f(p?.l2At3sM)} m, ADE ${f(p?.adeM)} m, FDE ${f(p?.fdeM)} m`);
@@ -160,5 +196,9 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
     .option('--no-progress', 'no progress bar')
     .option('--baseline', 'also replay a constant-velocity planner on the same frames and print its errors')
     .option('--json', 'print the report as one JSON object')
+    .option('--overwrite', 'replace the outputs of an earlier replay in --out (never anything else, never the input)')
+    .addOption(maxChunkOption())
+    .addOption(maxMessageOption())
+    .addOption(maxDb3Option())
     .action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
 }

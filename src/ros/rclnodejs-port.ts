@@ -39,6 +39,10 @@ export class RclPort implements RosPort {
     return (cdr) => pub.publish(Buffer.from(cdr.buffer, cdr.byteOffset, cdr.byteLength));
   }
 
+  resolve(name: string): string {
+    return this.node.resolveTopicName(name);
+  }
+
   timer(periodMs: number, cb: () => void): () => void {
     const t = this.node.createTimer(BigInt(Math.max(1, Math.round(periodMs * 1e6))), () => cb());
     return () => this.node.destroyTimer(t);
