@@ -138,6 +138,9 @@ export function checkDistinctTopics(cameras: ReadonlyArray<{ camera: string; top
   }
 }
 
+/** The token range deadline mode's controller moves in; it starts at the top. */
+export const DEADLINE_TOKENS = { minTokens: 4, maxTokens: 4096 } as const;
+
 export class VlaNodeLogic {
   readonly counters: NodeCounters = { framesIn: 0, setsInferred: 0, published: 0, failed: 0, badInput: 0, droppedStale: 0, droppedSuperseded: 0, lastErrorCode: '', lastError: '' };
   private readonly sync: FrameSync<ImageInput>;
@@ -174,7 +177,7 @@ export class VlaNodeLogic {
     const order = engine.cameras.filter((c) => params.cameras.some((p) => p.camera === c));
     this.sync = new FrameSync<ImageInput>({ cameras: order, slopMs: params.slopMs, maxAgeMs: params.maxAgeMs, missingCamera: params.missingCamera });
     this.instruction = params.defaultInstruction;
-    if (params.deadlineMs !== undefined) this.deadline = new DeadlineController({ deadlineMs: params.deadlineMs, minTokens: 4, maxTokens: 4096 });
+    if (params.deadlineMs !== undefined) this.deadline = new DeadlineController({ deadlineMs: params.deadlineMs, ...DEADLINE_TOKENS });
     this.pub = {
       path: port.advertise(TOPICS.path, OUTPUT_TYPES.path, QOS_DEFAULT),
       trajectory: port.advertise(TOPICS.trajectory, OUTPUT_TYPES.trajectory, QOS_DEFAULT),

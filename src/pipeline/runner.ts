@@ -12,7 +12,7 @@ import { MessageCodec } from '../msgs/codec.js';
 import type { RosPort } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
-import { checkCameras, VlaNodeLogic, type EngineLike } from './node.js';
+import { checkCameras, DEADLINE_TOKENS, VlaNodeLogic, type EngineLike } from './node.js';
 import { configFromParams, engineLoadOptions, type EngineConfig, type NodeConfig, type RawParams } from './params.js';
 
 /** What the runner needs of an engine: what the node needs, and disposal. */
@@ -52,13 +52,15 @@ const WARM_FRAME = { data: new Uint8Array(64 * 64 * 3).fill(128), width: 64, hei
  * meet, an activation limit below what it needs, an instruction it cannot take) fails here, once,
  * with its code, when the parameters are applied rather than at each frame.
  */
-export async function checkWithEngine(engine: EngineLike, node: Pick<NodeConfig['node'], 'cameras' | 'defaultInstruction' | 'prune'>): Promise<number> {
+export async function checkWithEngine(engine: EngineLike, node: Pick<NodeConfig['node'], 'cameras' | 'defaultInstruction' | 'prune' | 'deadlineMs'>): Promise<number> {
+  // Deadline mode: the policy runs with the token budget the controller starts at.
+  const prune = node.prune && !node.prune.budget && node.deadlineMs !== undefined ? { ...node.prune, budget: { kind: 'tokens' as const, value: DEADLINE_TOKENS.maxTokens } } : node.prune;
   // One view, then all: the engine keeps buffers sized for the longest sequence so far and grows
   // them on a longer one while the rest is held, the peak an activation limit must allow.
   let ms = 0;
   for (const cams of [node.cameras.slice(0, 1), node.cameras]) {
     const views = Object.fromEntries(cams.map((c) => [c.camera, WARM_FRAME]));
-    const r = await engine.infer({ views, instruction: node.defaultInstruction, ...(node.prune ? { prune: node.prune } : {}) });
+    const r = await engine.infer({ views, instruction: node.defaultInstruction, ...(prune ? { prune } : {}) });
     ms = r.timings.totalMs;
     if (node.cameras.length === 1) break;
   }
