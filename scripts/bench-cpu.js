@@ -14,9 +14,12 @@ const opt = (name, dflt) => {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : dflt;
 };
+// bench-cpu is not part of `npm run build`: built here, on demand (incremental once built); the
+// build's output goes to stderr, stdout carries only the JSON.
+const built = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-native.js'), '--target', 'bench-cpu'], { cwd: root, stdio: ['ignore', 2, 2] });
 const bin = ['build/bench-cpu', 'build/Release/bench-cpu'].map((p) => path.join(root, p)).find((p) => existsSync(p));
-if (!bin) {
-  process.stderr.write('VLA_E_ADDON_MISSING: bench-cpu not built: run `npm run build`\n');
+if (built.status !== 0 || !bin) {
+  process.stderr.write('VLA_E_ADDON_MISSING: bench-cpu could not be built (see above): run `npm run build` first\n');
   process.exit(1);
 }
 const { makeModel } = await import(path.join(root, 'dist', 'model', 'tiny.js'));

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // On a machine with ROS 2 sourced: builds rclnodejs's native part (install scripts are off in
-// .npmrc), builds our message package (msg/) with colcon, and generates rclnodejs's message
-// bindings with it on the path. Without ROS 2 it says so and does nothing: the CLI, the engine,
-// replay and the tests do not need it.
+// .npmrc), builds our message package (msg/) with colcon, generates rclnodejs's message bindings
+// with it on the path, then builds the ament package ros/ (autoprune_ros), which installs the
+// node npm run build made (dist/, the addon, production node_modules with those bindings), its
+// launch files and configs into build/ros-install. Without ROS 2 it says so and does nothing: the
+// CLI, the engine, replay and the tests do not need it.
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +25,8 @@ function run(cmd, args) {
   }
 }
 run('npm', ['rebuild', 'rclnodejs', '--ignore-scripts=false']);
-run('colcon', ['build', '--base-paths', 'msg', '--build-base', 'build/colcon', '--install-base', install, '--merge-install']);
+const colcon = (pkg) => run('colcon', ['build', '--base-paths', 'msg', 'ros', '--packages-select', pkg, '--build-base', 'build/colcon', '--install-base', install, '--merge-install']);
+colcon('autoprune_ros_msgs');
 run('npx', ['--no-install', 'generate-ros-messages']);
-process.stdout.write(`build:ros: done; source ${install}/setup.bash before ros2 launch so other nodes see autoprune_ros_msgs\n`);
+colcon('autoprune_ros');
+process.stdout.write(`build:ros: done; source ${install}/setup.bash, then: ros2 launch autoprune_ros autoprune_ros.launch.py\n`);

@@ -114,7 +114,8 @@ if wants configure; then
 fi
 if wants build; then
     if [[ -f $BUILD/CMakeCache.txt ]]; then
-        step build build.log 1800 cmake --build "$BUILD" -j "$JOBS"
+        # the addon's library and, on demand only (vla-tests), the native tests and bench-cuda
+        step build build.log 1800 cmake --build "$BUILD" -j "$JOBS" --target all vla-tests
         record build "$STEP_STATUS" "$STEP_TIME" build.log "$STEP_NOTE"
     else
         missing build build.log "not configured"

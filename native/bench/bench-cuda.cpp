@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "vla/backend.h"
+#include "backend.h"
 #include "vla/config.h"
 #include "vla/engine.h"
 #include "vla/prune.h"

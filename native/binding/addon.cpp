@@ -2,14 +2,12 @@
 // No maths here; nothing slow runs on the JS thread.
 #include <napi.h>
 
-#include <memory>
-
 #include <chrono>
+#include <memory>
 
 #include "vla/engine.h"
 #include "vla/jpeg.h"
-#include "vla/prune-ops.h"
-#include "vla/schedule.h"
+#include "vla/prune.h"
 
 namespace {
 
@@ -41,6 +39,13 @@ bool get_bool(Napi::Env env, const Napi::Object& o, const char* key, bool dflt) 
     return v.As<Napi::Boolean>().Value();
 }
 
+// "none, autoprune, ...": the registry's names, for error messages.
+std::string policy_names() {
+    std::string r;
+    for (const auto& p : vla::prune_policy_list()) r += (r.empty() ? "" : ", ") + std::string(p.name);
+    return r;
+}
+
 // { policy, budget: { kind: 'tokens' | 'flops', value }, x0, k0, gamma, recycle, reindexPositions,
 //   padMask, fastvLayer, seed }
 vla::PruneOptions parse_prune(Napi::Env env, const Napi::Value& v) {
@@ -51,7 +56,7 @@ vla::PruneOptions parse_prune(Napi::Env env, const Napi::Value& v) {
     Napi::Value pol = p.Get("policy");
     if (!pol.IsUndefined()) {
         if (!pol.IsString() || !vla::prune_policy_parse(pol.As<Napi::String>().Utf8Value(), &o.policy))
-            throw input_error(env, "prune.policy must be one of none, autoprune, fastv, pdrop, sparsevlm-fixed, cls-prior, random");
+            throw input_error(env, "prune.policy must be one of " + policy_names());
     }
     Napi::Value b = p.Get("budget");
     if (!b.IsUndefined() && !b.IsNull()) {
@@ -421,39 +426,42 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     return p;
 }
 
-// schedule({ layers, visualTokens, budgetTokens | budgetFlops (GFLOP), mi, x0, k0, gamma, hidden,
-// ffn, prefixTokens, textTokens }): AutoPrune's schedule and its FLOPs without a model. Pure
-// arithmetic of a few thousand steps: synchronous.
+// schedule({ policy = 'autoprune', layers, visualTokens, budgetTokens | budgetFlops (GFLOP), mi,
+// x0, k0, gamma, recycle, fastvLayer, hidden, ffn, prefixTokens, textTokens }): a policy's
+// schedule and FLOPs without a model, by vla::prune_schedule (the prefill's own planning).
+// Microseconds to milliseconds of arithmetic: synchronous.
 Napi::Value Schedule(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsObject()) throw input_error(env, "schedule(options): options must be an object");
     Napi::Object o = info[0].As<Napi::Object>();
-    const int L = int(get_num(env, o, "layers", 32, 2, 1024));
-    const int Nv = int(get_num(env, o, "visualTokens", 576, 1, 1 << 20));
+    vla::PruneOptions po;
+    po.policy = vla::PrunePolicy::autoprune;
+    Napi::Value pol = o.Get("policy");
+    if (!pol.IsUndefined() && (!pol.IsString() || !vla::prune_policy_parse(pol.As<Napi::String>().Utf8Value(), &po.policy)))
+        throw input_error(env, "policy must be one of " + policy_names());
+    vla::PruneShape shape;
+    shape.n_layers = int(get_num(env, o, "layers", 32, 2, 1024));
+    shape.n_visual = int(get_num(env, o, "visualTokens", 576, 1, 1 << 20));
+    shape.hidden = get_num(env, o, "hidden", 4096, 1, 1 << 20);
+    shape.ffn = get_num(env, o, "ffn", 11008, 1, 1 << 22);
+    shape.n_other = int(get_num(env, o, "prefixTokens", 35, 0, 1 << 20)) + int(get_num(env, o, "textTokens", 40, 0, 1 << 20));
     const double mi = get_num(env, o, "mi", 0, 0, 1e9);
-    const double d = get_num(env, o, "hidden", 4096, 1, 1 << 20), m = get_num(env, o, "ffn", 11008, 1, 1 << 22);
-    const int P = int(get_num(env, o, "prefixTokens", 35, 0, 1 << 20)), Nt = int(get_num(env, o, "textTokens", 40, 0, 1 << 20));
-    vla::AutoPruneParams ap;
-    ap.x0 = get_num(env, o, "x0", ap.x0, -1e6, 1e6);
-    ap.k0 = get_num(env, o, "k0", ap.k0, 0, 1e6);
-    ap.gamma = get_num(env, o, "gamma", ap.gamma, 0, 1e6);
-    const bool by_flops = !o.Get("budgetFlops").IsUndefined();
-    vla::Schedule s;
-    bool met = true;
-    const std::vector<int> full(size_t(L), Nv);
-    const double full_flops = vla::prune_plan_flops(full, Nv, P + Nt, d, m);
-    if (by_flops) {
-        const double cap = get_num(env, o, "budgetFlops", 0, 1e-9, 1e12) * 1e9;
-        const double T = vla::autoprune_tokens_for_flops(L, Nv, cap, P + Nt, d, m, ap);
-        if (T < 0)
-            throw input_error(env, "budget flops:" + std::to_string(cap / 1e9) + " GFLOP is below the least any schedule needs (layer 0 over every visual token)");
-        s = vla::autoprune_schedule_flops(L, Nv, std::min(int(2.5 * T), Nv), mi, cap, P + Nt, d, m, ap, &met);
-    } else {
-        const double T = get_num(env, o, "budgetTokens", 64, 1e-9, 1 << 20);
-        s = vla::autoprune_schedule(L, Nv, T, mi, ap);
-    }
-    const double flops = vla::prune_plan_flops(s.kept, Nv, P + Nt, d, m);
+    po.autoprune.x0 = get_num(env, o, "x0", po.autoprune.x0, -1e6, 1e6);
+    po.autoprune.k0 = get_num(env, o, "k0", po.autoprune.k0, 0, 1e6);
+    po.autoprune.gamma = get_num(env, o, "gamma", po.autoprune.gamma, 0, 1e6);
+    po.recycle = get_bool(env, o, "recycle", po.recycle);
+    po.fastv_layer = int(get_num(env, o, "fastvLayer", po.fastv_layer, 1, 1024));
+    if (!o.Get("budgetFlops").IsUndefined()) po.budget = {vla::BudgetKind::flops, get_num(env, o, "budgetFlops", 0, 1e-9, 1e12)};
+    else po.budget = {vla::BudgetKind::tokens, get_num(env, o, "budgetTokens", 64, 1e-9, 1 << 20)};
+    vla::PruneSchedule s;
+    const vla::Status st = vla::prune_schedule(po, shape, mi, &s);
+    if (!st.ok()) throw coded_error(env, st);
     Napi::Object r = Napi::Object::New(env);
+    r.Set("policy", vla::prune_policy_name(s.policy));
+    r.Set("prunes", s.prunes);
+    r.Set("parameter", s.parameter);
+    r.Set("targetTokens", s.target_tokens);
+    r.Set("entering", s.entering);
     r.Set("k", s.k);
     r.Set("scale", s.scale);
     r.Set("n1", s.n1);
@@ -462,10 +470,10 @@ Napi::Value Schedule(const Napi::CallbackInfo& info) {
     for (size_t i = 0; i < s.keep_frac.size(); ++i) kf.Set(uint32_t(i), s.keep_frac[i]);
     r.Set("keepFrac", kf);
     r.Set("avgTokens", s.avg_tokens);
-    r.Set("flops", flops);
-    r.Set("flopsUnpruned", full_flops);
-    r.Set("relFlops", flops / full_flops);
-    r.Set("budgetMet", met);
+    r.Set("flops", s.flops);
+    r.Set("flopsUnpruned", s.flops_unpruned);
+    r.Set("relFlops", s.flops / s.flops_unpruned);
+    r.Set("budgetMet", s.budget_met);
     return r;
 }
 
@@ -473,6 +481,16 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     EngineWrap::Init(env, exports);
     exports.Set("load", Napi::Function::New(env, Load));
     exports.Set("schedule", Napi::Function::New(env, Schedule));
+    // The pruning policies this build has, in the registry's order: [{ name, description }].
+    Napi::Array policies = Napi::Array::New(env);
+    uint32_t k = 0;
+    for (const auto& p : vla::prune_policy_list()) {
+        Napi::Object e = Napi::Object::New(env);
+        e.Set("name", p.name);
+        e.Set("description", p.description);
+        policies.Set(k++, e);
+    }
+    exports.Set("policies", policies);
     Napi::Array names = Napi::Array::New(env);
     uint32_t i = 0;
     for (const auto& n : vla::backend_list()) names.Set(i++, n);

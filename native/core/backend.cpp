@@ -1,6 +1,7 @@
 #include <memory>
 
-#include "vla/backend.h"
+#include "backend.h"
+#include "vla/engine.h"
 
 namespace vla {
 
@@ -14,7 +15,8 @@ std::string backend_cuda_unavailable_reason() {
 #ifdef VLA_HAVE_CUDA
     return backend_cuda_probe();
 #else
-    return "the CUDA backend is not built into this addon (configure on a machine with the CUDA toolkit; VLA_CUDA=ON to require it)";
+    return "the CUDA backend is not built into this addon (built where nvcc and an NVIDIA driver are found; "
+           "VLA_CUDA=ON npm run build builds it anyway)";
 #endif
 }
 

@@ -1,4 +1,4 @@
-#include "vla/image.h"
+#include "image.h"
 
 #include <algorithm>
 #include <cmath>

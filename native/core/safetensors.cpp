@@ -1,4 +1,4 @@
-#include "vla/safetensors.h"
+#include "safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

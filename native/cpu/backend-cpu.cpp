@@ -9,10 +9,10 @@
 
 #include "convert.h"
 #include "gemm.h"
-#include "vla/backend.h"
-#include "vla/image.h"
-#include "vla/prune-ops.h"
-#include "vla/threadpool.h"
+#include "backend.h"
+#include "image.h"
+#include "prune/ops.h"
+#include "threadpool.h"
 
 namespace vla {
 
@@ -427,12 +427,12 @@ public:
         return Status::OK();
     }
 
-    void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
+    void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t Tv, int64_t first, int64_t pv,
                    const Tensor& masked, Tensor& prior) override {
         const int64_t N = probs.cols;
         for (int v = 0; v < n_views; ++v)
             for (int64_t i = 0; i < pv; ++i) {
-                const int64_t key = int64_t(v) * T + first + i;
+                const int64_t key = int64_t(v) * Tv + first + i;
                 double sum = 0;
                 for (int h = 0; h < n_heads; ++h) sum += F(probs)[(int64_t(h) * n_views + v) * N + key];
                 F(prior)[v * pv + i] = I(masked)[v * pv + i] ? 0.f : float(sum / n_heads);

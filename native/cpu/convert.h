@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "vla/safetensors.h"
+#include "safetensors.h"
 
 namespace vla {
 

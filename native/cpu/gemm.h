@@ -2,8 +2,8 @@
 #pragma once
 #include <cstdint>
 
-#include "vla/safetensors.h"
-#include "vla/threadpool.h"
+#include "safetensors.h"
+#include "threadpool.h"
 
 namespace vla {
 

@@ -1,4 +1,4 @@
-#include "vla/threadpool.h"
+#include "threadpool.h"
 
 #include <algorithm>
 #include <atomic>

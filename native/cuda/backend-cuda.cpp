@@ -27,8 +27,8 @@
 #include <vector>
 
 #include "kernels.h"
-#include "vla/backend.h"
-#include "vla/image.h"
+#include "backend.h"
+#include "image.h"
 
 namespace vla {
 
@@ -426,10 +426,10 @@ public:
         check("dpc_knn_merge");
         return take_error();
     }
-    void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
+    void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t Tv, int64_t first, int64_t pv,
                    const Tensor& masked, Tensor& prior) override {
                        bind();
-        cuda::cls_prior(F(probs), probs.cols, n_heads, n_views, T, first, pv, I(masked), F(prior), st_->stream);
+        cuda::cls_prior(F(probs), probs.cols, n_heads, n_views, Tv, first, pv, I(masked), F(prior), st_->stream);
         check("cls_prior");
     }
     void argmax(const Tensor& x, int64_t n, Tensor& out) override {

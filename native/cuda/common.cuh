@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "vla/safetensors.h"
+#include "safetensors.h"
 
 // Launch and dynamic shared memory, spelled so that the CPU emulation (emu/) compiles the same
 // source as C++: VLA_LAUNCH(kernel, grid, block, smem, stream, args...).

@@ -315,11 +315,11 @@ __global__ void k_dpc_merge(const float* __restrict__ x, int64_t d, int64_t c, c
     }
 }
 
-__global__ void k_cls_prior(const float* __restrict__ probs, int64_t ld, int n_heads, int n_views, int64_t T, int64_t first,
+__global__ void k_cls_prior(const float* __restrict__ probs, int64_t ld, int n_heads, int n_views, int64_t Tv, int64_t first,
                             int64_t pv, const int32_t* __restrict__ masked, float* __restrict__ prior) {
     VLA_GRID_STRIDE(t, int64_t(n_views) * pv) {
         const int64_t v = t / pv, i = t % pv;
-        const int64_t key = v * T + first + i;
+        const int64_t key = v * Tv + first + i;
         double sum = 0;
         for (int h = 0; h < n_heads; ++h) sum += probs[(int64_t(h) * n_views + v) * ld + key];
         prior[t] = masked[t] ? 0.f : float(sum / n_heads);
@@ -413,10 +413,10 @@ void dpc_knn_merge(const float* x, int64_t m, int64_t d, int64_t c, void* scratc
     VLA_LAUNCH(k_dpc_merge, grid_for(c * d, kBlock), kBlock, 0, s, x, d, c, sc.order, sc.start, out);
 }
 
-void cls_prior(const float* probs, int64_t ld, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
+void cls_prior(const float* probs, int64_t ld, int n_heads, int n_views, int64_t Tv, int64_t first, int64_t pv,
                const int32_t* masked, float* prior, cudaStream_t s) {
     const int64_t n = int64_t(n_views) * pv;
-    if (n > 0) VLA_LAUNCH(k_cls_prior, grid_for(n, kBlock), kBlock, 0, s, probs, ld, n_heads, n_views, T, first, pv, masked, prior);
+    if (n > 0) VLA_LAUNCH(k_cls_prior, grid_for(n, kBlock), kBlock, 0, s, probs, ld, n_heads, n_views, Tv, first, pv, masked, prior);
 }
 
 void argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s) { VLA_LAUNCH(k_argmax, 1, 1024, 0, s, x, n, out); }

@@ -17,7 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "vla/safetensors.h"
+#include "safetensors.h"
 
 using namespace vla;
 

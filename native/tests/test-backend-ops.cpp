@@ -74,8 +74,8 @@
 
 #include "convert.h"
 #include "test-models.h"
-#include "vla/backend.h"
-#include "vla/prune-ops.h"
+#include "backend.h"
+#include "prune/ops.h"
 
 using namespace vla;
 

@@ -21,7 +21,7 @@
 #include "vla/config.h"
 #include "vla/engine.h"
 #include "test-models.h"
-#include "vla/safetensors.h"
+#include "safetensors.h"
 
 using namespace vla;
 using vla_test::Frames;

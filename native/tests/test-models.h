@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "vla/backend.h"
+#include "backend.h"
 #include "vla/engine.h"
 
 namespace vla_test {

@@ -11,9 +11,9 @@
 
 #include "convert.h"
 #include "gemm.h"
-#include "vla/backend.h"
-#include "vla/image.h"
-#include "vla/threadpool.h"
+#include "backend.h"
+#include "image.h"
+#include "threadpool.h"
 
 using namespace vla;
 

@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <random>
 
-#include "vla/engine.h"
+#include "prune/ops.h"
+#include "prune/policy.h"
+#include "prune/schedule.h"
 #include "test-models.h"
-#include "vla/prune-ops.h"
+#include "vla/engine.h"
 
 using namespace vla;
 using vla_test::Frames;
@@ -66,11 +68,14 @@ TEST_CASE("pad mask: square images are unmasked; letterbox bands are masked") {
 }
 
 TEST_CASE("policy plans meet their budgets: tokens and FLOPs, LLaVA-1.5-7B shapes") {
+    const PruneShape shape{32, 576, 75, 4096, 11008};
     PruneOptions o;
     for (PrunePolicy p : {PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed, PrunePolicy::cls_prior, PrunePolicy::random}) {
         for (double T : {64.0, 128.0, 192.0}) {
-            PolicyPlan plan;
-            Status st = prune_plan(p, {BudgetKind::tokens, T}, 32, 576, 75, 4096, 11008, o, &plan);
+            PrunePlan plan;
+            o.policy = p;
+            o.budget = {BudgetKind::tokens, T};
+            Status st = prune_plan(o, shape, &plan);
             INFO(prune_policy_name(p) << " T=" << T);
             REQUIRE(st.ok());
             double avg = 0;
@@ -79,18 +84,22 @@ TEST_CASE("policy plans meet their budgets: tokens and FLOPs, LLaVA-1.5-7B shape
             CHECK(avg >= T - 16);  // and uses most of it
         }
     }
-    PolicyPlan plan;
-    REQUIRE(prune_plan(PrunePolicy::fastv, {BudgetKind::tokens, 64}, 32, 576, 75, 4096, 11008, o, &plan).ok());
-    CHECK(plan.fastv_keep == (32 * 64 - 576) / 31);  // layer 0 keeps all, then K
+    PrunePlan plan;
+    o.policy = PrunePolicy::fastv;
+    o.budget = {BudgetKind::tokens, 64};
+    REQUIRE(prune_plan(o, shape, &plan).ok());
+    CHECK(plan.parameter == (32 * 64 - 576) / 31);  // layer 0 keeps all, then K
     // FLOPs caps: random caps between the minimum and the unpruned cost are never exceeded.
     std::mt19937 g(5);
     const double full = prune_plan_flops(std::vector<int>(32, 576), 576, 75, 4096, 11008);
     for (int i = 0; i < 40; ++i) {
         const double cap = full * std::uniform_real_distribution<double>(0.25, 0.99)(g);
         for (PrunePolicy p : {PrunePolicy::fastv, PrunePolicy::pdrop, PrunePolicy::sparsevlm_fixed, PrunePolicy::cls_prior}) {
-            Status st = prune_plan(p, {BudgetKind::flops, cap / 1e9}, 32, 576, 75, 4096, 11008, o, &plan);
+            o.policy = p;
+            o.budget = {BudgetKind::flops, cap / 1e9};
+            Status st = prune_plan(o, shape, &plan);
             if (!st.ok()) { CHECK(st.code() == Code::input); continue; }
-            CHECK(prune_plan_flops(plan.kept, plan.pre_llm >= 0 ? plan.pre_llm : 576, 75, 4096, 11008) <= cap);
+            CHECK(prune_plan_flops(plan.kept, plan.entering, 75, 4096, 11008) <= cap);
         }
         // AutoPrune: N1 from the cap, then the scale at layer 1 for any MI stays within it.
         const double T = autoprune_tokens_for_flops(32, 576, cap, 75, 4096, 11008, {});
@@ -102,7 +111,64 @@ TEST_CASE("policy plans meet their budgets: tokens and FLOPs, LLaVA-1.5-7B shape
             CHECK(prune_plan_flops(s.kept, 576, 75, 4096, 11008) <= cap);
         }
     }
-    CHECK(prune_plan(PrunePolicy::fastv, {BudgetKind::flops, 1.0}, 32, 576, 75, 4096, 11008, o, &plan).code() == Code::input);
+    o.policy = PrunePolicy::fastv;
+    o.budget = {BudgetKind::flops, 1.0};
+    CHECK(prune_plan(o, shape, &plan).code() == Code::input);
+}
+
+TEST_CASE("one list of policies: every policy once, in enum order, names parse back") {
+    const auto& list = prune_policy_list();
+    REQUIRE(list.size() == 7);
+    for (size_t i = 0; i < list.size(); ++i) {
+        INFO(list[i].name);
+        CHECK(list[i].id == PrunePolicy(i));
+        CHECK(prune_policy(list[i].id).id() == list[i].id);
+        CHECK(std::string(prune_policy_name(list[i].id)) == list[i].name);
+        CHECK(std::string(list[i].description).size() > 10);
+        PrunePolicy back = PrunePolicy::none;
+        CHECK(prune_policy_parse(list[i].name, &back));
+        CHECK(back == list[i].id);
+    }
+    PrunePolicy p = PrunePolicy::fastv;
+    CHECK_FALSE(prune_policy_parse("FastV", &p));
+    CHECK(p == PrunePolicy::fastv);
+}
+
+TEST_CASE("prune_schedule: a budget that allows every token keeps every token; bad requests are coded") {
+    const PruneShape shape{32, 576, 75, 4096, 11008};
+    for (const PrunePolicyInfo& info : prune_policy_list()) {
+        for (Budget b : {Budget{BudgetKind::tokens, 576}, Budget{BudgetKind::tokens, 1000}, Budget{BudgetKind::flops, 1e6}}) {
+            PruneOptions o;
+            o.policy = info.id;
+            o.budget = b;
+            PruneSchedule s;
+            INFO(info.name << " budget " << b.value);
+            REQUIRE(prune_schedule(o, shape, 0.0, &s).ok());
+            CHECK_FALSE(s.prunes);
+            CHECK(s.kept == std::vector<int>(32, 576));
+            CHECK(s.avg_tokens == 576);
+            CHECK(s.flops == s.flops_unpruned);
+            CHECK(s.budget_met);
+        }
+    }
+    PruneOptions o;
+    o.policy = PrunePolicy::pdrop;  // no budget
+    PruneSchedule s;
+    CHECK(prune_schedule(o, shape, 0, &s).code() == Code::input);
+    o.budget = {BudgetKind::tokens, 64};
+    CHECK(prune_schedule(o, PruneShape{0, 576, 75, 4096, 11008}, 0, &s).code() == Code::input);
+    CHECK(prune_schedule(o, PruneShape{32, 576, 75, 0, 11008}, 0, &s).code() == Code::input);
+    o.budget = {BudgetKind::tokens, -1};
+    CHECK(prune_schedule(o, shape, 0, &s).code() == Code::input);
+    // AutoPrune at T = 64 and MI 0: the spec's worked schedule (§2.9).
+    o.policy = PrunePolicy::autoprune;
+    o.budget = {BudgetKind::tokens, 64};
+    REQUIRE(prune_schedule(o, shape, 0.0, &s).ok());
+    CHECK(s.prunes);
+    CHECK(s.n1 == 160);
+    CHECK(s.kept == autoprune_schedule(32, 576, 64, 0.0).kept);
+    CHECK(s.parameter == s.scale);
+    CHECK(s.avg_tokens == doctest::Approx(64.0));
 }
 
 namespace {
@@ -164,6 +230,44 @@ TEST_CASE("every policy runs end to end on the tiny model, 1, 3 and 6 views, bot
     }
 }
 
+TEST_CASE("prune_schedule predicts what the engine does: counts, FLOPs, verdict, for every policy and budget kind") {
+    for (const char* model : {"tiny", "tiny-6cam-text"}) {
+        std::unique_ptr<Engine> e;
+        REQUIRE(Engine::load(model_dir(model), {}, &e).ok());
+        const auto& tc = e->info().config.text;
+        const int cams = int(e->info().config.vla.cameras.size());
+        auto f = frames(cams, 14);
+        InferRequest base = request(*e, f);
+        InferResult ref;
+        REQUIRE(e->infer(base, &ref).ok());
+        const int nvis = int(ref.n_visual_tokens);
+        for (const PrunePolicyInfo& info : prune_policy_list()) {
+            for (Budget b : {Budget{BudgetKind::tokens, nvis / 3.0}, Budget{BudgetKind::tokens, nvis / 2.0},
+                             Budget{BudgetKind::flops, 0.7 * ref.prune.flops_unpruned / 1e9}}) {
+                InferRequest r = base;
+                r.prune.policy = info.id;
+                r.prune.budget = b;
+                const PruneShape shape{tc.n_layers, nvis, int(ref.n_prompt_tokens) - nvis, double(tc.hidden), double(tc.intermediate)};
+                InferResult out;
+                const Status st = e->infer(r, &out);
+                PruneSchedule s;
+                const Status ss = prune_schedule(r.prune, shape, out.prune.mi1, &s);
+                INFO(model << " " << info.name << " budget " << int(b.kind) << ":" << b.value);
+                REQUIRE(st.code() == ss.code());
+                if (!st.ok()) continue;
+                CHECK(s.kept == out.prune.kept);
+                CHECK(s.flops == out.prune.flops);
+                CHECK(s.flops_unpruned == out.prune.flops_unpruned);
+                CHECK(s.avg_tokens == out.prune.avg_tokens);
+                CHECK(s.budget_met == out.prune.budget_met);
+                CHECK(s.target_tokens == out.prune.target_tokens);
+                CHECK(s.k == out.prune.k);
+                CHECK(s.scale == out.prune.scale);
+            }
+        }
+    }
+}
+
 TEST_CASE("a budget that allows every token is bit-identical to no pruning") {
     std::unique_ptr<Engine> e;
     REQUIRE(Engine::load(model_dir("tiny-text"), {}, &e).ok());
@@ -210,12 +314,38 @@ TEST_CASE("autoprune reports MI, slope and a schedule that follows the spec's ac
     CHECK(s.k == doctest::Approx(std::max(0.4 - 0.2 * s.mi1, 0.0)));
     Schedule expect = autoprune_schedule(int(s.kept.size()), 48, 8, s.mi1);
     CHECK(s.kept == expect.kept);  // the engine's counts are the simulated ones
-    // recycling off: fewer tokens, never more
+    // Recycling off: no merged tokens, and the schedule is solved without room for them, so the
+    // kept tokens use the same budget (layers 0 and 1 do not merge: the same MI_1).
     r.prune.recycle = false;
     InferResult plain;
     REQUIRE(e->infer(r, &plain).ok());
-    for (size_t l = 0; l < s.kept.size(); ++l) CHECK(plain.prune.kept[l] <= s.kept[l]);
     CHECK(plain.prune.merged == std::vector<int>(s.kept.size(), 0));
+    CHECK(plain.prune.mi1 == s.mi1);
+    CHECK(plain.prune.kept == autoprune_schedule(int(s.kept.size()), 48, 8, s.mi1, {}, false).kept);
+    CHECK(plain.prune.avg_tokens == doctest::Approx(s.avg_tokens).epsilon(0.5 / 8));
+    CHECK(plain.prune.budget_met);
+}
+
+TEST_CASE("AutoPrune without recycling plans for the tokens it keeps: no room left for merged tokens") {
+    // LLaVA-1.5 shapes: the average meets T as closely with recycling off as on.
+    for (double T : {64.0, 128.0, 192.0})
+        for (double mi : {0.0, 1.0}) {
+            const Schedule on = autoprune_schedule(32, 576, T, mi), off = autoprune_schedule(32, 576, T, mi, {}, false);
+            INFO("T=" << T << " MI=" << mi);
+            CHECK(std::fabs(on.avg_tokens - T) <= 0.5);
+            CHECK(std::fabs(off.avg_tokens - T) <= 0.5);
+            CHECK(off.scale >= on.scale);  // a larger curve: the kept tokens take the merged ones' room
+        }
+    // The sample drive's shapes (6 layers, 147 visual tokens) at tokens:49: the engine's plan
+    // with recycling off spends the budget (it kept 47.8 on average when planned with recycling).
+    PruneOptions o;
+    o.policy = PrunePolicy::autoprune;
+    o.budget = {BudgetKind::tokens, 49};
+    o.recycle = false;
+    PruneSchedule s;
+    REQUIRE(prune_schedule(o, PruneShape{6, 147, 30, 96, 192}, 0.5, &s).ok());
+    CHECK(s.avg_tokens == doctest::Approx(49.0));
+    CHECK(s.budget_met);
 }
 
 TEST_CASE("FLOPs caps are never exceeded end to end, across caps, complexities and prompt lengths") {

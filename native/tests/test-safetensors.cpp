@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "vla/safetensors.h"
+#include "safetensors.h"
 
 using namespace vla;
 namespace fs = std::filesystem;

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <random>
 
-#include "vla/schedule.h"
+#include "prune/schedule.h"
 
 using namespace vla;
 

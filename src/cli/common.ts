@@ -90,18 +90,34 @@ export function maxDb3Option(): Option {
   return new Option('--max-db3-mib <n>', 'largest .db3 file read (held in memory), MiB (default 1024)').argParser(positiveNumber('--max-db3-mib'));
 }
 
-export function budgetOption(description = 'pruning budget: tokens:<avg visual tokens per layer> or flops:<prefill GFLOP>'): Option {
+export function budgetOption(description = 'pruning budget: tokens:<avg visual tokens per layer> or flops:<prefill GFLOP>; alone, it implies --policy autoprune'): Option {
   return new Option('--budget <spec>', description);
 }
 
-/** The prune options of --policy and --budget (a policy other than none needs a budget). */
-export function pruneOf(o: { policy: PrunePolicyName; budget?: string }): NativePruneOptions | undefined {
-  if (o.policy === 'none') return undefined;
-  if (!o.budget) throw new VlaError(ErrorCodes.ARGS, `--policy ${o.policy} needs --budget tokens:<T> or flops:<GFLOP>`);
-  return { policy: o.policy, budget: parseBudget(o.budget) };
+/** What --budget alone means: the project's own policy. */
+export const POLICY_OF_A_BARE_BUDGET: PrunePolicyName = 'autoprune';
+
+/**
+ * The prune options of --policy and --budget: no policy and no budget is no pruning, a budget
+ * alone implies AutoPrune, a policy other than none needs a budget, and none takes none.
+ */
+export function pruneOf(o: { policy?: PrunePolicyName; budget?: string }): NativePruneOptions | undefined {
+  const policy = o.policy ?? (o.budget !== undefined ? POLICY_OF_A_BARE_BUDGET : 'none');
+  if (policy === 'none') {
+    if (o.budget !== undefined) throw new VlaError(ErrorCodes.ARGS, '--policy none prunes nothing and takes no --budget');
+    return undefined;
+  }
+  if (o.budget === undefined) throw new VlaError(ErrorCodes.ARGS, `--policy ${policy} needs --budget tokens:<T> or flops:<GFLOP>`);
+  return { policy, budget: parseBudget(o.budget) };
 }
 
 /** The bundled default model is generated on first use; any other model must exist. */
 export async function ensureDefaultModel(modelDir: string): Promise<void> {
   if (path.resolve(modelDir) === DEFAULT_MODEL_DIR && !existsSync(path.join(DEFAULT_MODEL_DIR, 'config.json'))) await makeModel(DEFAULT_MODEL_DIR, { preset: 'tiny' });
+}
+
+/** A path as the user would type it: relative to the working directory when under it, else absolute. */
+export function shortPath(p: string): string {
+  const rel = path.relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : path.resolve(p);
 }

@@ -6,12 +6,14 @@ import type { Command } from 'commander';
 import { Engine, type BackendName } from '../engine/engine.js';
 import { PRUNE_POLICIES } from '../engine/policies.js';
 import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
-import { evaluateDrives, evaluationTable, readDrives, writeEvaluation } from '../replay/evaluate.js';
+import { openBag } from '../bag/reader.js';
+import { chooseBundledConfig } from '../replay/bundled-configs.js';
+import { evaluateDrives, evaluationCaveats, evaluationTable, readDrives, writeEvaluation } from '../replay/evaluate.js';
 import { parseSweep, type ReplaySetting } from '../replay/replay.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
-import { logger } from '../util/logger.js';
-import { packageRoot, resolveModelPath, SAMPLE_CONFIG } from '../util/paths.js';
-import { backendOption, integerAtLeast, type Io, type SetExit } from './common.js';
+import { logger, logLevelChosen } from '../util/logger.js';
+import { packageRoot, resolveModelPath } from '../util/paths.js';
+import { backendOption, integerAtLeast, shortPath, type Io, type SetExit } from './common.js';
 
 /** Every policy at a third, two ninths and a ninth of the visual tokens. */
 const DEFAULT_SWEEP = [`policy=${PRUNE_POLICIES.join(',')}`, 'budget=33%,22%,11%'];
@@ -37,8 +39,8 @@ export function resolveShareBudgets(sweep: string[], visualTokens: number): stri
 export function registerEvaluate(program: Command, io: Io, setExit: SetExit): void {
   program
     .command('evaluate <drives>')
-    .description('replay every drive of a directory (drives.json, from make-test-drives) with a sweep of policies and budgets and a constant-velocity baseline; pooled accuracy against compute')
-    .option('--config <yaml>', 'node parameter file', SAMPLE_CONFIG)
+    .description('replay every drive of a directory (listed in drives.json as make-test-drives writes it, or every rosbag2 bag in it) with a sweep of policies and budgets and a constant-velocity baseline; pooled accuracy against compute')
+    .option('--config <yaml>', 'node parameter file (default: the bundled config whose camera topics are in the first drive, e.g. configs/sample-drive.yaml)')
     .option('--model <dir>', "model directory (default: the config's model_path)")
     .option('--sweep <key=values...>', 'policies and budgets; budgets as tokens or as a share of the visual tokens (33%)', DEFAULT_SWEEP)
     .option('--out <dir>', 'output directory', path.join(packageRoot, 'build', 'evaluation'))
@@ -46,15 +48,22 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
     .addOption(backendOption('compute backend'))
     .option('--threads <n>', 'CPU threads (0 = all cores)', integerAtLeast('--threads', 0))
     .option('--json', 'print the evaluation as one JSON object')
-    .action(async (drivesDir: string, o: { config: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean }) => {
+    .action(async (drivesDir: string, o: { config?: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean }) => {
+      let drives = await readDrives(drivesDir);
+      if (o.limit) drives = drives.slice(0, o.limit);
+      let configFile = o.config;
+      if (!configFile) {
+        const first = await openBag((drives[0] as { dir: string }).dir);
+        await first.close();
+        configFile = chooseBundledConfig(first.info.path, first.info.topics);
+        if (!o.json) io.err(`config: ${shortPath(configFile)} (its camera topics are the drives'; --config FILE to choose another)`);
+      }
       const overrides: Record<string, unknown> = {};
       if (o.model) overrides.model_path = o.model;
       if (o.backend) overrides.backend = o.backend;
       if (o.threads !== undefined) overrides.threads = o.threads;
-      const config = loadParamsFile(o.config, overrides);
+      const config = loadParamsFile(configFile, overrides);
       config.engine.modelPath = resolveModelPath(config.engine.modelPath);
-      let drives = await readDrives(drivesDir);
-      if (o.limit) drives = drives.slice(0, o.limit);
       const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
       try {
         const visualTokens = engine.info.tokensPerView * engine.cameras.length;
@@ -63,7 +72,7 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
         const report = await evaluateDrives({
           drives,
           config,
-          configPath: path.resolve(o.config),
+          configPath: path.resolve(configFile),
           engine,
           modelPath: path.relative(packageRoot, config.engine.modelPath) || config.engine.modelPath,
           visualTokens,
@@ -71,13 +80,13 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
           outDir: o.out,
           command: `autoprune-ros evaluate ${path.relative(packageRoot, path.resolve(drivesDir)) || drivesDir} --sweep ${o.sweep.join(' ')}${o.limit ? ` --limit ${o.limit}` : ''}`,
           // A policy that cannot meet a budget fails every frame; the table says so once (LOG_LEVEL shows each).
-          log: logger.child({ component: 'evaluate' }, process.env.LOG_LEVEL === undefined ? { level: 'fatal' } : {}),
+          log: logger.child({ component: 'evaluate' }, logLevelChosen() ? {} : { level: 'fatal' }),
           onDrive: (i, d) => {
             if (!o.json) io.err(`[${i + 1}/${drives.length}] ${path.basename(d.dir)}${d.kind ? ` (${d.kind}, ${d.complexity ?? '?'})` : ''}`);
           },
         });
         const files = await writeEvaluation(o.out, report);
-        io.out(o.json ? JSON.stringify(report) : [...evaluationTable(report), '', `${drives.length} drives in ${((performance.now() - t0) / 1000).toFixed(1)} s; report: ${files.markdown}`].join('\n'));
+        io.out(o.json ? JSON.stringify(report) : [...evaluationTable(report), '', ...evaluationCaveats(report).map((c) => `note: ${c}`), `${drives.length} drives in ${((performance.now() - t0) / 1000).toFixed(1)} s; report: ${files.markdown}`].join('\n'));
         setExit(0);
       } finally {
         await engine.dispose();

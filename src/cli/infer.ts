@@ -5,13 +5,15 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 
 import type { NativePruneOptions } from '../engine/addon-types.js';
-import { Engine, type BackendName, type InferOutput } from '../engine/engine.js';
+import { Engine, type BackendName, type InferOutput, type StageTimingsMs } from '../engine/engine.js';
 import type { ImageInput } from '../engine/image.js';
 import type { PrunePolicyName } from '../engine/policies.js';
+import { modelInstruction } from '../model/prompt.js';
+import { percentile } from '../replay/latency.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { readRegularFile } from '../util/fsafe.js';
 import { DEFAULT_MODEL_DIR, SAMPLE_FRAMES_DIR } from '../util/paths.js';
-import { backendOption, budgetOption, ensureDefaultModel, nonNegativeInt, policyOption, pruneOf, threadsOption, type Io } from './common.js';
+import { backendOption, budgetOption, ensureDefaultModel, finiteNumber, integerAtLeast, nonNegativeInt, policyOption, pruneOf, threadsOption, type Io } from './common.js';
 
 /** A compressed frame is at most this large (a 8192x8192 PNG of noise is ~200 MB). */
 const MAX_IMAGE_FILE_BYTES = 256 << 20;
@@ -29,7 +31,63 @@ function parseImageArgs(pairs: string[]): Array<[string, string]> {
   });
 }
 
-function formatResult(r: InferOutput, instruction: string, model: string): string {
+const STAGES = ['decodeMs', 'tokenizeMs', 'preprocessMs', 'visionMs', 'prefillMs', 'headMs', 'engineMs', 'totalMs'] as const;
+
+/** Order statistics of one stage over the timed runs (nearest rank: values that occurred). */
+interface StageStats {
+  medianMs: number;
+  p90Ms: number;
+  minMs: number;
+  maxMs: number;
+}
+
+/** Timings over --repeat runs after --warmup untimed ones. */
+export interface TimingStats {
+  runs: number;
+  warmup: number;
+  stages: Record<(typeof STAGES)[number], StageStats>;
+  /** Why the figures may not be trusted (a busy machine), or null. */
+  caveat: string | null;
+}
+
+/** Spread (p90 over median of the total) beyond which a run's timings are called noisy. */
+const NOISY_SPREAD = 0.2;
+
+export function timingStats(runs: StageTimingsMs[], warmup: number): TimingStats {
+  const stages = Object.fromEntries(
+    STAGES.map((k) => {
+      const v = runs.map((t) => t[k]).sort((a, b) => a - b);
+      return [k, { medianMs: percentile(v, 50), p90Ms: percentile(v, 90), minMs: v[0] as number, maxMs: v[v.length - 1] as number }];
+    }),
+  ) as TimingStats['stages'];
+  const t = stages.totalMs;
+  const spread = t.medianMs > 0 ? t.p90Ms / t.medianMs - 1 : 0;
+  let caveat: string | null = null;
+  if (runs.length >= 5 && spread > NOISY_SPREAD) caveat = `the total varies by ${(100 * spread).toFixed(0)}% between runs (p90 against median): the machine is busy, and differences between settings smaller than that are noise`;
+  else if (warmup === 0) caveat = 'no warm-up run: the first inference pays for page faults and caches';
+  return { runs: runs.length, warmup, stages, caveat };
+}
+
+function formatTimings(st: TimingStats): string[] {
+  const f = (v: number) => v.toFixed(2).padStart(8);
+  if (st.runs === 1) {
+    const s = st.stages;
+    return [
+      `timings [ms], one run after ${st.warmup} warm-up run${st.warmup === 1 ? '' : 's'} (--repeat N for medians): decode ${s.decodeMs.medianMs.toFixed(2)}, tokenize ${s.tokenizeMs.medianMs.toFixed(2)}, preprocess ${s.preprocessMs.medianMs.toFixed(2)}, vision ${s.visionMs.medianMs.toFixed(2)}, ` +
+        `prefill ${s.prefillMs.medianMs.toFixed(2)}, head ${s.headMs.medianMs.toFixed(2)}, total ${s.totalMs.medianMs.toFixed(2)}`,
+      ...(st.caveat ? [`note: ${st.caveat}`] : []),
+    ];
+  }
+  const lines = [`timings [ms] over ${st.runs} runs after ${st.warmup} warm-up run${st.warmup === 1 ? '' : 's'}:`, '  stage         median       p90       min       max'];
+  for (const k of STAGES) {
+    const v = st.stages[k];
+    lines.push(`  ${k.replace(/Ms$/, '').padEnd(10)}  ${f(v.medianMs)}  ${f(v.p90Ms)}  ${f(v.minMs)}  ${f(v.maxMs)}`);
+  }
+  if (st.caveat) lines.push(`note: ${st.caveat}`);
+  return lines;
+}
+
+function formatResult(r: InferOutput, instruction: string, model: string, st: TimingStats): string {
   const lines = [`model: ${model}`, `cameras: ${r.cameras.join(', ')}`, `instruction: ${instruction}`];
   if (r.text !== undefined) lines.push(`text: ${JSON.stringify(r.text)}`);
   if (r.waypoints.length) {
@@ -39,11 +97,7 @@ function formatResult(r: InferOutput, instruction: string, model: string): strin
       lines.push(`  ${w.tS.toFixed(2).padStart(6)}  ${w.x.toFixed(3).padStart(8)}  ${w.y.toFixed(3).padStart(8)}` + (w.yaw !== undefined ? `  ${w.yaw.toFixed(3).padStart(8)}` : ''));
     }
   }
-  const t = r.timings;
-  lines.push(
-    `timings [ms]: decode ${t.decodeMs.toFixed(2)}, tokenize ${t.tokenizeMs.toFixed(2)}, preprocess ${t.preprocessMs.toFixed(2)}, vision ${t.visionMs.toFixed(2)}, ` +
-      `prefill ${t.prefillMs.toFixed(2)}, head ${t.headMs.toFixed(2)}, total ${t.totalMs.toFixed(2)}`,
-  );
+  lines.push(...formatTimings(st));
   lines.push(`tokens: prompt ${r.tokens.prompt} (visual ${r.tokens.visual}, text ${r.tokens.text}), generated ${r.tokens.generated}`);
   const p = r.prune;
   if (p.policy !== 'none') {
@@ -57,44 +111,75 @@ function formatResult(r: InferOutput, instruction: string, model: string): strin
   return lines.join('\n');
 }
 
-function resultJson(r: InferOutput, model: string, backend: string) {
+function resultJson(r: InferOutput, model: string, backend: string, instruction: string, st: TimingStats) {
+  const median = Object.fromEntries(STAGES.map((k) => [k, st.stages[k].medianMs])) as unknown as StageTimingsMs;
   return {
     model,
     backend,
+    instruction,
     head: r.head,
     cameras: r.cameras,
     waypoints: r.waypoints,
     ...(r.text !== undefined ? { text: r.text, tokenIds: r.tokenIds, stopped: r.stopped } : {}),
-    timings: r.timings,
+    // per stage, the median over the timed runs (the run's own with --repeat 1)
+    timings: median,
+    timingStats: st,
     tokens: r.tokens,
     prune: r.prune,
   };
 }
 
-async function runInfer(
-  io: Io,
-  opts: { model: string; images: Array<[string, string]>; instruction: string; json?: boolean; backend: BackendName; threads: number; head?: 'waypoints' | 'text'; maxNewTokens?: number; prune?: NativePruneOptions },
-): Promise<void> {
+interface InferRunOptions {
+  model: string;
+  images: Array<[string, string]>;
+  instruction: string;
+  /** Ego speed (m/s) written into the prompt as the node does from odometry. */
+  speed?: number;
+  json?: boolean;
+  backend: BackendName;
+  threads: number;
+  head?: 'waypoints' | 'text';
+  maxNewTokens?: number;
+  prune?: NativePruneOptions;
+  repeat: number;
+  warmup: number;
+}
+
+async function runInfer(io: Io, opts: InferRunOptions): Promise<void> {
+  const views: Record<string, ImageInput> = {};
+  for (const [name, file] of opts.images) {
+    if (views[name]) throw new VlaError(ErrorCodes.ARGS, `camera '${name}' is given twice`);
+    views[name] = await readImageFile(file);
+  }
+  const instruction = modelInstruction(opts.instruction, opts.speed);
   const engine = await Engine.load(opts.model, { backend: opts.backend, threads: opts.threads });
   try {
-    const views: Record<string, ImageInput> = {};
-    for (const [name, file] of opts.images) {
-      if (views[name]) throw new VlaError(ErrorCodes.ARGS, `camera '${name}' is given twice`);
-      views[name] = await readImageFile(file);
+    const input = { views, instruction, head: opts.head, maxNewTokens: opts.maxNewTokens, prune: opts.prune };
+    // Warm-up runs are not timed: the first inference pays for page faults of the weights and cold caches.
+    for (let i = 0; i < opts.warmup; i++) await engine.infer(input);
+    const timings: StageTimingsMs[] = [];
+    let r: InferOutput | undefined;
+    for (let i = 0; i < opts.repeat; i++) {
+      r = await engine.infer(input);
+      timings.push(r.timings);
     }
-    const r = await engine.infer({ views, instruction: opts.instruction, head: opts.head, maxNewTokens: opts.maxNewTokens, prune: opts.prune });
-    io.out(opts.json ? JSON.stringify(resultJson(r, opts.model, engine.info.backend)) : formatResult(r, opts.instruction, opts.model));
+    const st = timingStats(timings, opts.warmup);
+    const last = r as InferOutput;
+    io.out(opts.json ? JSON.stringify(resultJson(last, opts.model, engine.info.backend, instruction, st)) : formatResult(last, instruction, opts.model, st));
   } finally {
     await engine.dispose();
   }
 }
 
+const repeatOption = () => new Option('--repeat <n>', 'timed runs; timings are per-stage medians (and p90) over them').argParser(integerAtLeast('--repeat', 1)).default(1);
+const warmupOption = () => new Option('--warmup <n>', 'untimed runs first (the first inference pays for page faults and cold caches)').argParser(nonNegativeInt('--warmup')).default(1);
+
 /** The bundled default: the tiny model (generated on first use) on the sample frames. */
-async function runDemo(io: Io, opts: { json?: boolean; backend: BackendName; threads: number; prune?: NativePruneOptions }): Promise<void> {
+async function runDemo(io: Io, opts: { json?: boolean; backend: BackendName; threads: number; prune?: NativePruneOptions; repeat: number; warmup: number }): Promise<void> {
   await ensureDefaultModel(DEFAULT_MODEL_DIR);
   const instruction = (await readFile(path.join(SAMPLE_FRAMES_DIR, 'instruction.txt'), 'utf8')).trim();
   const images: Array<[string, string]> = ['front', 'front_left', 'front_right'].map((c) => [c, path.join(SAMPLE_FRAMES_DIR, `${c}.jpg`)]);
-  await runInfer(io, { model: DEFAULT_MODEL_DIR, images, instruction, json: opts.json, backend: opts.backend, threads: opts.threads, prune: opts.prune });
+  await runInfer(io, { model: DEFAULT_MODEL_DIR, images, instruction, json: opts.json, backend: opts.backend, threads: opts.threads, prune: opts.prune, repeat: opts.repeat, warmup: opts.warmup });
 }
 
 export function registerDemo(program: Command, io: Io): void {
@@ -104,9 +189,11 @@ export function registerDemo(program: Command, io: Io): void {
     .option('--json', 'print one JSON object')
     .addOption(backendOption('compute backend', 'auto'))
     .addOption(threadsOption(0))
-    .addOption(policyOption('visual-token pruning policy', 'none'))
+    .addOption(policyOption('visual-token pruning policy (default: none, or autoprune with --budget)'))
     .addOption(budgetOption())
-    .action(async (o: { json?: boolean; backend: BackendName; threads: number; policy: PrunePolicyName; budget?: string }) => runDemo(io, { ...o, prune: pruneOf(o) }));
+    .addOption(repeatOption())
+    .addOption(warmupOption())
+    .action(async (o: { json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number }) => runDemo(io, { ...o, prune: pruneOf(o) }));
 }
 
 export function registerInfer(program: Command, io: Io): void {
@@ -116,14 +203,17 @@ export function registerInfer(program: Command, io: Io): void {
     .requiredOption('--model <dir>', 'model directory')
     .requiredOption('--image <name=file...>', 'camera name and JPEG/PNG file, once per view')
     .requiredOption('--instruction <text>', 'navigation instruction')
+    .option('--speed <mps>', 'ego speed in m/s, written into the prompt as the node does from odometry (the bundled model was trained with it)', finiteNumber('--speed'))
     .addOption(new Option('--head <head>', 'action head (default: the model\'s)').choices(['waypoints', 'text']))
     .option('--max-new-tokens <n>', 'text head: tokens to generate at most', nonNegativeInt('--max-new-tokens'))
     .option('--json', 'print one JSON object')
     .addOption(backendOption('compute backend', 'auto'))
     .addOption(threadsOption(0))
-    .addOption(policyOption('visual-token pruning policy', 'none'))
+    .addOption(policyOption('visual-token pruning policy (default: none, or autoprune with --budget)'))
     .addOption(budgetOption())
-    .action(async (o: { model: string; image: string[]; instruction: string; head?: 'waypoints' | 'text'; maxNewTokens?: number; json?: boolean; backend: BackendName; threads: number; policy: PrunePolicyName; budget?: string }) =>
+    .addOption(repeatOption())
+    .addOption(warmupOption())
+    .action(async (o: { model: string; image: string[]; instruction: string; speed?: number; head?: 'waypoints' | 'text'; maxNewTokens?: number; json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number }) =>
       runInfer(io, { ...o, images: parseImageArgs(o.image), prune: pruneOf(o) }),
     );
 }

@@ -38,7 +38,7 @@ export function registerMakeTinyModel(program: Command, io: Io): void {
 export function registerMakeSampleDrive(program: Command, io: Io): void {
   program
     .command('make-sample-drive')
-    .description('write the deterministic synthetic multi-camera drive (rosbag2 MCAP) the quick start replays, or with --scenario one generated episode')
+    .description('write the deterministic synthetic multi-camera sample drive (rosbag2 MCAP), or with --scenario one generated episode (the quick start drives --scenario 900001)')
     .requiredOption('--out <dir>', 'bag directory to create')
     .option('--duration <s>', 'seconds of driving (default 12; an episode sets its own)', positive('--duration'))
     .option('--camera-hz <hz>', 'camera rate', positive('--camera-hz'), 10)

@@ -23,6 +23,26 @@ const DEFAULT_OUT = path.join(packageRoot, 'build', 'replay', 'held-out-drive');
 /** A third of the bundled model's 147 visual tokens (3 views x 49). */
 const QUICKSTART_BUDGET_TOKENS = 49;
 
+/** Edit distance (insertions, deletions, substitutions, adjacent swaps) for "did you mean". */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = d[i] as number[], prev = d[i - 1] as number[];
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) row[j] = Math.min(row[j] as number, ((d[i - 2] as number[])[j - 2] as number) + 1);
+    }
+  }
+  return (d[a.length] as number[])[b.length] as number;
+}
+
+export function unknownCommand(name: string, program: Command): VlaError {
+  const names = program.commands.map((c) => c.name());
+  const near = names.filter((n) => editDistance(name, n) <= Math.max(1, Math.floor(n.length / 3)) || (name.length >= 3 && n.startsWith(name)));
+  const hint = near.length ? ` (did you mean ${near.map((n) => `'${n}'`).join(' or ')}?)` : '';
+  return new VlaError(ErrorCodes.ARGS, `unknown command '${name}'${hint}; the commands: ${names.join(', ')} (autoprune-ros --help)`);
+}
+
 export function registerQuickstart(program: Command, io: Io, setExit: SetExit): void {
   program
     .command('quickstart', { isDefault: true })
@@ -30,7 +50,10 @@ export function registerQuickstart(program: Command, io: Io, setExit: SetExit): 
     .option('--out <dir>', 'output directory', DEFAULT_OUT)
     .option('--scenario <seed>', 'the held-out episode to drive (test split: 900000 and up)', count('--scenario'), QUICKSTART_SCENARIO)
     .option('--json', 'print the report as one JSON object')
-    .action(async (o: { out: string; scenario: number; json?: boolean }) => {
+    // The default command would otherwise take a mistyped command name as its argument.
+    .allowExcessArguments()
+    .action(async (o: { out: string; scenario: number; json?: boolean }, cmd: Command) => {
+      if (cmd.args.length) throw unknownCommand(cmd.args[0] as string, program);
       if (o.scenario < SPLIT_SEED_BASE.test) throw new VlaError(ErrorCodes.ARGS, `--scenario ${o.scenario} is not a held-out episode (test seeds start at ${SPLIT_SEED_BASE.test})`);
       const sc = sampleScenario(o.scenario);
       const bag = path.join(packageRoot, 'build', `held-out-drive-${o.scenario}`);

@@ -1,25 +1,29 @@
 /** `replay`: a rosbag2 recording through the node, end to end: engine, bag, report files. */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 
+import { openBag } from '../bag/reader.js';
 import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import type { PrunePolicyName } from '../engine/policies.js';
 import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
 import { checkWithEngine } from '../pipeline/runner.js';
+import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { constantVelocityPlanner } from '../replay/evaluate.js';
 import { bagLimits } from '../bag/limits.js';
 import { prepareReplayOutput } from '../replay/outdir.js';
 import { parseSweep, replayBag, settingLabel, type ReplayProgress, type ReplaySetting } from '../replay/replay.js';
 import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
-import { logger } from '../util/logger.js';
+import { logger, logLevelChosen } from '../util/logger.js';
 import { resolveModelPath } from '../util/paths.js';
-import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, threadsOption, type Io, type SetExit } from './common.js';
+import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, shortPath, threadsOption, type Io, type SetExit } from './common.js';
 
 interface ReplayCliOptions {
-  config: string;
+  /** Default: the bundled config whose camera topics are in the bag (bundled-configs.ts). */
+  config?: string;
   out?: string;
   policy?: PrunePolicyName;
   budget?: string;
@@ -60,15 +64,25 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   if (o.rate !== undefined && o.asFastAsPossible) throw new VlaError(ErrorCodes.ARGS, '--rate and --as-fast-as-possible exclude each other');
   if (o.rate !== undefined && !(o.rate > 0 && o.rate <= 1000)) throw new VlaError(ErrorCodes.ARGS, `--rate must be in (0, 1000], got ${o.rate}`);
   if (o.sweep && (o.policy || o.budget)) throw new VlaError(ErrorCodes.ARGS, '--sweep replaces --policy/--budget');
+  if (o.policy === 'none' && o.budget !== undefined) throw new VlaError(ErrorCodes.ARGS, '--policy none prunes nothing and takes no --budget');
+  const remaps = parseRemaps(o.remap);
+  // The bag first: a path that is not a bag fails here, before the model loads and before anything is written.
+  if (!existsSync(bag)) throw new VlaError(ErrorCodes.IO, `${bag}: no such bag (a rosbag2 directory, or a .mcap or .db3 file)`, { file: path.resolve(bag) });
+  const probe = await openBag(bag);
+  const topics = probe.info.topics;
+  await probe.close();
+  const configFile = o.config ?? chooseBundledConfig(bag, topics, remaps);
+  if (!o.config && !o.json) io.err(`config: ${shortPath(configFile)} (its camera topics are the bag's; --config FILE to choose another)`);
   const overrides: Record<string, unknown> = {};
   if (o.model) overrides.model_path = o.model;
   if (o.backend) overrides.backend = o.backend;
   if (o.threads !== undefined) overrides.threads = o.threads;
-  const config = loadParamsFile(o.config, overrides);
+  const config = loadParamsFile(configFile, overrides);
   config.engine.modelPath = resolveModelPath(config.engine.modelPath);
   let settings: Array<ReplaySetting | 'config'> = ['config'];
   if (o.sweep) settings = parseSweep(o.sweep);
   else if (o.policy || o.budget) {
+    // --budget alone: the config's policy, or AutoPrune where the config prunes nothing.
     const policy = o.policy ?? config.node.prune?.policy ?? 'autoprune';
     if (policy !== 'none' && !o.budget && !config.node.prune?.budget) throw new VlaError(ErrorCodes.ARGS, `--policy ${policy} needs --budget tokens:<T> or flops:<GFLOP>`);
     settings = [{ policy, ...(policy !== 'none' ? { budget: o.budget ? parseBudget(o.budget) : config.node.prune?.budget } : {}) } as ReplaySetting];
@@ -89,7 +103,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
         await checkWithEngine(engine, { ...config.node, prune });
       } catch (err) {
         const e = VlaError.from(err);
-        throw new VlaError(e.code, `${s === 'config' ? o.config : `setting '${settingLabel(s)}'`}: the model refuses this setting: ${e.message}`, undefined, { cause: err });
+        throw new VlaError(e.code, `${s === 'config' ? configFile : `setting '${settingLabel(s)}'`}: the model refuses this setting: ${e.message}`, undefined, { cause: err });
       }
     }
   } catch (err) {
@@ -128,12 +142,12 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     const { report } = await replayBag({
       bag,
       config,
-      configPath: path.resolve(o.config),
+      configPath: path.resolve(configFile),
       engine,
       outDir,
       settings,
       ...(o.rate !== undefined ? { rate: o.rate } : {}),
-      remaps: parseRemaps(o.remap),
+      remaps,
       ...(o.gtTopic ? { groundTruthTopic: o.gtTopic } : {}),
       ...(o.gtFrame ? { groundTruthFrame: o.gtFrame } : {}),
       writeBag: o.bag !== false,
@@ -141,10 +155,16 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
       signal: abort.signal,
       limits,
       onProgress,
-      // Info lines would tear the progress bar: with a bar, the node logs warnings and errors only (LOG_LEVEL overrides).
-      log: logger.child({ component: 'replay' }, bar && process.env.LOG_LEVEL === undefined ? { level: 'warn' } : {}),
+      // Info lines would tear the progress bar: with a bar, the node logs warnings and errors only (LOG_LEVEL, --verbose override).
+      log: logger.child({ component: 'replay' }, bar && !logLevelChosen() ? { level: 'warn' } : {}),
     });
     bar?.stop();
+    if (o.baseline && !report.error && !report.interrupted) {
+      // The yardstick the model must beat: straight ahead at the odometry speed in the prompt. It goes into the report and its charts.
+      const cv = constantVelocityPlanner(engine.cameras, engine.info.numWaypoints, engine.info.waypointDtS);
+      const base = await replayBag({ bag, config, configPath: path.resolve(configFile), engine: cv, outDir: path.join(outDir, 'constant-velocity'), settings: [{ policy: 'none' }], remaps, writeBag: false, writeTrace: false, limits, log: logger.child({ component: 'replay' }, logLevelChosen() ? {} : { level: 'warn' }) });
+      report.constantVelocity = base.report.settings[0] ?? null;
+    }
     const files = await writeReport(outDir, report);
     io.out(o.json ? JSON.stringify(report) : summaryText(report));
     if (report.error) io.err(`${report.error.code}: ${report.error.message}${o.json ? '' : ` (partial report: ${files.markdown})`}`);
@@ -158,14 +178,6 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
       io.err(`${ErrorCodes.NO_FRAMES}: nothing was evaluated${what ? ` (${what})` : ''}; check the camera topics (--remap) and the bag's content (report: ${files.markdown})`);
       return 1;
     }
-    if (o.baseline && !o.json) {
-      // The yardstick the model must beat: straight ahead at the odometry speed in the prompt.
-      const cv = constantVelocityPlanner(engine.cameras, engine.info.numWaypoints, engine.info.waypointDtS);
-      const base = await replayBag({ bag, config, configPath: path.resolve(o.config), engine: cv, outDir: path.join(outDir, 'constant-velocity'), settings: [{ policy: 'none' }], remaps: parseRemaps(o.remap), writeBag: false, writeTrace: false, limits, log: logger.child({ component: 'replay' }, { level: 'warn' }) });
-      const p = base.report.settings[0]?.planning;
-      const f = (v: number | null | undefined) => (v === null || v === undefined ? '–' : v.toFixed(3));
-      io.out(`constant-velocity baseline on the same frames: L2@3s ${f(p?.l2At3sM)} m, ADE ${f(p?.adeM)} m, FDE ${f(p?.fdeM)} m`);
-    }
     return 0;
   } finally {
     bar?.stop();
@@ -178,10 +190,10 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
   program
     .command('replay <bag>')
     .description('replay a rosbag2 recording through the node: output bag, per-frame trace, report (JSON, Markdown, SVG)')
-    .requiredOption('--config <yaml>', 'node parameter file (e.g. configs/sample-drive.yaml)')
+    .option('--config <yaml>', 'node parameter file (default: the bundled config whose camera topics are in the bag, e.g. configs/sample-drive.yaml)')
     .option('--out <dir>', 'output directory (default ./replay-<bag name>)')
     .addOption(policyOption("pruning policy (default: the config's)"))
-    .addOption(budgetOption("tokens:<T> or flops:<GFLOP> (default: the config's)"))
+    .addOption(budgetOption("tokens:<T> or flops:<GFLOP> (default: the config's); alone, it keeps the config's policy, or AutoPrune where the config prunes nothing"))
     .option('--sweep <key=values...>', 'run several settings on the same bag: policy=none,autoprune,fastv budget=64,128,192')
     .option('--rate <factor>', 'play against the wall clock at this speed (a slow model drops sets, as on the car)', positive('--rate'))
     .option('--as-fast-as-possible', 'stop the bag clock while the model runs: every set is inferred (the default)')
@@ -194,7 +206,7 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
     .option('--no-bag', 'do not write the output bag')
     .option('--no-trace', 'do not write the trace')
     .option('--no-progress', 'no progress bar')
-    .option('--baseline', 'also replay a constant-velocity planner on the same frames and print its errors')
+    .option('--baseline', 'also replay a constant-velocity planner on the same frames: its errors in the summary, a reference line in the charts')
     .option('--json', 'print the report as one JSON object')
     .option('--overwrite', 'replace the outputs of an earlier replay in --out (never anything else, never the input)')
     .addOption(maxChunkOption())

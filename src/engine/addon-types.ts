@@ -20,6 +20,12 @@ export interface NativeView {
   label?: string;
 }
 
+/** One entry of the addon's `policies`: the native registry of pruning policies. */
+export interface NativePolicyInfo {
+  name: PrunePolicyName;
+  description: string;
+}
+
 /** tokens: average visual tokens per decoder layer (T); flops: a cap on prefill GFLOP. */
 export interface BudgetSpec {
   kind: 'tokens' | 'flops';
@@ -60,6 +66,8 @@ export interface NativePruneStats {
 }
 
 export interface NativeScheduleOptions {
+  /** Default 'autoprune'. */
+  policy?: PrunePolicyName;
   layers?: number;
   visualTokens?: number;
   budgetTokens?: number;
@@ -72,9 +80,20 @@ export interface NativeScheduleOptions {
   ffn?: number;
   prefixTokens?: number;
   textTokens?: number;
+  recycle?: boolean;
+  fastvLayer?: number;
 }
 
+/** What the engine would do (the prefill's own planning): 'none' plans when the budget allows every token. */
 export interface NativeSchedule {
+  policy: PrunePolicyName;
+  /** False when the budget allows every token: nothing is pruned. */
+  prunes: boolean;
+  /** The policy's solved free parameter (autoprune: scale; fastv: tokens kept; pdrop: lambda; sparsevlm-fixed: factor; cls-prior, random: tokens kept). */
+  parameter: number;
+  targetTokens: number;
+  /** Visual tokens entering layer 0 (fewer after a pre-LLM selection). */
+  entering: number;
   k: number;
   scale: number;
   n1: number;
@@ -165,13 +184,13 @@ export interface NativeEngine {
 
 export interface NativeAddon {
   load(dir: string, options?: { backend?: string; threads?: number; device?: number; weightDtype?: string; poolMiB?: number; maxActivationMiB?: number }): Promise<NativeEngine>;
-  /** AutoPrune's schedule and FLOPs without a model (synchronous, microseconds). */
+  /** A policy's schedule and FLOPs without a model, as the engine plans it (synchronous). */
   schedule(options: NativeScheduleOptions): NativeSchedule;
+  /** The native registry of pruning policies, in order. */
+  policies: NativePolicyInfo[];
   backends: string[];
   /** Why the cuda backend cannot run here ('' when it can): not built in, no device, no driver. */
   cudaUnavailable: string;
   /** Inputs this build takes besides raw pixels. */
   features: { jpeg: boolean };
-  /** The policies the native side implements (names, or objects with a name); a test checks them against PRUNE_POLICIES. Absent in builds before it was added. */
-  policies?: ReadonlyArray<string | { name: string }>;
 }

@@ -147,7 +147,8 @@ export class Engine {
       }
       const info: ModelInfo = { ...nativeInfo, dir, prompt };
       if (backend !== 'cpu' && nativeInfo.backend !== backend) {
-        log.warn({ requested: backend, backend: nativeInfo.backend, available: addon.backends, reason: addon.cudaUnavailable }, 'backend fallback');
+        // auto falling back is what auto is for (info); a named backend that did not come is worth a warning
+        log[backend === 'auto' ? 'info' : 'warn']({ requested: backend, backend: nativeInfo.backend, available: addon.backends, reason: addon.cudaUnavailable }, 'backend fallback');
       }
       log.info({ backend: nativeInfo.backend, params: nativeInfo.nParams, cameras: nativeInfo.cameras, head: nativeInfo.head, loadMs: Math.round(performance.now() - t0) }, 'model loaded');
       const nativeJpeg = options.jpegDecoder !== 'sharp' && addon.features?.jpeg === true;

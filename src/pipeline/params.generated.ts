@@ -131,4 +131,8 @@ export interface AutopruneRosNodeParameters {
    * AutoPrune MI sensitivity.
    */
   autoprune_gamma?: number;
+  /**
+   * Configure and activate at start (plain use). false: the node waits unconfigured for a lifecycle manager (nav2 lifecycle_manager, Autoware) to drive its transitions. Read at start only.
+   */
+  autostart?: boolean;
 }

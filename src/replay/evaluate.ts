@@ -4,6 +4,7 @@
  * pooled frame-weighted into one table, per complexity bucket too, with an accuracy-against-FLOPs
  * chart. `evaluate` in the CLI; the README's accuracy table is its output.
  */
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -12,6 +13,7 @@ import type { InferInput, InferOutput } from '../engine/engine.js';
 import type { NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
+import { afterWarmup, latencyCaveats, LATENCY_NOTE, spreadOf, type Spread } from './latency.js';
 import { replayBag, type ReplayEngine, type ReplaySetting } from './replay.js';
 import type { PlanningErrors, SettingResult } from './report-types.js';
 import { constantVelocityPlan } from './score.js';
@@ -33,8 +35,10 @@ export interface PooledPlanning extends PlanningErrors {
   /** Frame-weighted mean of per-frame pruned / unpruned prefill FLOPs. */
   relFlops: number;
   keptMean: number;
-  /** Mean total inference time per frame (ms, CPU as run). */
+  /** Mean total inference time per frame (ms, CPU as run), from each run's mean (warm-up frames left out). */
   totalMsMean: number;
+  /** Quartiles of the total inference time per frame over the pooled frames, each run's warm-up frames left out; null for the baseline or without frames. */
+  latency?: Spread | null;
   /** Fraction of the model's L2@3s gain over constant velocity that this setting keeps (1 = as unpruned). */
   skillRetained: number | null;
   /** ADE(none) / ADE(setting): the seed's "Ratio" read as an error ratio (1 = as unpruned). */
@@ -85,14 +89,41 @@ export function constantVelocityPlanner(cameras: string[], numWaypoints: number,
   };
 }
 
-/** Reads drives.json of a test-drive directory. */
+/** A bag: a rosbag2 directory (metadata.yaml, or .mcap/.db3 splits) or a single .mcap/.db3 file. */
+function isBag(p: string): boolean {
+  try {
+    if (statSync(p).isDirectory()) return existsSync(path.join(p, 'metadata.yaml')) || readdirSync(p).some((f) => f.endsWith('.mcap') || f.endsWith('.db3'));
+    return p.endsWith('.mcap') || p.endsWith('.db3');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The drives of a directory: those drives.json lists (written by `make-test-drives`; the format
+ * is in docs/replay.md), else every bag in it (a bag directory or a .mcap/.db3 file each, in
+ * name order; no kind or complexity, so the per-bucket tables say "unknown"). A directory that
+ * is itself a bag is one drive.
+ */
 export async function readDrives(dir: string): Promise<DriveEntry[]> {
   const file = path.join(dir, 'drives.json');
+  if (!existsSync(file)) {
+    let entries: string[];
+    try {
+      entries = readdirSync(dir).sort();
+    } catch (err) {
+      throw new VlaError(ErrorCodes.IO, `${dir}: ${(err as Error).message}`, { file: dir }, { cause: err });
+    }
+    if (isBag(dir) && !entries.some((f) => isBag(path.join(dir, f)) && statSync(path.join(dir, f)).isDirectory())) return [{ dir: path.resolve(dir) }];
+    const bags = entries.map((f) => path.join(dir, f)).filter(isBag);
+    if (!bags.length) throw new VlaError(ErrorCodes.INPUT, `${dir}: no drives.json and no bags (rosbag2 directories, .mcap or .db3 files) in it; write test drives with \`autoprune-ros make-test-drives --out ${dir}\``, { file: dir });
+    return bags.map((b) => ({ dir: path.resolve(b) }));
+  }
   let raw: unknown;
   try {
     raw = JSON.parse(await readFile(file, 'utf8'));
   } catch (err) {
-    throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message} (write the drives with \`autoprune-ros make-test-drives --out ${dir}\`)`, { file }, { cause: err });
+    throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
   const list = Array.isArray(raw) ? raw : (raw as { drives?: unknown }).drives;
   if (!Array.isArray(list) || !list.length) throw new VlaError(ErrorCodes.INPUT, `${file}: no drives listed`);
@@ -111,8 +142,10 @@ interface Acc {
   /** Frames whose inference failed (for example a budget the policy cannot meet). */
   failed: number;
   sums: Record<'l2At1sM' | 'l2At2sM' | 'l2At3sM' | 'adeM' | 'fdeM' | 'relFlops' | 'keptMean' | 'totalMs', number>;
+  /** Total inference time of every frame after each run's warm-up. */
+  totalMs: number[];
 }
-const newAcc = (): Acc => ({ n: 0, failed: 0, sums: { l2At1sM: 0, l2At2sM: 0, l2At3sM: 0, adeM: 0, fdeM: 0, relFlops: 0, keptMean: 0, totalMs: 0 } });
+const newAcc = (): Acc => ({ n: 0, failed: 0, sums: { l2At1sM: 0, l2At2sM: 0, l2At3sM: 0, adeM: 0, fdeM: 0, relFlops: 0, keptMean: 0, totalMs: 0 }, totalMs: [] });
 
 /** Adds one drive's setting result, weighted by its scored frames. */
 function accumulate(a: Acc, s: SettingResult): void {
@@ -125,12 +158,13 @@ function accumulate(a: Acc, s: SettingResult): void {
   a.sums.relFlops += n * s.compute.relFlopsMean;
   a.sums.keptMean += n * s.tokens.keptMean;
   a.sums.totalMs += n * (s.latency.total.meanMs ?? 0);
+  if (s.policy !== 'baseline') a.totalMs.push(...afterWarmup(s.series.map((f) => f.totalMs), s.latencyWarmupFrames ?? 0));
 }
 
 function finish(a: Acc): PooledPlanning {
   const m = (k: keyof Acc['sums']) => (a.n ? a.sums[k] / a.n : Number.NaN);
   const nul = (v: number) => (Number.isFinite(v) ? v : null);
-  return { n: a.n, failed: a.failed, l2At1sM: nul(m('l2At1sM')), l2At2sM: nul(m('l2At2sM')), l2At3sM: nul(m('l2At3sM')), adeM: nul(m('adeM')), fdeM: nul(m('fdeM')), relFlops: m('relFlops'), keptMean: m('keptMean'), totalMsMean: m('totalMs'), skillRetained: null, adeRatio: null };
+  return { n: a.n, failed: a.failed, l2At1sM: nul(m('l2At1sM')), l2At2sM: nul(m('l2At2sM')), l2At3sM: nul(m('l2At3sM')), adeM: nul(m('adeM')), fdeM: nul(m('fdeM')), relFlops: m('relFlops'), keptMean: m('keptMean'), totalMsMean: m('totalMs'), latency: spreadOf(a.totalMs), skillRetained: null, adeRatio: null };
 }
 
 function withRatios(p: PooledPlanning, none: PooledPlanning | undefined, cv: PooledPlanning | undefined): PooledPlanning {
@@ -221,7 +255,9 @@ const pc = (v: number | null | undefined) => (v === null || v === undefined || !
 
 /** The table as Markdown: one row per setting, pooled over all drives. */
 export function evaluationTable(r: EvaluationReport, pick: (row: EvaluationRow) => PooledPlanning | undefined = (row) => row.all): string[] {
-  const L = ['| setting | kept tokens | rel. prefill FLOPs | CPU ms / frame | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  // Reports written before the medians (no `latency`) carry means: the header says which.
+  const median = r.rows.some((row) => row.all.latency);
+  const L = [`| setting | kept tokens | rel. prefill FLOPs | ms / frame (${median ? 'median' : 'mean'}) | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |`, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
   for (const row of r.rows) {
     const p = pick(row);
     if (!p) continue;
@@ -230,9 +266,16 @@ export function evaluationTable(r: EvaluationReport, pick: (row: EvaluationRow) 
       continue;
     }
     const base = row.policy === 'baseline';
-    L.push(`| ${row.label} | ${base ? '–' : `${p.keptMean.toFixed(1)} / ${r.model.visualTokens}`} | ${base ? '–' : pc(p.relFlops)} | ${base ? '–' : p.totalMsMean.toFixed(2)} | ${f3(p.l2At1sM)} | ${f3(p.l2At2sM)} | ${f3(p.l2At3sM)} | ${f3(p.adeM)} | ${f3(p.fdeM)} | ${base ? '–' : pc(p.skillRetained)} | ${base ? '–' : pc(p.adeRatio)} |`);
+    L.push(`| ${row.label} | ${base ? '–' : `${p.keptMean.toFixed(1)} / ${r.model.visualTokens}`} | ${base ? '–' : pc(p.relFlops)} | ${base ? '–' : (p.latency?.medianMs ?? p.totalMsMean).toFixed(2)} | ${f3(p.l2At1sM)} | ${f3(p.l2At2sM)} | ${f3(p.l2At3sM)} | ${f3(p.adeM)} | ${f3(p.fdeM)} | ${base ? '–' : pc(p.skillRetained)} | ${base ? '–' : pc(p.adeRatio)} |`);
   }
   return L;
+}
+
+/** Rows whose latency the run cannot tell from the unpruned row's (pooled frames, interquartile ranges). */
+export function evaluationCaveats(r: EvaluationReport): string[] {
+  const none = r.rows.find((row) => row.policy === 'none');
+  if (!none) return [];
+  return latencyCaveats({ label: none.label, spread: none.all.latency ?? null }, r.rows.filter((row) => row.policy !== 'baseline').map((row) => ({ label: row.label, spread: row.all.latency ?? null })));
 }
 
 export function evaluationMarkdown(r: EvaluationReport): string {
@@ -242,10 +285,11 @@ export function evaluationMarkdown(r: EvaluationReport): string {
     '',
     `Model \`${r.model.path}\` (${r.model.params.toLocaleString('en-US')} parameters, ${r.model.visualTokens} visual tokens per frame), ${r.drives.length} held-out drives, ${frames} scored frames. Command: \`${r.command}\`.`,
     '',
-    'Errors are open-loop L2 distances between the planned and the driven future ego positions, frame-weighted over the drives. Skill retained: (L2@3s of constant velocity − L2@3s of the setting) / (the same for `none`), the share of what the model gains over a constant-velocity planner that survives pruning. ADE ratio: ADE of `none` / ADE of the setting. Rel. prefill FLOPs: §2.8 of docs/autoprune.md, against the unpruned prefill.',
+    'Errors are open-loop L2 distances between the planned and the driven future ego positions, frame-weighted over the drives. Skill retained: (L2@3s of constant velocity − L2@3s of the setting) / (the same for `none`), the share of what the model gains over a constant-velocity planner that survives pruning. ADE ratio: ADE of `none` / ADE of the setting. Rel. prefill FLOPs: the decoder prefill\'s FLOPs (Σ over layers of 4nd² + 2n²d + 3ndm) against the unpruned prefill.',
     '',
     ...evaluationTable(r),
     '',
+    ...(r.rows.some((row) => row.all.latency) ? [`Latency: ${LATENCY_NOTE}.`, ...evaluationCaveats(r).map((c) => `- **Within the noise:** ${c}.`), ''] : []),
   ];
   const buckets = [...new Set(r.rows.flatMap((row) => Object.keys(row.byComplexity)))];
   for (const b of buckets) {
@@ -259,7 +303,8 @@ export function evaluationMarkdown(r: EvaluationReport): string {
 
 export function evaluationChart(r: EvaluationReport): string {
   const pts = r.rows.filter((row) => row.policy !== 'baseline').map((row) => ({ x: 100 * row.all.relFlops, y: row.all.l2At3sM, label: row.budget ? row.budget.replace('tokens:', 'T=') : row.label, group: row.policy }));
-  return scatterChart({ title: 'Accuracy against prefill FLOPs (held-out drives)', xLabel: '% of unpruned prefill FLOPs', yLabel: 'L2 at 3 s [m]', points: pts });
+  const cv = r.rows.find((row) => row.policy === 'baseline')?.all.l2At3sM;
+  return scatterChart({ title: 'Accuracy against prefill FLOPs (held-out drives)', xLabel: '% of unpruned prefill FLOPs', yLabel: 'L2 at 3 s [m]', points: pts, connect: true, references: cv != null ? [{ y: cv, label: CV_LABEL }] : [] });
 }
 
 /** evaluation.json, evaluation.md and accuracy-flops.svg in outDir (each written whole, then renamed). */

@@ -190,7 +190,7 @@ export async function replayBag(opts: ReplayOptions): Promise<{ report: ReplayRe
   } catch (err) {
     // Not even the bag's layout could be read: an empty report that says why.
     const e = errorOf(VlaError.from(err, ErrorCodes.BAG));
-    log.error({ code: e.code, ...(e.file ? { file: e.file } : {}) }, e.message);
+    log.debug({ code: e.code, ...(e.file ? { file: e.file } : {}) }, e.message);
     return { report: emptyReport(opts, t0, e), traces: [], bags: [] };
   }
   const info = reader.info;
@@ -219,7 +219,7 @@ export async function replayBag(opts: ReplayOptions): Promise<{ report: ReplayRe
     mode: opts.rate === undefined ? { kind: 'every-set', rate: null } : { kind: 'rate', rate: opts.rate },
     messagesRead: 0,
     wallS: 0,
-    overheadFraction: 0,
+    overheadFraction: opts.rate === undefined ? 0 : null,
     interrupted: false,
     error: null,
     groundTruth: null,
@@ -284,7 +284,8 @@ export async function replayBag(opts: ReplayOptions): Promise<{ report: ReplayRe
   }
   report.settings = results.map((x) => x.setting);
   report.wallS = (performance.now() - t0) / 1000;
-  report.overheadFraction = report.wallS > 0 ? Math.max(0, 1 - totalInferenceMs / 1000 / report.wallS) : 0;
+  // In rate mode the wall clock follows the bag's: time not spent inferring is waiting, not overhead.
+  report.overheadFraction = opts.rate !== undefined ? null : report.wallS > 0 ? Math.max(0, 1 - totalInferenceMs / 1000 / report.wallS) : 0;
   report.outputs.trace = traces[0] ?? null;
   report.outputs.bag = bags[0] ?? null;
   return { report, traces, bags };
@@ -301,7 +302,7 @@ function emptyReport(opts: ReplayOptions, t0: number, error: ReportError): Repla
     mode: opts.rate === undefined ? { kind: 'every-set', rate: null } : { kind: 'rate', rate: opts.rate },
     messagesRead: 0,
     wallS: (performance.now() - t0) / 1000,
-    overheadFraction: 0,
+    overheadFraction: opts.rate === undefined ? 0 : null,
     interrupted: false,
     error,
     groundTruth: null,
@@ -461,7 +462,9 @@ async function runSetting(
     error = errorOf(e);
     // A bag fault ends reading; a bad configuration for this bag ends the run.
     fatal = !e.code.startsWith('VLA_E_BAG');
-    log.error({ code: e.code, ...(error.file ? { file: error.file } : {}), ...(error.offset !== undefined ? { offset: error.offset } : {}) }, e.message);
+    // The error goes into the report, and whoever reads report.error prints it: a log line at
+    // error level would say it twice.
+    log.debug({ code: e.code, ...(error.file ? { file: error.file } : {}), ...(error.offset !== undefined ? { offset: error.offset } : {}) }, e.message);
   }
   // Let the last complete set be taken (a few ticks of bag time), then wait for it.
   if (!interrupted && !fatal) await port.advanceTo(port.now() + BigInt(Math.round(opts.config.node.tickMs * 3e6)), () => node.busy);

@@ -78,7 +78,9 @@ export interface SettingResult {
   planning: PlanningErrors;
   /** Distance of this setting's trajectories from the unpruned ones on the same frames (sweeps with `none`). */
   agreementWithNone: { n: number; adeM: number | null; fdeM: number | null } | null;
+  /** Per stage, over the frames after the first latencyWarmupFrames (the first inference warms caches). */
   latency: Record<LatencyStage, LatencyStats>;
+  latencyWarmupFrames: number;
   tokens: {
     visualIn: number;
     /** Mean over frames of the mean kept tokens across layers. */
@@ -130,13 +132,15 @@ export interface ReplayReport {
   /** Messages read from the bag (all settings see the same ones). */
   messagesRead: number;
   wallS: number;
-  /** Replay wall time not spent inside inference, as a fraction of wall time. */
-  overheadFraction: number;
+  /** Replay wall time not spent inside inference, as a fraction of wall time; null in rate mode, where the wall clock is the bag's. */
+  overheadFraction: number | null;
   interrupted: boolean;
   /** The bag error that ended reading early (what came before it is evaluated), or null. */
   error: ReportError | null;
   /** Where ground truth came from ("odometry /odom"), or null when the bag has none. */
   groundTruth: string | null;
   settings: SettingResult[];
+  /** The constant-velocity planner replayed on the same frames (replay --baseline), the yardstick of the charts; absent without. */
+  constantVelocity?: SettingResult | null;
   outputs: { bag: string | null; trace: string | null; markdown: string; svgs: string[] };
 }

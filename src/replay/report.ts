@@ -7,21 +7,11 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-import type { FrameSummary, LatencyStage, LatencyStats, ReplayReport, SettingResult } from './report-types.js';
-import { histogram, lineChart, scatterChart } from './svg.js';
+import type { FrameSummary, LatencyStage, ReplayReport, SettingResult } from './report-types.js';
+import { latencyCaveats, LATENCY_NOTE, spreadOf } from './latency.js';
+import { histogram, lineChart, PALETTE, REFERENCE_COLOR, scatterChart, type LineSeries } from './svg.js';
 
-/** Nearest-rank percentile of an ascending array (p in 0..100): always a value that occurred. */
-export function percentile(sorted: number[], p: number): number {
-  if (!sorted.length) return Number.NaN;
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(sorted.length, rank) - 1] as number;
-}
-
-export function latencyStats(valuesMs: number[]): LatencyStats {
-  const v = valuesMs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (!v.length) return { n: 0, meanMs: null, p50Ms: null, p95Ms: null, p99Ms: null, maxMs: null };
-  return { n: v.length, meanMs: v.reduce((a, b) => a + b, 0) / v.length, p50Ms: percentile(v, 50), p95Ms: percentile(v, 95), p99Ms: percentile(v, 99), maxMs: v[v.length - 1] as number };
-}
+export { latencyStats, percentile } from './latency.js';
 
 const dash = '–';
 const m3 = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? dash : v.toFixed(3));
@@ -37,42 +27,53 @@ export const CHART_TITLES: Record<string, string> = {
   'trajectory-3s.svg': 'Where the ego is 3 s ahead: planned and driven (ego frame)',
 };
 
+const CV_LABEL = 'constant velocity';
+
 /** The charts of a report, by file name. */
 export function renderCharts(r: ReplayReport): Array<{ name: string; svg: string }> {
   const out: Array<{ name: string; svg: string }> = [];
+  const cv = r.constantVelocity ?? null;
   out.push({
     name: 'latency-histogram.svg',
     svg: histogram({ title: CHART_TITLES['latency-histogram.svg'] as string, xLabel: 'inference latency (total) [ms]', series: r.settings.map((s) => ({ name: s.label, values: s.series.map((f) => f.totalMs) })) }),
   });
-  const curves: Array<{ name: string; points: Array<[number, number | null]> }> = [];
-  for (const s of r.settings) curves.push({ name: s.label, points: s.tokens.keptPerLayerMean.map((k, l) => [l, k] as [number, number]) });
+  const curves: LineSeries[] = [];
+  for (const [i, s] of r.settings.entries()) curves.push({ name: s.label, points: s.tokens.keptPerLayerMean.map((k, l) => [l, k] as [number, number]), color: PALETTE[i % PALETTE.length] as string });
   const auto = r.settings.find((s) => s.policy === 'autoprune' && s.tokens.byComplexity.length);
   if (auto) {
-    for (const b of auto.tokens.byComplexity) curves.push({ name: `${b.label} MI ${b.miMin.toFixed(2)}–${b.miMax.toFixed(2)}`, points: b.keptPerLayerMean.map((k, l) => [l, k] as [number, number]) });
+    // Dashed, in colours of their own: where the buckets follow the setting's mean curve, both stay visible.
+    auto.tokens.byComplexity.forEach((b, j) => {
+      curves.push({ name: `${b.label} complexity (MI ${b.miMin.toFixed(2)}–${b.miMax.toFixed(2)})`, points: b.keptPerLayerMean.map((k, l) => [l, k] as [number, number]), color: PALETTE[(r.settings.length + j) % PALETTE.length] as string, dashed: true });
+    });
   }
   out.push({ name: 'retention-curve.svg', svg: lineChart({ title: CHART_TITLES['retention-curve.svg'] as string, xLabel: 'decoder layer', yLabel: 'visual tokens kept', series: curves, xInteger: true }) });
+  const l2 = (s: SettingResult) => s.series.map((f) => [f.tS, f.l2At3sM ?? f.l2FinalM] as [number, number | null]);
   out.push({
     name: 'l2-over-time.svg',
     svg: lineChart({
       title: CHART_TITLES['l2-over-time.svg'] as string,
       xLabel: 'time in the drive [s]',
       yLabel: 'L2 at 3 s (or last waypoint) [m]',
-      series: r.settings.map((s) => ({ name: s.label, points: s.series.map((f) => [f.tS, f.l2At3sM ?? f.l2FinalM] as [number, number | null]) })),
+      series: [...r.settings.map((s, i) => ({ name: s.label, points: l2(s), color: PALETTE[i % PALETTE.length] as string })), ...(cv ? [{ name: CV_LABEL, points: l2(cv), color: REFERENCE_COLOR, dashed: true }] : [])],
     }),
   });
   // The plan against the drive, 3 s ahead: x shows speed and stops, y shows turns and lane changes.
+  // One colour per setting (black: driven, grey: constant velocity), solid for x and dashed for y.
   const first = r.settings[0];
   if (first?.series.some((f) => f.drivenAt3s)) {
     const pick = (f: FrameSummary, k: 'plannedAt3s' | 'drivenAt3s', i: 0 | 1): number | null => f[k]?.[i] ?? null;
-    const series: Array<{ name: string; points: Array<[number, number | null]> }> = [];
+    const series: LineSeries[] = [];
     for (const [i, axis] of [[0, 'x (forward)'], [1, 'y (left)']] as const) {
-      series.push({ name: `driven ${axis}`, points: first.series.map((f) => [f.tS, pick(f, 'drivenAt3s', i)]) });
-      for (const st of r.settings) series.push({ name: `${st.label} ${axis}`, points: st.series.map((f) => [f.tS, pick(f, 'plannedAt3s', i)]) });
+      series.push({ name: `driven ${axis}`, points: first.series.map((f) => [f.tS, pick(f, 'drivenAt3s', i)]), color: '#000000', dashed: i === 1 });
+      r.settings.forEach((st, k) => series.push({ name: `${st.label} ${axis}`, points: st.series.map((f) => [f.tS, pick(f, 'plannedAt3s', i)]), color: PALETTE[k % (PALETTE.length - 1)] as string, dashed: i === 1 }));
+      // constant velocity plans straight ahead: its y is 0 throughout and says nothing
+      if (cv && i === 0) series.push({ name: `${CV_LABEL} ${axis}`, points: cv.series.map((f) => [f.tS, pick(f, 'plannedAt3s', 0)]), color: REFERENCE_COLOR });
     }
     out.push({ name: 'trajectory-3s.svg', svg: lineChart({ title: CHART_TITLES['trajectory-3s.svg'] as string, xLabel: 'time in the drive [s]', yLabel: 'position 3 s ahead [m]', series, yFromZero: false }) });
   }
   if (r.settings.length > 1) {
     const useL2 = r.settings.some((s) => s.planning.l2At3sM !== null);
+    const cvY = cv ? (useL2 ? cv.planning.l2At3sM : cv.planning.adeM) : null;
     out.push({
       name: 'sweep-accuracy-flops.svg',
       svg: scatterChart({
@@ -80,6 +81,8 @@ export function renderCharts(r: ReplayReport): Array<{ name: string; svg: string
         xLabel: '% of unpruned prefill FLOPs',
         yLabel: useL2 ? 'L2 at 3 s [m]' : 'ADE [m]',
         points: r.settings.map((s) => ({ x: 100 * s.compute.relFlopsMean, y: useL2 ? s.planning.l2At3sM : s.planning.adeM, label: s.label, group: s.policy })),
+        connect: true,
+        references: cvY !== null ? [{ y: cvY, label: CV_LABEL }] : [],
       }),
     });
   }
@@ -118,14 +121,18 @@ export function renderMarkdown(r: ReplayReport, charts: string[]): string {
     `- config: \`${r.config}\``,
     `- clock: ${r.mode.kind === 'every-set' ? 'every set (the bag clock waits for the model)' : `wall clock × ${r.mode.rate}`}`,
     `- ground truth: ${r.groundTruth ?? 'none in the bag: planning errors not computed'}`,
-    `- wall time ${r.wallS.toFixed(2)} s; replay overhead beyond inference: ${pct(r.overheadFraction)} of wall time${perSet(r)}${r.mode.kind === 'rate' ? ' (rate mode: mostly waiting for the bag clock)' : ''}`,
+    `- wall time ${r.wallS.toFixed(2)} s${overheadText(r, 'replay overhead beyond inference: ', ' of wall time')}`,
     `- written ${r.createdAt}`,
     '',
     '## Settings',
     '',
     ...settingsTable(r.settings),
+    ...(r.constantVelocity ? [`| ${CV_LABEL} (straight ahead at the odometry speed) | ${r.constantVelocity.frames.setsInferred} | ${r.constantVelocity.frames.published} | – | – | ${m3(r.constantVelocity.planning.l2At1sM)} | ${m3(r.constantVelocity.planning.l2At2sM)} | ${m3(r.constantVelocity.planning.l2At3sM)} | ${m3(r.constantVelocity.planning.adeM)} | ${m3(r.constantVelocity.planning.fdeM)} | – | – | – | – | – | – |`] : []),
     '',
-    'L2 at a horizon: planned point at that time against the recorded ego position then (ego frame at the camera stamp). ADE: mean over waypoints; FDE: last waypoint. "vs none": distance from the unpruned plan of the same frame. Kept tokens: mean over layers and frames / visual tokens in.',
+    'L2 at a horizon: planned point at that time against the recorded ego position then (ego frame at the camera stamp). ADE: mean over waypoints; FDE: last waypoint. "vs none": distance from the unpruned plan of the same frame. Kept tokens: mean over layers and frames / visual tokens in. Dropped: camera sets dropped as stale or superseded by a newer one (in rate mode, while the model was busy).',
+    '',
+    `Latency: ${LATENCY_NOTE}.`,
+    ...caveatsOf(r).map((c) => `- **Within the noise:** ${cell(c)}.`),
     '',
     '## Latency per stage [ms]',
     '',
@@ -154,19 +161,39 @@ function perSet(r: ReplayReport): string {
   return sets ? `, ${(((r.wallS - inferS) * 1000) / sets).toFixed(2)} ms per set` : '';
 }
 
+/** The replay's own cost beyond inference; in rate mode the wall clock is the bag's, and there is none to speak of. */
+function overheadText(r: ReplayReport, before: string, after: string): string {
+  if (r.overheadFraction === null || r.mode.kind === 'rate') return ' (rate mode: the wall clock follows the bag)';
+  return `; ${before}${pct(r.overheadFraction)}${after}${perSet(r)}`;
+}
+
+/** Settings whose latency this run cannot tell from the unpruned one's (or the first setting's). */
+export function caveatsOf(r: ReplayReport): string[] {
+  const ref = r.settings.find((s) => s.policy === 'none') ?? r.settings[0];
+  if (!ref) return [];
+  const spread = (s: SettingResult) => spreadOf(s.series.slice(s.latencyWarmupFrames ?? 0).map((f) => f.totalMs));
+  return latencyCaveats({ label: ref.label, spread: spread(ref) }, r.settings.map((s) => ({ label: s.label, spread: spread(s) })));
+}
+
 /** A few lines for the console. */
 export function summaryText(r: ReplayReport): string {
+  const overhead = overheadText(r, 'overhead beyond inference ', '');
   const lines = [
-    `replay of ${r.bag.path}: ${r.bag.durationS.toFixed(1)} s, ${r.messagesRead} messages read, ${r.mode.kind === 'every-set' ? 'every set' : `rate ×${r.mode.rate}`}, wall ${r.wallS.toFixed(1)} s (overhead beyond inference ${pct(r.overheadFraction)}${perSet(r)})`,
+    `replay of ${r.bag.path}: ${r.bag.durationS.toFixed(1)} s, ${r.messagesRead} messages read, ${r.mode.kind === 'every-set' ? 'every set' : `rate ×${r.mode.rate}`}, wall ${r.wallS.toFixed(1)} s${overhead.startsWith(';') ? ` (${overhead.slice(2)})` : overhead}`,
     `model ${r.model.name} (${r.model.backend}); ground truth: ${r.groundTruth ?? 'none'}`,
   ];
-  const w = Math.max(8, ...r.settings.map((s) => s.label.length));
-  lines.push(`${'setting'.padEnd(w)}  frames  L2@1s   L2@2s   L2@3s   ADE     FDE     kept       FLOPs   p95 ms  budget`);
+  const cv = r.constantVelocity;
+  const w = Math.max(8, ...r.settings.map((s) => s.label.length), cv ? CV_LABEL.length : 0);
+  const errs = (s: SettingResult) => [s.planning.l2At1sM, s.planning.l2At2sM, s.planning.l2At3sM, s.planning.adeM, s.planning.fdeM].map((v) => m3(v).padStart(6)).join('  ');
+  lines.push(`${'setting'.padEnd(w)}  frames  dropped  L2@1s   L2@2s   L2@3s   ADE     FDE     kept       FLOPs   p50 ms  budget`);
   for (const s of r.settings) {
     lines.push(
-      `${s.label.padEnd(w)}  ${String(s.frames.published).padStart(6)}  ${m3(s.planning.l2At1sM).padStart(6)}  ${m3(s.planning.l2At2sM).padStart(6)}  ${m3(s.planning.l2At3sM).padStart(6)}  ${m3(s.planning.adeM).padStart(6)}  ${m3(s.planning.fdeM).padStart(6)}  ${`${s.tokens.keptMean.toFixed(1)}/${s.tokens.visualIn}`.padStart(9)}  ${pct(s.compute.relFlopsMean).padStart(6)}  ${ms(s.latency.total.p95Ms).padStart(6)}  ${pct(s.compute.budgetMetFraction)}`,
+      `${s.label.padEnd(w)}  ${String(s.frames.published).padStart(6)}  ${String(s.frames.droppedStale + s.frames.droppedSuperseded).padStart(7)}  ${errs(s)}  ${`${s.tokens.keptMean.toFixed(1)}/${s.tokens.visualIn}`.padStart(9)}  ${pct(s.compute.relFlopsMean).padStart(6)}  ${ms(s.latency.total.p50Ms).padStart(6)}  ${pct(s.compute.budgetMetFraction)}`,
     );
   }
+  if (cv) lines.push(`${CV_LABEL.padEnd(w)}  ${String(cv.frames.published).padStart(6)}  ${'–'.padStart(7)}  ${errs(cv)}  (straight ahead at the odometry speed)`);
+  for (const s of r.settings) if (s.frames.failed) lines.push(`${s.label}: ${s.frames.failed} frame${s.frames.failed === 1 ? '' : 's'} failed (report.md)`);
+  for (const c of caveatsOf(r)) lines.push(`note: ${c}`);
   if (r.error) lines.push(`PARTIAL: ${r.error.code}: ${r.error.message}`);
   if (r.interrupted) lines.push('PARTIAL: interrupted');
   if (r.outputs.markdown) lines.push(`report: ${r.outputs.markdown}`);

@@ -1,7 +1,7 @@
 /** A replay setting's figures from its scored frames: latency per stage, tokens, compute, planning errors. */
 import type { NativePruneOptions } from '../engine/addon-types.js';
 import type { InferenceRecord, VlaNodeLogic } from '../pipeline/node.js';
-import { latencyStats } from './report.js';
+import { afterWarmup, LATENCY_WARMUP_FRAMES, latencyStats } from './latency.js';
 import type { ComplexityBucket, FrameSummary, LatencyStage, SettingResult } from './report-types.js';
 import { plannedAt, planningErrors, type ScoredFrame } from './score.js';
 
@@ -38,7 +38,8 @@ function complexityBuckets(results: FrameResult[]): ComplexityBucket[] {
 export function summarize(label: string, prune: NativePruneOptions | undefined, node: VlaNodeLogic, results: FrameResult[], wallMs: number, deadlineMs: number | undefined): SettingResult {
   const c = node.counters;
   const outs = results.map((r) => r.rec.output);
-  const stage = (f: (r: FrameResult) => number) => latencyStats(results.map(f));
+  // The first inference of a run warms caches and allocations: not a latency the car would see.
+  const stage = (f: (r: FrameResult) => number) => latencyStats(afterWarmup(results.map(f)));
   const latency: Record<LatencyStage, ReturnType<typeof latencyStats>> = {
     decode: stage((r) => r.rec.output.timings.decodeMs),
     tokenize: stage((r) => r.rec.output.timings.tokenizeMs),
@@ -77,6 +78,7 @@ export function summarize(label: string, prune: NativePruneOptions | undefined, 
     planning: planningErrors(results.map((r) => r.score)),
     agreementWithNone: null,
     latency,
+    latencyWarmupFrames: Math.min(LATENCY_WARMUP_FRAMES, Math.max(0, results.length - 1)),
     tokens: {
       visualIn: Math.max(0, ...outs.map((o) => o.prune.nVisual)),
       keptMean: mean(series.map((x) => x.keptMean)),

@@ -102,6 +102,18 @@ function hash(a: number, b: number): number {
   return ((h ^ (h >>> 16)) >>> 0) / 4294967296;
 }
 
+/**
+ * Camera ci's timing for frame fi: cameras are not triggered together (a few ms of skew around
+ * the frame time), and each frame takes 8-20 ms of transport to the node. The bags and the
+ * closed-loop simulator share it.
+ */
+export function cameraTiming(jitterSeed: number, fi: number, ci: number): { skewNs: bigint; delayNs: bigint } {
+  return {
+    skewNs: BigInt(Math.round((hash(jitterSeed * 31 + fi, ci) - 0.5) * 6e6)),
+    delayNs: 8_000_000n + BigInt(Math.round(hash(fi, ci + 17 * jitterSeed) * 12e6)),
+  };
+}
+
 function quat(yaw: number) {
   return { x: 0, y: 0, z: Math.sin(yaw / 2), w: Math.cos(yaw / 2) };
 }
@@ -173,10 +185,8 @@ export async function makeScenarioDrive(outDir: string, scenario: Scenario, opts
     for (let fi = 0; fi < nFrames; fi++) {
       const tS = (fi + 0.5) / cameraHz;
       cameras.forEach((camera, ci) => {
-        // Cameras are not triggered together: a few ms of skew, and 8-20 ms of transport delay.
-        const skewNs = BigInt(Math.round((hash(jitterSeed * 31 + fi, ci) - 0.5) * 6e6));
+        const { skewNs, delayNs } = cameraTiming(jitterSeed, fi, ci);
         const st = t0 + BigInt(Math.round(tS * 1e9)) + skewNs;
-        const delayNs = 8_000_000n + BigInt(Math.round(hash(fi, ci + 17 * jitterSeed) * 12e6));
         pending.push({
           logNs: st + delayNs,
           order: order++,

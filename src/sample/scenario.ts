@@ -39,13 +39,13 @@ export const SIM_DT_S = 0.01;
 export const SIM_TAIL_S = 3.5;
 
 /** Ego body around base_link (the camera position): front overhang, rear, width, m. */
-const EGO_FRONT_M = 1.0;
-const EGO_REAR_M = 3.5;
-const EGO_WIDTH_M = 1.8;
+export const EGO_FRONT_M = 1.0;
+export const EGO_REAR_M = 3.5;
+export const EGO_WIDTH_M = 1.8;
 /** Distance base_link to the stopped car's rear at standstill (stop_behind), m. */
-const STOP_GAP_M = 3.0;
+export const STOP_GAP_M = 3.0;
 /** The renderer's stop line: its centre lies this far before the crossing road's centre, m. */
-const STOP_LINE_M = ROAD_HALF_WIDTH_M + 1.15;
+export const STOP_LINE_M = ROAD_HALF_WIDTH_M + 1.15;
 /** base_link this far behind the stop line at standstill, m (the front camera still sees the line). */
 const STOP_LINE_STANDOFF_M = 4.0;
 /** Road straight this far either side of an intersection (turn geometry and renderer need it), m. */
@@ -54,10 +54,10 @@ const STRAIGHT_AROUND_INTERSECTION_M = 100;
 const CURVATURE_LOOKAHEAD_M = 40;
 
 /** Ego longitudinal model: IDM (max accel, comfortable decel, time gap, standstill gap). */
-const EGO_IDM = { a: 1.2, b: 2.0, t: 1.4, s0: STOP_GAP_M };
-const TRAFFIC_IDM = { a: 1.0, b: 2.0, t: 1.5, s0: 2.5 };
-const EGO_MAX_BRAKE = 4.0;
-const EGO_MAX_ACCEL = 2.0;
+export const EGO_IDM = { a: 1.2, b: 2.0, t: 1.4, s0: STOP_GAP_M };
+export const TRAFFIC_IDM = { a: 1.0, b: 2.0, t: 1.5, s0: 2.5 };
+export const EGO_MAX_BRAKE = 4.0;
+export const EGO_MAX_ACCEL = 2.0;
 /** Below this speed a lane change (and its heading) is stretched in time, m/s. */
 const LANE_CHANGE_REF_SPEED = 6;
 
@@ -247,7 +247,7 @@ export function viewCurvature(road: RoadSpec, sM: number): number {
 }
 
 /** The main road's centre line in the world frame, tabulated (s = 0 at the origin, heading +x). */
-class RoadGeometry {
+export class RoadGeometry {
   private static readonly DS = 0.25;
   private readonly theta: Float64Array;
   private readonly x: Float64Array;
@@ -304,13 +304,13 @@ class RoadGeometry {
 const smoother = (p: number) => p * p * p * (10 + p * (-15 + 6 * p));
 const smootherSlope = (p: number) => 30 * p * p * (1 - p) * (1 - p);
 
-interface Leader {
+export interface Leader {
   gapM: number;
   speedMps: number;
 }
 
 /** IDM acceleration toward v0 behind an optional leader. */
-function idm(p: { a: number; b: number; t: number; s0: number }, v: number, v0: number, lead: Leader | undefined): number {
+export function idm(p: { a: number; b: number; t: number; s0: number }, v: number, v0: number, lead: Leader | undefined): number {
   const free = v0 > 0 ? 1 - (v / v0) ** 4 : -1;
   if (!lead) return p.a * free;
   const sStar = p.s0 + Math.max(0, v * p.t + (v * (v - lead.speedMps)) / (2 * Math.sqrt(p.a * p.b)));
@@ -318,7 +318,7 @@ function idm(p: { a: number; b: number; t: number; s0: number }, v: number, v0: 
 }
 
 /** Required constant deceleration to reach `vEnd` in `dM`, engaged gradually from 0.3 m/s^2 (so the start of braking is smooth). */
-function brakeFor(v: number, vEnd: number, dM: number): number {
+export function brakeFor(v: number, vEnd: number, dM: number): number {
   if (v <= vEnd) return Infinity;
   const need = (v * v - vEnd * vEnd) / (2 * Math.max(dM, 0.01));
   const w = clamp((need - 0.3) / 0.9, 0, 1);
@@ -326,7 +326,7 @@ function brakeFor(v: number, vEnd: number, dM: number): number {
 }
 
 /** Lateral centre of a lane (road frame), m. */
-const laneY = (lane: number) => lane * LANE_WIDTH_M;
+export const laneY = (lane: number) => lane * LANE_WIDTH_M;
 
 /** Simulates the ego and the traffic over the episode plus a 3.5 s tail (deterministic). */
 export function simulateScenario(sc: Scenario): ScenarioSim {
@@ -493,7 +493,7 @@ function egoLeader(sc: Scenario, tr: Array<{ s: number; v: number }>, s: number,
 }
 
 /** The leader of traffic object j in its lane and direction (stationary objects and the ego included). */
-function trafficLeader(sc: Scenario, tr: Array<{ s: number; v: number }>, j: number, ego: { s: number; l: number; v: number } | undefined): Leader | undefined {
+export function trafficLeader(sc: Scenario, tr: Array<{ s: number; v: number }>, j: number, ego: { s: number; l: number; v: number } | undefined): Leader | undefined {
   const me = sc.traffic[j] as TrafficObject;
   const ms = (tr[j] as { s: number }).s;
   const dir = me.direction;
@@ -579,10 +579,19 @@ const INTERSECTION_BEHIND_M = 40;
  * changes every 0.1 s (sensor grain), the tree layout is fixed to the road.
  */
 export function renderOptionsAt(sc: Scenario, sim: ScenarioSim, tS: number, camera: CameraName, width: number, height: number): RenderOptions {
-  const e = egoAt(sim, tS);
+  return renderOptionsFor(sc, egoAt(sim, tS), (j) => trafficAt(sim, j, tS), tS, camera, width, height);
+}
+
+/**
+ * Render options for one camera at tS with the ego at road-frame pose `ego` and traffic object
+ * j's low-s end at `trafficS(j)`: the scene as the bags show it, from any ego pose (the closed-loop
+ * simulator's). renderOptionsAt is this with the scenario's own ego and traffic.
+ */
+export function renderOptionsFor(sc: Scenario, ego: { s: number; l: number; psi: number }, trafficS: (j: number) => number, tS: number, camera: CameraName, width: number, height: number): RenderOptions {
+  const e = ego;
   const vehicles: Vehicle[] = [];
   sc.traffic.forEach((o, j) => {
-    const d = trafficAt(sim, j, tS) - e.s;
+    const d = trafficS(j) - e.s;
     if (d < -DRAW_BEHIND_M || d > DRAW_AHEAD_M) return;
     vehicles.push({
       distance: d,
@@ -643,7 +652,7 @@ export function egoCollisions(sim: ScenarioSim): number[] {
   return [...hit].sort((a, b) => a - b);
 }
 
-function validateScenario(sc: Scenario): void {
+export function validateScenario(sc: Scenario): void {
   const bad = (what: string) => new VlaError(ErrorCodes.INPUT, `scenario ${sc?.seed}: ${what}`);
   if (!sc || typeof sc !== 'object') throw new VlaError(ErrorCodes.INPUT, 'scenario must be an object');
   if (!(sc.durationS > 0 && sc.durationS <= 600)) throw bad(`duration must be in (0, 600] s, got ${sc.durationS}`);

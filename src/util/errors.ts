@@ -37,6 +37,10 @@ export const ErrorCodes = {
   BAG_MISSING_FILE: 'VLA_E_BAG_MISSING_FILE',
   BAG_LIMIT: 'VLA_E_BAG_LIMIT',
   TRACE: 'VLA_E_TRACE',
+  // closed-loop simulation
+  SCENARIO: 'VLA_E_SCENARIO',
+  SIM_CONFIG: 'VLA_E_SIM_CONFIG',
+  SHARD: 'VLA_E_SHARD',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { main } from '../../src/cli/main.js';
@@ -6,7 +7,8 @@ import { Engine, parseBudget } from '../../src/engine/engine.js';
 import { loadAddon } from '../../src/engine/addon.js';
 import { PRUNE_POLICIES, PRUNING_POLICIES } from '../../src/engine/policies.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
-import { requireBuilt, syntheticFrame, testModels } from './helpers.js';
+import type { NativeAddon } from '../../src/engine/addon-types.js';
+import { addonPath, requireBuilt, syntheticFrame, testModels } from './helpers.js';
 
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
@@ -36,6 +38,34 @@ describe('pruning through the TypeScript API and the CLI (addon)', () => {
     assert.match(bad.err, /^VLA_E_ARGS: budget must be/);
   });
 
+  it('the addon exports the native registry of policies: the TypeScript list, in order', () => {
+    const addon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+    assert.deepEqual(addon.policies.map((p) => p.name), [...PRUNE_POLICIES]);
+    for (const p of addon.policies) assert.ok(p.description.length > 10, p.name);
+  });
+
+  it('schedule plans every policy as the engine does: a budget that allows every token keeps them all', () => {
+    const addon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+    const all = addon.schedule({ budgetTokens: 576, visualTokens: 576 });
+    assert.equal(all.prunes, false);
+    assert.equal(all.avgTokens, 576);
+    assert.equal(all.relFlops, 1);
+    assert.deepEqual(all.kept, Array(32).fill(576));
+    const fastv = addon.schedule({ policy: 'fastv', budgetTokens: 64 });
+    assert.equal(fastv.policy, 'fastv');
+    assert.equal(fastv.parameter, Math.floor((32 * 64 - 576) / 31)); // layer 0 keeps all, then K
+    assert.deepEqual(fastv.kept.slice(0, 2), [576, fastv.parameter]);
+    for (const policy of PRUNE_POLICIES) {
+      const s = addon.schedule({ policy, budgetTokens: 128 });
+      assert.equal(s.prunes, policy !== 'none', policy);
+      // 'none' keeps every token: over a budget it does not try to meet, as the engine reports it
+      assert.equal(s.budgetMet, policy !== 'none', policy);
+      if (policy !== 'none') assert.ok(s.avgTokens <= 128.5, `${policy} ${s.avgTokens}`);
+    }
+    assert.throws(() => addon.schedule({ policy: 'bogus' as never }), (e: Error & { code?: string }) => e.code === 'VLA_E_INPUT');
+    assert.throws(() => addon.schedule({ policy: 'fastv', budgetFlops: 0.001 }), (e: Error & { code?: string }) => e.code === 'VLA_E_INPUT' && /cannot be met by policy fastv/.test(e.message));
+  });
+
   it('infer with a policy reports the statistics and stays within the budget', async () => {
     const e = await Engine.load(path.join(testModels, 'tiny'), { backend: 'cpu' });
     try {
@@ -61,15 +91,6 @@ describe('pruning through the TypeScript API and the CLI (addon)', () => {
     } finally {
       await e.dispose();
     }
-  });
-
-  it("the addon's own policy list is PRUNE_POLICIES (once the binding exports it)", function () {
-    const listed = loadAddon().policies;
-    if (listed === undefined) {
-      console.log('      skipped: this addon does not export `policies` yet (native/binding); the check runs once it does');
-      this.skip();
-    }
-    assert.deepEqual(listed.map((p) => (typeof p === 'string' ? p : p.name)), [...PRUNE_POLICIES]);
   });
 
   it('the CLI takes --policy and --budget', async () => {

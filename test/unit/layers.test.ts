@@ -14,12 +14,13 @@ const src = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..
  */
 const TIERS: ReadonlyArray<readonly string[]> = [
   ['util', 'types'], //   errors, logger, paths; ambient type declarations
-  ['model'], //           prompt, tokenizer, generated models
+  ['model', 'control'], // prompt, tokenizer, generated models; the ROS-free tracking controller
   ['engine'], //          the addon's contract, Engine, images, the pruning policies
   ['msgs'], //            CDR codec, RosPort, message conversion
   ['pipeline', 'bag'], // the node logic and its runner; rosbag2 reading and writing
   ['sample'], //          synthetic scenarios, rendering, drive bags, datasets
-  ['replay'], //          bag replay, scoring, traces, reports, evaluation
+  ['replay', 'carla'], // bag replay, scoring, traces, reports, evaluation; CARLA route and control
+  ['sim'], //             the closed-loop simulator around the node logic
   ['ros', 'cli', 'index'], // the rclnodejs node, the command line, the public API
 ];
 

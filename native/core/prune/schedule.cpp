@@ -1,4 +1,6 @@
-#include "vla/schedule.h"
+#include "prune/schedule.h"
+
+#include "prune/ops.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,15 +14,7 @@ std::vector<double> autoprune_curve(int n_layers, double k, double x0) {
     return p;
 }
 
-namespace {
-int recycled(int d) {
-    if (d == 0) return 0;
-    const int m = int(0.3 * d) + 1;  // trunc toward zero as the reference's int()
-    return std::min(m / 10 + 1, m);
-}
-}  // namespace
-
-std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1) {
+std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1, bool recycle) {
     std::vector<int> kept(q.size(), 0);
     if (q.empty()) return kept;
     const int base = n1 - 1;
@@ -28,13 +22,14 @@ std::vector<int> autoprune_simulate(const std::vector<double>& q, int n1) {
     kept[0] = n1;
     for (size_t l = 1; l < q.size(); ++l) {
         const int keep = std::min(int(std::ceil(base * std::min(1.0, q[l]))), n1);
-        cur = keep + recycled(cur - keep);
+        cur = keep + (recycle ? prune_recycled_count(cur - keep) : 0);
         kept[l] = cur;
     }
     return kept;
 }
 
-Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, double mi1, const AutoPruneParams& p) {
+Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, double mi1, const AutoPruneParams& p,
+                            bool recycle) {
     Schedule s;
     s.n1 = std::min(int(std::floor(2.5 * budget_tokens)), n_visual);
     s.k = std::max(p.k0 - p.gamma * mi1, 0.0);
@@ -44,7 +39,7 @@ Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, do
         std::vector<double> q(curve.size());
         for (size_t i = 0; i < q.size(); ++i) q[i] = scale * curve[i];
         long long t = 0;
-        for (int v : autoprune_simulate(q, s.n1)) t += v;
+        for (int v : autoprune_simulate(q, s.n1, recycle)) t += v;
         return double(t);
     };
     double lo = 0, hi = 20, best = 1, best_diff = std::numeric_limits<double>::infinity();
@@ -61,23 +56,15 @@ Schedule autoprune_schedule(int n_layers, int n_visual, double budget_tokens, do
     s.scale = best;
     s.keep_frac.resize(curve.size());
     for (size_t i = 0; i < curve.size(); ++i) s.keep_frac[i] = best * curve[i];
-    s.kept = autoprune_simulate(s.keep_frac, s.n1);
+    s.kept = autoprune_simulate(s.keep_frac, s.n1, recycle);
     double sum = 0;
     for (int v : s.kept) sum += v;
     s.avg_tokens = s.kept.empty() ? 0 : sum / double(s.kept.size());
     return s;
 }
 
-namespace {
-double schedule_flops(const std::vector<int>& kept, int n_visual, int n_other, double d, double m) {
-    double f = 0;
-    for (size_t l = 0; l < kept.size(); ++l) f += layer_flops(double(n_other + (l == 0 ? n_visual : kept[l - 1])), d, m);
-    return f;
-}
-}  // namespace
-
 Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1, double cap_flops, int n_other,
-                                  double d, double m, const AutoPruneParams& p, bool* met) {
+                                  double d, double m, const AutoPruneParams& p, bool* met, bool recycle) {
     Schedule s;
     s.n1 = n1;
     s.k = std::max(p.k0 - p.gamma * mi1, 0.0);
@@ -85,7 +72,7 @@ Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1
     auto flops = [&](double scale) {
         std::vector<double> q(curve.size());
         for (size_t i = 0; i < q.size(); ++i) q[i] = scale * curve[i];
-        return schedule_flops(autoprune_simulate(q, n1), n_visual, n_other, d, m);
+        return prune_plan_flops(autoprune_simulate(q, n1, recycle), n_visual, n_other, d, m);
     };
     double lo = 0, hi = 20;
     *met = flops(lo) <= cap_flops;
@@ -98,7 +85,7 @@ Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1
     s.scale = lo;
     s.keep_frac.resize(curve.size());
     for (size_t i = 0; i < curve.size(); ++i) s.keep_frac[i] = lo * curve[i];
-    s.kept = autoprune_simulate(s.keep_frac, n1);
+    s.kept = autoprune_simulate(s.keep_frac, n1, recycle);
     double sum = 0;
     for (int v : s.kept) sum += v;
     s.avg_tokens = s.kept.empty() ? 0 : sum / double(s.kept.size());
@@ -106,12 +93,12 @@ Schedule autoprune_schedule_flops(int n_layers, int n_visual, int n1, double mi1
 }
 
 double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, int n_other, double d, double m,
-                                  const AutoPruneParams& p) {
+                                  const AutoPruneParams& p, bool recycle) {
     const double mi_max = p.gamma > 0 ? p.k0 / p.gamma : 0;
     auto fits = [&](double T) {
         for (int i = 0; i <= 8; ++i) {
-            const Schedule s = autoprune_schedule(n_layers, n_visual, T, mi_max * i / 8, p);
-            if (schedule_flops(s.kept, n_visual, n_other, d, m) > cap_flops) return false;
+            const Schedule s = autoprune_schedule(n_layers, n_visual, T, mi_max * i / 8, p, recycle);
+            if (prune_plan_flops(s.kept, n_visual, n_other, d, m) > cap_flops) return false;
         }
         return true;
     };
@@ -126,6 +113,12 @@ double autoprune_tokens_for_flops(int n_layers, int n_visual, double cap_flops, 
 }
 
 double layer_flops(double n, double d, double m) { return 4 * n * d * d + 2 * n * n * d + 3 * n * d * m; }
+
+double prune_plan_flops(const std::vector<int>& kept, int entering, int n_other, double d, double m) {
+    double f = 0;
+    for (size_t l = 0; l < kept.size(); ++l) f += layer_flops(double(n_other + (l == 0 ? entering : kept[l - 1])), d, m);
+    return f;
+}
 
 double prefill_flops(const std::vector<int>& visual_in, int prefix, int text, double d, double m) {
     double f = 0;

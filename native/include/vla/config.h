@@ -4,8 +4,8 @@
 #include <string>
 #include <vector>
 
-#include "vla/backend.h"
 #include "vla/status.h"
+#include "vla/types.h"
 
 namespace vla {
 

@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "vla/backend.h"
 #include "vla/config.h"
 #include "vla/prune.h"
 #include "vla/status.h"
+#include "vla/types.h"
 
 namespace vla {
 
@@ -66,6 +66,11 @@ struct ModelInfo {
     int64_t n_params = 0;
     int64_t weight_bytes = 0;         // as the backend holds them (cuda: F16/BF16 matrices, F32 vectors)
 };
+
+// The backends compiled into this build ("cpu", and "cuda" when built with it).
+std::vector<std::string> backend_list();
+// Why "cuda" cannot be used here ("" when it can): not compiled in, no device, driver error.
+std::string backend_cuda_unavailable_reason();
 
 class Engine {
 public:

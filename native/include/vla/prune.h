@@ -1,19 +1,35 @@
-// Visual-token pruning inside the prefill: policies, budgets and what each inference reports.
-// The selection logic works on host copies of the few attention rows it needs (text rows over
-// the current keys); the compaction itself is a backend gather (Backend::gather_rows).
+// Visual-token pruning inside the prefill: the policies, budgets, what each inference reports,
+// and a policy's schedule for a budget without a model (the planning the prefill itself does).
+// Selection and compaction run on the backend as ops; the decisions (how many rows each layer
+// keeps) are fixed by the policy's plan before the prefill, AutoPrune's after its layer 1.
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "vla/schedule.h"
 #include "vla/status.h"
 
 namespace vla {
 
 enum class PrunePolicy { none, autoprune, fastv, pdrop, sparsevlm_fixed, cls_prior, random };
+
+// The one list of policies, in enum order. The addon exports it (`policies`); the TypeScript
+// side checks its own list of names against it.
+struct PrunePolicyInfo {
+    PrunePolicy id;
+    const char* name;         // as requests and reports spell it, e.g. "sparsevlm-fixed"
+    const char* description;  // one line, for CLIs and docs
+};
+const std::vector<PrunePolicyInfo>& prune_policy_list();
 const char* prune_policy_name(PrunePolicy p);
 bool prune_policy_parse(const std::string& s, PrunePolicy* out);
+
+// AutoPrune's retention curve (spec §2.4).
+struct AutoPruneParams {
+    double x0 = 14.9;    // logistic centre before the +k shift
+    double k0 = 0.4;     // base slope
+    double gamma = 0.2;  // MI sensitivity
+};
 
 enum class BudgetKind { none, tokens, flops };
 
@@ -36,16 +52,49 @@ struct PruneOptions {
 
 struct PruneStats {
     PrunePolicy policy = PrunePolicy::none;
-    int n_visual = 0;                         // visual tokens entering the decoder (all views)
-    std::vector<int> kept;                    // [L] visual tokens after each layer (merged included)
+    int n_visual = 0;                             // visual tokens entering the decoder (all views)
+    std::vector<int> kept;                        // [L] visual tokens after each layer (merged included)
     std::vector<std::vector<int>> kept_per_view;  // [L][n_views] original tokens of each view kept
-    std::vector<int> merged;                  // [L] recycled (merged) tokens after each layer
-    double mi0 = 0, mi1 = 0, k = 0, scale = 0;   // autoprune complexity signal and curve
-    double target_tokens = 0;                 // the T the schedule was solved for
-    double flops = 0, flops_unpruned = 0;     // prefill decoder FLOPs by the §2.8 formula
-    double avg_tokens = 0;                    // mean of kept over layers
+    std::vector<int> merged;                      // [L] recycled (merged) tokens after each layer
+    double mi0 = 0, mi1 = 0, k = 0, scale = 0;    // autoprune complexity signal and curve
+    double target_tokens = 0;                     // the T the schedule was solved for
+    double flops = 0, flops_unpruned = 0;         // prefill decoder FLOPs by the §2.8 formula
+    double avg_tokens = 0;                        // mean of kept over layers
     Budget budget;
     bool budget_met = true;
 };
+
+// The prefill a schedule is planned for: shapes only, no model.
+struct PruneShape {
+    int n_layers = 32;     // L: decoder layers
+    int n_visual = 576;    // N_v: visual tokens entering the decoder (all views)
+    int n_other = 75;      // tokens never pruned: prefix, instruction, action queries
+    double hidden = 4096;  // d, for the FLOPs formula (spec §2.8)
+    double ffn = 11008;    // m
+};
+
+// A policy's schedule for a budget, as the engine runs it: for AutoPrune, at complexity `mi`.
+struct PruneSchedule {
+    PrunePolicy policy = PrunePolicy::none;
+    bool prunes = false;                   // false: the budget allows every token, nothing is pruned
+    int entering = 0;                      // visual tokens entering layer 0 (fewer after a pre-LLM selection)
+    std::vector<int> kept;                 // [L] visual tokens after each layer (merged included)
+    double parameter = 0;                  // the policy's solved free parameter: autoprune the scale s, fastv the
+                                           // count kept, pdrop lambda, sparsevlm-fixed the factor, cls-prior and
+                                           // random the tokens kept (0 when nothing is pruned)
+    double target_tokens = 0;              // as PruneStats reports it
+    double k = 0, scale = 0;               // autoprune: slope and scale of the curve
+    int n1 = 0;                            // autoprune: visual tokens after layer 0
+    std::vector<double> keep_frac;         // autoprune: [L] s * p_l, unclipped (index 0 unused)
+    double avg_tokens = 0;                 // mean of kept over layers
+    double flops = 0, flops_unpruned = 0;  // prefill decoder FLOPs by the §2.8 formula
+    bool budget_met = true;                // as the engine judges it
+};
+
+// Solves the policy's free parameter for opts.budget and predicts its visual counts, with the
+// same policy objects and accounting as the prefill. mi: the complexity MI_1 that AutoPrune
+// learns after layer 1 in the prefill (other policies ignore it). Code::input for a policy
+// without a budget, a shape out of range, or a budget the policy cannot meet.
+Status prune_schedule(const PruneOptions& opts, const PruneShape& shape, double mi, PruneSchedule* out);
 
 }  // namespace vla

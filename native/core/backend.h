@@ -1,5 +1,6 @@
-// The backend interface: memory and ops. The model core (native/core) runs the forward pass
-// only through this interface, so a backend (cpu/ always, cuda/ when built) is a drop-in.
+// The backend interface: memory and ops (internal: shared by the core and the backends, not
+// part of the public API in native/include/vla/). The model core (native/core) runs the forward
+// pass only through this interface, so a backend (cpu/ always, cuda/ when built) is a drop-in.
 // Tensors are 2-D, row-major: [rows, cols]. Activations are always F32; weights keep the dtype
 // the backend chose at upload (CPU: the file's own, zero-copy from the mmap; CUDA: F16 or BF16).
 // Per-row vectors of the decoder sequence (positions, kinds, scores, flags) are [n, 1] columns,
@@ -15,8 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "vla/safetensors.h"
+#include "safetensors.h"
 #include "vla/status.h"
+#include "vla/types.h"
 
 namespace vla {
 
@@ -27,30 +29,6 @@ struct Tensor {
     std::shared_ptr<void> mem;     // owner; empty for views into weights or other tensors
     int64_t numel() const { return rows * cols; }
     bool empty() const { return data == nullptr; }
-};
-
-enum class Unary { gelu, quick_gelu, silu };
-
-enum class PixelFormat { rgb8, bgr8, rgba8, bgra8, mono8 };
-int pixel_format_channels(PixelFormat f);
-bool pixel_format_parse(const std::string& s, PixelFormat* out);  // "rgb8", "bgr8", ...
-
-// A raw camera frame on the host, as sensor_msgs/Image carries it.
-struct ImageInput {
-    const uint8_t* data = nullptr;
-    size_t size = 0;            // bytes available at data
-    int width = 0, height = 0;
-    int step = 0;               // bytes per row (>= width * channels)
-    PixelFormat format = PixelFormat::rgb8;
-};
-
-// CLIP-style preprocessing: to square (letterbox with the mean colour, or resize the short side
-// and centre-crop), PIL-style antialiased bicubic resize to `size`, rescale to [0,1], normalise.
-struct PreprocessParams {
-    int size = 336;
-    bool pad = true;            // true: letterbox ("pad"); false: centre crop ("crop")
-    float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f};
-    float std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
 };
 
 struct AttentionParams {
@@ -160,10 +138,10 @@ public:
     // DPC-kNN merging (spec 2.5) of x [m, d] into out [c, d]; the CPU's prune_dpc_knn_merge.
     virtual Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) = 0;
     // The CLS-attention prior (FasterVLM-style) from the class rows' probabilities
-    // probs [n_heads * n_views, n_views * T] (row h * n_views + v): prior[v * pv + i] =
-    // masked[v * pv + i] ? 0 : mean_h probs[h * n_views + v, v * T + first + i], i < pv;
+    // probs [n_heads * n_views, n_views * Tv] (row h * n_views + v; Tv tower tokens per view):
+    // prior[v * pv + i] = masked[v * pv + i] ? 0 : mean_h probs[h * n_views + v, v * Tv + first + i], i < pv;
     // prior F32 [>= n_views * pv, 1], masked I32 [n_views * pv, 1].
-    virtual void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t T, int64_t first, int64_t pv,
+    virtual void cls_prior(const Tensor& probs, int n_heads, int n_views, int64_t Tv, int64_t first, int64_t pv,
                            const Tensor& masked, Tensor& prior) = 0;
     // out[0, 0] = index of the largest of x's n values (ties: the lowest); out I32.
     virtual void argmax(const Tensor& x, int64_t n, Tensor& out) = 0;
@@ -207,9 +185,7 @@ struct BackendOptions {
 };
 
 // "cpu" always; "cuda" where built and a device is present. Code::backend otherwise.
+// (backend_list() and backend_cuda_unavailable_reason() are public: vla/engine.h.)
 Status backend_create(const std::string& name, const BackendOptions& opts, std::unique_ptr<Backend>* out);
-// Why "cuda" is not available here ("" when it is): not compiled in, no device, driver error.
-std::string backend_cuda_unavailable_reason();
-std::vector<std::string> backend_list();  // the names compiled in
 
 }  // namespace vla

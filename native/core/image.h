@@ -3,7 +3,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "vla/backend.h"
+#include "backend.h"
 
 namespace vla {
 
