@@ -17,6 +17,10 @@ import { openBag, type BagMessage } from '../../src/bag/reader.js';
 import { BagWriter } from '../../src/bag/writer.js';
 import { MessageCodec } from '../../src/msgs/codec.js';
 import { QOS_LATCHED } from '../../src/msgs/port.js';
+import { readDrives } from '../../src/replay/evaluate.js';
+import { modelArithFromDir } from '../../src/sim/latency.js';
+import { loadScenarioFile } from '../../src/sim/scenario-file.js';
+import { mergeShards } from '../../src/sim/sweep.js';
 import { ErrorCodes, isVlaError, type ErrorCode } from '../../src/util/errors.js';
 import { readRegularFile } from '../../src/util/fsafe.js';
 
@@ -93,6 +97,24 @@ describe('hostile bags (issue 16)', function () {
       coded(ErrorCodes.IO, /dir-split_0\.mcap: is a directory/)((await collect(d3)).err);
       // a character device (the reader never opens it)
       await assert.rejects(readRegularFile('/dev/zero', 1 << 20), coded(ErrorCodes.IO, /\/dev\/zero: is a character device/));
+    });
+
+    it('the other files the command line reads (scenario, model config for latency, drives.json, shard reports): a FIFO is coded at once', async () => {
+      const dir = path.join(tmp, 'fifo-others');
+      mkdirSync(dir, { recursive: true });
+      const fifo = (name: string) => {
+        const p = path.join(dir, name);
+        assert.equal(spawnSync('mkfifo', [p]).status, 0, 'mkfifo');
+        return p;
+      };
+      const t0 = performance.now();
+      assert.throws(() => loadScenarioFile(fifo('scenario.json')), coded(ErrorCodes.IO, /scenario\.json: is a FIFO/));
+      fifo('config.json');
+      assert.throws(() => modelArithFromDir(dir), coded(ErrorCodes.CONFIG, /config\.json: is a FIFO/));
+      fifo('drives.json');
+      await assert.rejects(readDrives(dir), coded(ErrorCodes.IO, /drives\.json: is a FIFO/));
+      await assert.rejects(mergeShards([fifo('shard.json')]), coded(ErrorCodes.SHARD, /shard\.json: is a FIFO/));
+      assert.ok(performance.now() - t0 < 2000);
     });
   });
 
