@@ -6,7 +6,7 @@
  */
 import type { FileHandle } from 'node:fs/promises';
 
-import { McapIndexedReader, McapStreamReader, type McapTypes } from '@mcap/core';
+import { McapIndexedReader, McapStreamReader, type IReadable, type McapTypes } from '@mcap/core';
 import { FileHandleReadable } from '@mcap/nodejs';
 import { loadDecompressHandlers } from '@mcap/support';
 import * as lz4 from 'lz4js';
@@ -153,6 +153,23 @@ function crcOrBag(file: string, offset: number, err: unknown): VlaError {
 }
 
 /**
+ * The indexed reader reads whatever length a record declares (the header's, the summary's, an
+ * index's) in one piece: FileHandleReadable allocates twice that and hands it to fs.read, which
+ * aborts the process (a Node assertion, not an exception) past 2 GiB. Every read is checked here
+ * first: within the file and at most `maxBytes`.
+ */
+function boundedReadable(inner: IReadable, fileSize: bigint, maxBytes: bigint): IReadable {
+  return {
+    size: async () => fileSize,
+    read: async (offset: bigint, length: bigint) => {
+      if (offset < 0n || length < 0n || offset + length > fileSize) throw new Error(`a read of ${length} bytes at ${offset} passes the end of the ${fileSize}-byte file`);
+      if (length > maxBytes) throw new Error(`a read of ${length} bytes at ${offset} is over the ${maxBytes}-byte limit`);
+      return inner.read(offset, length);
+    },
+  };
+}
+
+/**
  * Schemas and channels from the summary section at the end of the file (rosbag2 writes one),
  * without reading the data; undefined when the file has no readable summary.
  */
@@ -170,7 +187,7 @@ export async function readMcapSummary(file: string, limits: BagLimits = DEFAULT_
     if (tail[0] !== OP_FOOTER) return undefined;
     const summaryStart = dv.getBigUint64(9, true);
     if (summaryStart === 0n || summaryStart > BigInt(size) || BigInt(size) - summaryStart > BigInt(limits.maxChunkBytes)) return undefined;
-    const r = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(fh) });
+    const r = await McapIndexedReader.Initialize({ readable: boundedReadable(new FileHandleReadable(fh), BigInt(size), BigInt(limits.maxChunkBytes)) });
     const scan: McapSummary = { schemas: new Map(), channels: new Map(), metadata: new Map() };
     for (const [id, sc] of r.schemasById) scan.schemas.set(id, { name: sc.name, encoding: sc.encoding, text: new TextDecoder().decode(sc.data) });
     for (const [id, ch] of r.channelsById) scan.channels.set(id, { id, topic: ch.topic, schemaName: r.schemasById.get(ch.schemaId)?.name ?? '', messageEncoding: ch.messageEncoding, metadata: ch.metadata });
