@@ -47,8 +47,11 @@ public:
 
     // F32 activation tensor [rows, cols], uninitialised.
     virtual Status alloc(int64_t rows, int64_t cols, Tensor* out) = 0;
-    // A weight for the ops below; `src` stays mapped for the backend's lifetime.
+    // A weight for the ops below; `src` stays valid for the backend's lifetime.
     virtual Status upload_weight(const TensorView& src, int64_t rows, int64_t cols, Tensor* out) = 0;
+    // Whether upload_weight kept pointers into `src` (CPU: zero-copy) rather than copies (CUDA).
+    // When it did not, the engine frees the file's bytes once every weight is uploaded.
+    virtual bool borrows_weights() const { return true; }
     // A weight [rows, cols] of random values ~ N(0, std) + mean, generated where it lives
     // (benchmarks with the shapes of models too large to ship).
     virtual Status random_weight(int64_t rows, int64_t cols, uint64_t seed, float mean, float std, Tensor* out) = 0;

@@ -1,7 +1,12 @@
 #include "vla/config.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
-#include <fstream>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -205,7 +210,16 @@ Status config_parse(const std::string& text, const std::string& label, ModelConf
             }
             for (int i = 0; i < 3; ++i) {
                 if (!(*it)[i].is_number()) { r.fail(std::string("vla.") + key + " must be an array of 3 numbers"); break; }
-                dst[i] = (*it)[i].get<float>();
+                // Pixels are in [0, 1]: a mean outside [-1e3, 1e3] or a std outside [1e-3, 1e3]
+                // (or not finite) only turns every input into Inf/NaN.
+                const double v = (*it)[i].get<double>();
+                const bool is_std = key[6] == 's';
+                if (!std::isfinite(v) || (is_std ? !(v >= 1e-3 && v <= 1e3) : !(v >= -1e3 && v <= 1e3))) {
+                    r.fail(std::string("vla.") + key + "[" + std::to_string(i) + "] = " + std::to_string(v) + " is out of range (" +
+                           (is_std ? "1e-3..1e3" : "-1e3..1e3") + ")");
+                    break;
+                }
+                dst[i] = float(v);
             }
         }
         if (r.st.ok() && va.head == ActionHead::waypoints && (va.n_waypoints <= 0 || va.action_mlp_hidden <= 0))
@@ -233,12 +247,32 @@ Status config_parse(const std::string& text, const std::string& label, ModelConf
 }
 
 Status config_load(const std::string& path, ModelConfig* out) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) return {Code::io, path + ": cannot open (is this a model directory?)"};
-    std::stringstream ss;
-    ss << f.rdbuf();
-    if (f.bad()) return {Code::io, path + ": read failed"};
-    return config_parse(ss.str(), path, out);
+    // Only a regular file of bounded size: a FIFO in its place would block the open (hence
+    // O_NONBLOCK) and every read, a device would never end.
+    constexpr off_t k_max_config = 16 << 20;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0) return {Code::io, path + ": cannot open (is this a model directory?): " + std::string(std::strerror(errno))};
+    struct stat st;
+    std::string text;
+    Status res;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        res = {Code::io, path + ": not a regular file"};
+    } else if (st.st_size > k_max_config) {
+        res = {Code::config, path + ": " + std::to_string(st.st_size) + " bytes is too large for a config.json"};
+    } else {
+        text.resize(size_t(st.st_size));
+        size_t got = 0;
+        while (got < text.size()) {
+            const ssize_t r = ::read(fd, &text[got], text.size() - got);
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += size_t(r);
+        }
+        text.resize(got);
+    }
+    ::close(fd);
+    if (!res.ok()) return res;
+    return config_parse(text, path, out);
 }
 
 }  // namespace vla

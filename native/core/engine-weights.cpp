@@ -50,6 +50,7 @@ public:
         int64_t rows = shape.empty() ? 1 : shape[0], cols = 1;
         for (size_t i = 1; i < shape.size(); ++i) cols *= shape[i];
         if (shape.size() == 1) { rows = 1; cols = shape[0]; }
+        VLA_RETURN_IF_ERROR(tensor_check_finite(*tv, ws_->file_of(name)));
         VLA_RETURN_IF_ERROR(be_.upload_weight(*tv, rows, cols, out));
         info_.n_params += tv->numel();
         info_.weight_bytes += out->numel() * int64_t(dtype_size(out->dtype));  // as the backend holds it

@@ -305,6 +305,7 @@ Status Engine::load(const std::string& dir, const EngineOptions& opts, std::uniq
     impl->info.backend = impl->be->name();
     Status st = impl->bind_weights();
     if (!st.ok()) return {st.code(), dir + ": " + st.message()};
+    if (!impl->be->borrows_weights()) impl->store.reset();  // the device holds its own copies
     out->reset(new Engine(std::move(impl)));
     return Status::OK();
 }

@@ -56,7 +56,10 @@ Status jpeg_decode_rgb(const uint8_t* data, size_t size, const std::string& labe
     jpeg_create_decompress(&cinfo);
     jpeg_mem_src(&cinfo, const_cast<unsigned char*>(data), static_cast<unsigned long>(size));
     jpeg_read_header(&cinfo, TRUE);
-    cinfo.out_color_space = JCS_RGB;  // greyscale and YCbCr alike come out as RGB
+    // Greyscale and YCbCr come out as RGB; libjpeg turns CMYK and YCCK (print, some scanners)
+    // into CMYK only, converted to RGB below.
+    const bool cmyk = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : JCS_RGB;
     if (long(cinfo.image_width) * long(cinfo.image_height) > kMaxPixels) {
         jpeg_destroy_decompress(&cinfo);
         return {Code::image_decode, label + ": JPEG of " + std::to_string(cinfo.image_width) + "x" + std::to_string(cinfo.image_height) + " exceeds 8192x8192 pixels"};
@@ -64,9 +67,26 @@ Status jpeg_decode_rgb(const uint8_t* data, size_t size, const std::string& labe
     jpeg_start_decompress(&cinfo);
     const int width = int(cinfo.output_width), height = int(cinfo.output_height);
     out->resize(size_t(width) * size_t(height) * 3);
+    // CMYK rows go through a buffer the decoder owns (so that the longjmp leaks nothing).
+    JSAMPARRAY cmyk_row = cmyk ? (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE, JDIMENSION(width) * 4, 1) : nullptr;
+    // Adobe's CMYK JPEGs (an APP14 marker) store inverted ink values.
+    const bool inverted = cinfo.saw_Adobe_marker;
     while (cinfo.output_scanline < cinfo.output_height) {
-        JSAMPROW row = out->data() + size_t(cinfo.output_scanline) * size_t(width) * 3;
-        jpeg_read_scanlines(&cinfo, &row, 1);
+        uint8_t* dst = out->data() + size_t(cinfo.output_scanline) * size_t(width) * 3;
+        if (!cmyk) {
+            JSAMPROW row = dst;
+            jpeg_read_scanlines(&cinfo, &row, 1);
+            continue;
+        }
+        jpeg_read_scanlines(&cinfo, cmyk_row, 1);
+        const uint8_t* src = cmyk_row[0];
+        for (int x = 0; x < width; ++x, src += 4, dst += 3) {
+            const unsigned k = inverted ? src[3] : 255u - src[3];
+            for (int c = 0; c < 3; ++c) {
+                const unsigned v = inverted ? src[c] : 255u - src[c];
+                dst[c] = uint8_t((v * k + 127) / 255);
+            }
+        }
     }
     jpeg_finish_decompress(&cinfo);
     jpeg_destroy_decompress(&cinfo);

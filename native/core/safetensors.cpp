@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <nlohmann/json.hpp>
@@ -105,9 +106,11 @@ struct Mapping {
     }
 };
 
-// Opens a regular file read-only; Code::io naming it otherwise.
+// Opens a regular file read-only; Code::io naming it otherwise. O_NONBLOCK: a FIFO in the
+// file's place opens at once (and fstat refuses it) instead of blocking the open until a writer
+// comes; it changes nothing for regular files.
 Status open_regular(const std::string& path, Fd* f, struct stat* st) {
-    f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    f->fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (f->fd < 0) return Status(Code::io, path + ": cannot open: " + errno_text(errno));
     if (::fstat(f->fd, st) != 0) return Status(Code::io, path + ": cannot stat: " + errno_text(errno));
     if (!S_ISREG(st->st_mode)) return Status(Code::io, path + ": not a regular file");
@@ -313,16 +316,30 @@ Status SafetensorsFile::open(const std::string& path, std::unique_ptr<Safetensor
             static const uint8_t none = 0;
             return parse(&none, 0, path, out);
         }
+        // The file is read into anonymous memory, not mapped: pages of a file mapping vanish
+        // when someone truncates or rewrites the file in place (cp over it), and the next read of
+        // a weight would then kill the process with SIGBUS. No check before each inference can
+        // close that race; owning the bytes does. Memory is the same (an inference touches every
+        // weight page); lost are page-cache sharing between processes and lazy loading.
         Mapping m;
-        m.p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, f.fd, 0);
+        m.p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m.p == MAP_FAILED) {
             m.p = nullptr;
-            return Status(Code::io, path + ": cannot map: " + errno_text(errno));
+            return Status(Code::oom, path + ": cannot allocate " + std::to_string(size) + " bytes for the weights: " + errno_text(errno));
         }
         m.n = size;
-        ::madvise(m.p, size, MADV_WILLNEED);
+        size_t got = 0;
+        uint8_t* dst = static_cast<uint8_t*>(m.p);
+        while (got < size) {
+            const ssize_t r = ::pread(f.fd, dst + got, std::min<size_t>(size - got, size_t(1) << 30), off_t(got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r < 0) return Status(Code::io, path + ": read failed at byte " + std::to_string(got) + ": " + errno_text(errno));
+            if (r == 0) break;  // shrank while read: parse() reports what is missing
+            got += size_t(r);
+        }
+        ::mprotect(m.p, size, PROT_READ);  // weights are read-only from here
         std::unique_ptr<SafetensorsFile> sf;
-        VLA_RETURN_IF_ERROR(parse(static_cast<const uint8_t*>(m.p), size, path, &sf));
+        VLA_RETURN_IF_ERROR(parse(static_cast<const uint8_t*>(m.p), got, path, &sf));
         sf->map_ = m.p;
         sf->map_size_ = size;
         m.p = nullptr;
@@ -395,6 +412,30 @@ Status WeightStore::open_dir(const std::string& dir, std::unique_ptr<WeightStore
         *out = std::move(ws);
         return Status::OK();
     });
+}
+
+Status tensor_check_finite(const TensorView& t, const std::string& file) {
+    // Exponent bits all set: Inf or NaN. Integer views of the bytes (alignment-safe via memcpy).
+    const size_t n = size_t(t.numel());
+    auto scan = [&](auto word, auto mask) -> int64_t {
+        using W = decltype(word);
+        for (size_t i = 0; i < n; ++i) {
+            W w;
+            std::memcpy(&w, t.data + i * sizeof(W), sizeof(W));
+            if ((w & mask) == mask) return int64_t(i);
+        }
+        return -1;
+    };
+    int64_t bad = -1;
+    switch (t.dtype) {
+        case DType::f32: bad = scan(uint32_t(0), uint32_t(0x7f800000u)); break;
+        case DType::f16: bad = scan(uint16_t(0), uint16_t(0x7c00u)); break;
+        case DType::bf16: bad = scan(uint16_t(0), uint16_t(0x7f80u)); break;
+        case DType::i32: break;
+    }
+    if (bad < 0) return Status::OK();
+    return Status(Code::weights_format, file + ": tensor " + q(t.name) + " holds a NaN or Inf at element " + std::to_string(bad) +
+                                            ": the checkpoint is damaged");
 }
 
 const TensorView* WeightStore::find(const std::string& name) const {

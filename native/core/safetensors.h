@@ -39,10 +39,12 @@ public:
     // non-negative integers whose product times the dtype size does not overflow and equals
     // end - begin; 0 <= begin <= end; ranges do not overlap (Code::weights_format). An end past
     // the data section is Code::weights_truncated with expected and present bytes. Gaps and
-    // trailing bytes in the data section are accepted. The file must not shrink while open:
-    // the mapping would then fault (SIGBUS), which no check at open can prevent.
+    // trailing bytes in the data section are accepted.
     // Dtypes other than F32/F16/BF16 (e.g. I8, F64, unknown strings) give Code::dtype naming the
     // tensor. Errors name the file (and the tensor where there is one).
+    // The file is read into memory this object owns, not mapped: rewriting or truncating the
+    // file afterwards (cp over it) cannot change, or crash, a loaded model. Only a regular file
+    // is opened (a FIFO or a device is Code::io).
     static Status open(const std::string& path, std::unique_ptr<SafetensorsFile>* out);
 
     // Same validation on an in-memory image of a file (used by the fuzz tests); the bytes
@@ -62,11 +64,15 @@ public:
 private:
     SafetensorsFile() = default;
     std::string path_;
-    void* map_ = nullptr;      // mmap base (nullptr for parse())
+    void* map_ = nullptr;      // the file's bytes in anonymous memory this object owns (nullptr for parse())
     size_t map_size_ = 0;
     std::map<std::string, TensorView> tensors_;
     std::map<std::string, std::string> metadata_;
 };
+
+// Code::weights_format naming the file and the tensor when a float tensor holds a NaN or an Inf
+// (checked as the engine binds each tensor it uses: every later inference would give NaN).
+Status tensor_check_finite(const TensorView& t, const std::string& file);
 
 // A model's weights across one file or the shards of model.safetensors.index.json.
 class WeightStore {

@@ -141,6 +141,7 @@ public:
     }
 
     const char* name() const override { return "cuda"; }
+    bool borrows_weights() const override { return false; }  // upload_weight copies to the device
 
     // ---- memory
     Status alloc(int64_t rows, int64_t cols, Tensor* out) override { return alloc_typed(rows, cols, DType::f32, out); }

@@ -3,8 +3,10 @@
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "vla/jpeg.h"
@@ -68,6 +70,58 @@ TEST_CASE("decodes a JPEG to its size and close to its pixels") {
     double err = 0;
     for (size_t i = 0; i < out.size(); ++i) err += std::fabs(double(out[i]) - double(rgb[i]));
     CHECK(err / double(out.size()) < 3.0);  // quality 95
+}
+
+// A CMYK JPEG of flat patches (libjpeg writes CMYK with Adobe's APP14 marker, whose convention
+// is inverted ink: 255 = none), as print workflows and some scanners produce.
+std::vector<uint8_t> encode_cmyk(int w, int h, const uint8_t (&patches)[4][4]) {
+    std::vector<uint8_t> cmyk(size_t(w) * h * 4);
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            const uint8_t* p = patches[(y * 2 / h) * 2 + x * 2 / w];
+            std::copy(p, p + 4, cmyk.data() + (size_t(y) * w + x) * 4);
+        }
+    jpeg_compress_struct c;
+    jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    unsigned char* mem = nullptr;
+    unsigned long size = 0;
+    jpeg_mem_dest(&c, &mem, &size);
+    c.image_width = JDIMENSION(w);
+    c.image_height = JDIMENSION(h);
+    c.input_components = 4;
+    c.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 98, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = cmyk.data() + size_t(c.next_scanline) * w * 4;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    std::vector<uint8_t> out(mem, mem + size);
+    free(mem);
+    return out;
+}
+
+TEST_CASE("CMYK JPEGs decode to RGB (Adobe's inverted ink: r = c * k / 255)") {
+    // {c, m, y, k} as stored (inverted): white, red, a mid grey, black
+    const uint8_t patches[4][4] = {{255, 255, 255, 255}, {255, 0, 0, 255}, {255, 255, 255, 128}, {255, 255, 255, 0}};
+    const auto jpg = encode_cmyk(32, 32, patches);
+    std::vector<uint8_t> out;
+    int w = 0, h = 0;
+    const vla::Status st = vla::jpeg_decode_rgb(jpg.data(), jpg.size(), "camera 'cmyk'", &out, &w, &h);
+    REQUIRE(st.ok());
+    REQUIRE(w == 32);
+    REQUIRE(h == 32);
+    auto px = [&](int x, int y, int c) { return int(out[(size_t(y) * w + x) * 3 + c]); };
+    const int want[4][3] = {{255, 255, 255}, {255, 0, 0}, {128, 128, 128}, {0, 0, 0}};
+    for (int p = 0; p < 4; ++p) {
+        const int x = (p % 2) * 16 + 8, y = (p / 2) * 16 + 8;  // patch centres
+        for (int c = 0; c < 3; ++c) CHECK(std::abs(px(x, y, c) - want[p][c]) <= 4);
+    }
 }
 
 TEST_CASE("bad bytes are image_decode naming the label") {

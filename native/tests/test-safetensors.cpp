@@ -3,6 +3,10 @@
 #include <doctest/doctest.h>
 
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmath>
 
 #include <cstring>
 #include <filesystem>
@@ -448,6 +452,50 @@ TEST_CASE("open: files on disk") {
         CHECK(st.code() == Code::weights_truncated);
         CHECK(st.message().find("trunc.safetensors") != std::string::npos);
         CHECK(f == nullptr);
+    }
+}
+
+TEST_CASE("open: the file may change or vanish after it (cp over it, truncation, a FIFO)") {
+    TempDir d;
+    // Large enough to span many pages: a mapped file's pages past a truncation fault (SIGBUS).
+    std::vector<float> big(1 << 18);
+    for (size_t i = 0; i < big.size(); ++i) big[i] = float(i % 1000) * 0.5f;
+    const std::string p = d.put("model.safetensors", make_file({{"w", "F32", {int64_t(big.size())}, f32s(big)}}));
+    std::unique_ptr<SafetensorsFile> f;
+    REQUIRE(SafetensorsFile::open(p, &f).ok());
+    // what cp does to the destination: truncate, then write other bytes
+    REQUIRE(::truncate(p.c_str(), 0) == 0);
+    const TensorView* w = f->find("w");
+    REQUIRE(w != nullptr);
+    double sum = 0, want = 0;
+    for (size_t i = 0; i < big.size(); ++i) sum += f32_at(w, i), want += big[i];
+    CHECK(sum == want);
+    d.put("model.safetensors", make_file({{"w", "F32", {int64_t(big.size())}, std::string(big.size() * 4, '\x7f')}}));
+    CHECK(f32_at(w, 12345) == big[12345]);
+    // a FIFO in the file's place: refused at once, not a blocked open
+    const std::string fifo = d.path + "/fifo.safetensors";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    std::unique_ptr<SafetensorsFile> g;
+    const Status st = SafetensorsFile::open(fifo, &g);
+    CHECK(st.code() == Code::io);
+    CHECK(st.message().find("not a regular file") != std::string::npos);
+}
+
+TEST_CASE("tensor_check_finite: NaN and Inf in F32, F16 and BF16 name the tensor") {
+    const std::string bytes = make_file({{"ok", "F32", {3}, f32s({1, -2, 3e38f})},
+                                         {"nan32", "F32", {3}, f32s({1, std::nanf(""), 2})},
+                                         {"inf16", "F16", {2}, u16s({0x3C00, 0x7C00})},
+                                         {"nan_bf16", "BF16", {2}, u16s({0x3F80, 0x7FC0})},
+                                         {"ok16", "F16", {2}, u16s({0x7BFF, 0xFBFF})}});
+    Parsed p = parse(bytes);
+    REQUIRE(p.st.ok());
+    CHECK(tensor_check_finite(*p.file->find("ok"), "m").ok());
+    CHECK(tensor_check_finite(*p.file->find("ok16"), "m").ok());
+    for (const char* name : {"nan32", "inf16", "nan_bf16"}) {
+        const Status st = tensor_check_finite(*p.file->find(name), "m.safetensors");
+        CHECK(st.code() == Code::weights_format);
+        CHECK(st.message().find(std::string("'") + name + "'") != std::string::npos);
+        CHECK(st.message().find("element 1") != std::string::npos);
     }
 }
 

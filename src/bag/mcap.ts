@@ -4,14 +4,16 @@
  * offset of the record at fault; @mcap/core parses each record, decompresses chunks (zstd, lz4)
  * and checks their CRCs.
  */
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 
-import { McapIndexedReader, McapStreamReader, type McapTypes } from '@mcap/core';
+import { McapIndexedReader, McapStreamReader, type IReadable, type McapTypes } from '@mcap/core';
 import { FileHandleReadable } from '@mcap/nodejs';
 import { loadDecompressHandlers } from '@mcap/support';
 import * as lz4 from 'lz4js';
 
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { openRegular } from '../util/fsafe.js';
+import { DEFAULT_BAG_LIMITS, LIMIT_OPTION, type BagLimits } from './limits.js';
 
 export const MCAP_MAGIC = new Uint8Array([0x89, 0x4d, 0x43, 0x41, 0x50, 0x30, 0x0d, 0x0a]);
 const OP_FOOTER = 0x02;
@@ -100,6 +102,14 @@ class BlockReader {
     return this.pos;
   }
 
+  /** Like take(n), but the bytes stay unread. */
+  async peek(n: number): Promise<Uint8Array | undefined> {
+    const at = this.pos;
+    const out = await this.take(n);
+    this.pos = at;
+    return out;
+  }
+
   /** Bytes [pos, pos+n), or undefined when the file ends first. The view is valid until the next call. */
   async take(n: number): Promise<Uint8Array | undefined> {
     if (this.pos + n > this.size) return undefined;
@@ -125,6 +135,17 @@ class BlockReader {
   }
 }
 
+function overLimit(file: string, offset: number, what: string, limit: keyof BagLimits, limits: BagLimits): VlaError {
+  return new VlaError(ErrorCodes.BAG_LIMIT, `${file}: ${what} at byte ${offset} is over the limit of ${limits[limit]} bytes (${LIMIT_OPTION[limit]} raises it)`, { file, offset });
+}
+
+/** A chunk record's uncompressed_size (its body's bytes 16..24), read without consuming the body. */
+async function peekChunkSize(r: BlockReader, bodyLen: number): Promise<bigint | undefined> {
+  const head = await r.peek(Math.min(bodyLen, 24));
+  if (!head || head.byteLength < 24) return undefined;
+  return new DataView(head.buffer, head.byteOffset, 24).getBigUint64(16, true);
+}
+
 function crcOrBag(file: string, offset: number, err: unknown): VlaError {
   const msg = (err as Error).message ?? String(err);
   if (/chunk CRC/i.test(msg) || err instanceof ChunkDataError) return new VlaError(ErrorCodes.BAG_CRC, `${file}: chunk at byte ${offset} fails its CRC (${msg})`, { file, offset }, { cause: err });
@@ -132,14 +153,41 @@ function crcOrBag(file: string, offset: number, err: unknown): VlaError {
 }
 
 /**
+ * The indexed reader reads whatever length a record declares (the header's, the summary's, an
+ * index's) in one piece: FileHandleReadable allocates twice that and hands it to fs.read, which
+ * aborts the process (a Node assertion, not an exception) past 2 GiB. Every read is checked here
+ * first: within the file and at most `maxBytes`.
+ */
+function boundedReadable(inner: IReadable, fileSize: bigint, maxBytes: bigint): IReadable {
+  return {
+    size: async () => fileSize,
+    read: async (offset: bigint, length: bigint) => {
+      if (offset < 0n || length < 0n || offset + length > fileSize) throw new Error(`a read of ${length} bytes at ${offset} passes the end of the ${fileSize}-byte file`);
+      if (length > maxBytes) throw new Error(`a read of ${length} bytes at ${offset} is over the ${maxBytes}-byte limit`);
+      return inner.read(offset, length);
+    },
+  };
+}
+
+/**
  * Schemas and channels from the summary section at the end of the file (rosbag2 writes one),
  * without reading the data; undefined when the file has no readable summary.
  */
-export async function readMcapSummary(file: string): Promise<McapSummary | undefined> {
+export async function readMcapSummary(file: string, limits: BagLimits = DEFAULT_BAG_LIMITS): Promise<McapSummary | undefined> {
   let fh: FileHandle | undefined;
   try {
-    fh = await open(file, 'r');
-    const r = await McapIndexedReader.Initialize({ readable: new FileHandleReadable(fh) });
+    let size: number;
+    ({ fh, size } = await openRegular(file));
+    // The indexed reader reads the whole summary section at once: where the footer says it
+    // starts is checked first, so that a forged offset cannot make it read (allocate) the file.
+    if (size < 8 + 9 + 20 + 8) return undefined;
+    const tail = new Uint8Array(9 + 20 + 8);
+    await fh.read(tail, 0, tail.byteLength, size - tail.byteLength);
+    const dv = new DataView(tail.buffer);
+    if (tail[0] !== OP_FOOTER) return undefined;
+    const summaryStart = dv.getBigUint64(9, true);
+    if (summaryStart === 0n || summaryStart > BigInt(size) || BigInt(size) - summaryStart > BigInt(limits.maxChunkBytes)) return undefined;
+    const r = await McapIndexedReader.Initialize({ readable: boundedReadable(new FileHandleReadable(fh), BigInt(size), BigInt(limits.maxChunkBytes)) });
     const scan: McapSummary = { schemas: new Map(), channels: new Map(), metadata: new Map() };
     for (const [id, sc] of r.schemasById) scan.schemas.set(id, { name: sc.name, encoding: sc.encoding, text: new TextDecoder().decode(sc.data) });
     for (const [id, ch] of r.channelsById) scan.channels.set(id, { id, topic: ch.topic, schemaName: r.schemasById.get(ch.schemaId)?.name ?? '', messageEncoding: ch.messageEncoding, metadata: ch.metadata });
@@ -184,16 +232,10 @@ export interface McapSummary extends McapScan {
  * they appear; messages (optionally only of some topics) are yielded. Errors are thrown after
  * every earlier message has been yielded.
  */
-export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlySet<string>): AsyncGenerator<McapRawMessage> {
-  let fh: FileHandle;
+export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlySet<string>, limits: BagLimits = DEFAULT_BAG_LIMITS): AsyncGenerator<McapRawMessage> {
+  // Only a regular file: a FIFO would block, a device would never end.
+  const { fh, size } = await openRegular(file, { missing: ErrorCodes.BAG_MISSING_FILE, other: ErrorCodes.IO });
   try {
-    fh = await open(file, 'r');
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code === 'ENOENT' ? ErrorCodes.BAG_MISSING_FILE : ErrorCodes.IO;
-    throw new VlaError(code, `${file}: ${(err as Error).message}`, { file, offset: 0 }, { cause: err });
-  }
-  try {
-    const size = (await fh.stat()).size;
     const r = new BlockReader(fh, size);
     const magic = await r.take(8);
     if (!magic || !magic.every((b, i) => b === MCAP_MAGIC[i])) {
@@ -211,6 +253,13 @@ export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlyS
       const len = new DataView(head.buffer, head.byteOffset, 9).getBigUint64(1, true);
       if (len > BigInt(size)) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: record at byte ${at} claims ${len} bytes, past the end of the ${size}-byte file (truncated or corrupt)`, { file, offset: at });
       const bodyLen = Number(len);
+      // Sizes are checked before anything is allocated for them (the record, a chunk's output).
+      const cap = op === OP_CHUNK ? limits.maxChunkBytes : Math.max(limits.maxChunkBytes, limits.maxMessageBytes);
+      if (bodyLen > cap) throw overLimit(file, at, `record of ${bodyLen} bytes`, op === OP_CHUNK ? 'maxChunkBytes' : 'maxMessageBytes', limits);
+      if (op === OP_CHUNK && bodyLen >= 24) {
+        const declared = await peekChunkSize(r, bodyLen);
+        if (declared !== undefined && declared > BigInt(limits.maxChunkBytes)) throw overLimit(file, at, `chunk declaring ${declared} decompressed bytes`, 'maxChunkBytes', limits);
+      }
       const body = await r.take(bodyLen);
       if (!body) throw new VlaError(ErrorCodes.BAG_TRUNCATED, `${file}: record at byte ${at} (${bodyLen} bytes) is cut off by the end of the file (truncated)`, { file, offset: at });
       if (op === OP_CHUNK && !loaded && bodyLen >= 32 && new DataView(body.buffer, body.byteOffset + 28, 4).getUint32(0, true) > 0) {
@@ -251,6 +300,7 @@ export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlyS
             const ch = scan.channels.get(record.channelId);
             if (!ch) throw new VlaError(ErrorCodes.BAG, `${file}: message at byte ${at} on unknown channel ${record.channelId}`, { file, offset: at });
             if (topics && !topics.has(ch.topic)) break;
+            if (record.data.byteLength > limits.maxMessageBytes) throw overLimit(file, at, `message of ${record.data.byteLength} bytes on ${ch.topic}`, 'maxMessageBytes', limits);
             yield { channelId: record.channelId, topic: ch.topic, schemaName: ch.schemaName, logTimeNs: record.logTime, publishTimeNs: record.publishTime, data: record.data, offset: at };
             break;
           }
@@ -270,15 +320,15 @@ export async function* readMcap(file: string, scan: McapScan, topics?: ReadonlyS
  * Topics, counts and time range of a file without metadata.yaml: from the summary section's
  * Statistics when there is one (no pass over the data), else from a scan of the whole file.
  */
-export async function summarizeMcap(file: string): Promise<McapStats & { scan: McapScan; fault?: VlaError }> {
-  const summary = await readMcapSummary(file);
+export async function summarizeMcap(file: string, limits: BagLimits = DEFAULT_BAG_LIMITS): Promise<McapStats & { scan: McapScan; fault?: VlaError }> {
+  const summary = await readMcapSummary(file, limits);
   if (summary?.stats) return { scan: summary, ...summary.stats };
   const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
   const counts = new Map<string, number>();
   let startNs = -1n, endNs = 0n, messages = 0;
   let fault: VlaError | undefined;
   try {
-    for await (const m of readMcap(file, scan)) {
+    for await (const m of readMcap(file, scan, undefined, limits)) {
       counts.set(m.topic, (counts.get(m.topic) ?? 0) + 1);
       if (startNs < 0n || m.logTimeNs < startNs) startNs = m.logTimeNs;
       if (m.logTimeNs > endNs) endNs = m.logTimeNs;
@@ -286,7 +336,7 @@ export async function summarizeMcap(file: string): Promise<McapStats & { scan: M
     }
   } catch (err) {
     // A damaged file still opens with what precedes the damage; messages() reports the fault.
-    if (!(err instanceof VlaError) || err.code === ErrorCodes.BAG_MAGIC || err.code === ErrorCodes.IO) throw err;
+    if (!(err instanceof VlaError) || err.code === ErrorCodes.BAG_MAGIC || err.code === ErrorCodes.IO || err.code === ErrorCodes.BAG_LIMIT) throw err;
     fault = err;
   }
   return { scan, counts, startNs: startNs < 0n ? 0n : startNs, endNs, messages, ...(fault ? { fault } : {}) };

@@ -3,12 +3,11 @@
  * integers, beyond 2^53: they are parsed as bigint. Written in the layout of rosbag2's own
  * writer (version 9, Jazzy).
  */
-import { readFile } from 'node:fs/promises';
-
 import { parseDocument, stringify } from 'yaml';
 
 import type { QosProfile } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFile } from '../util/fsafe.js';
 
 export interface MetadataTopic {
   name: string;
@@ -35,77 +34,133 @@ export interface BagMetadata {
 
 type Obj = Record<string, unknown>;
 
-const big = (v: unknown, where: string, file: string): bigint => {
-  if (typeof v === 'bigint') return v;
-  if (typeof v === 'number' && Number.isInteger(v)) return BigInt(v);
-  if (typeof v === 'string' && /^-?\d+$/.test(v)) return BigInt(v);
-  throw new VlaError(ErrorCodes.BAG, `${file}: ${where} is not an integer`, { file, offset: 0 });
-};
-const num = (v: unknown): number => (typeof v === 'bigint' ? Number(v) : typeof v === 'number' ? v : 0);
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+/** metadata.yaml of a bag with thousands of topics is a few MB; more is not metadata. */
+export const MAX_METADATA_BYTES = 16 << 20;
 
-/** Parses metadata.yaml text; anything that is not rosbag2 metadata is VLA_E_BAG naming the file. */
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Reads the document's fields with their types checked: anything that is not what rosbag2
+ * writes is VLA_E_BAG naming the file and the key (never a TypeError from a null somewhere).
+ */
+class Fields {
+  constructor(private readonly file: string) {}
+
+  fail(where: string, what: string): never {
+    throw new VlaError(ErrorCodes.BAG, `${this.file}: ${where} ${what}`, { file: this.file, offset: 0 });
+  }
+
+  obj(v: unknown, where: string): Obj {
+    if (!isObj(v)) this.fail(where, 'is not a mapping');
+    return v;
+  }
+
+  /** A nanosecond count: an integer (beyond 2^53, so bigint); absent means 0 (unknown). */
+  ns(v: unknown, where: string): bigint {
+    if (v === undefined || v === null) return 0n;
+    if (typeof v === 'bigint') return v;
+    if (typeof v === 'number' && Number.isSafeInteger(v)) return BigInt(v);
+    if (typeof v === 'string' && /^-?\d{1,20}$/.test(v)) return BigInt(v);
+    return this.fail(where, 'is not an integer');
+  }
+
+  /** A count: a non-negative safe integer; absent means 0. */
+  count(v: unknown, where: string): number {
+    if (v === undefined || v === null) return 0;
+    const n = typeof v === 'bigint' ? (v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : NaN) : v;
+    if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) this.fail(where, 'is not a non-negative integer');
+    return n as number;
+  }
+
+  str(v: unknown, where: string, required = false): string {
+    if (v === undefined || v === null) {
+      if (required) this.fail(where, 'is missing');
+      return '';
+    }
+    if (typeof v !== 'string') this.fail(where, 'is not a string');
+    if (required && !v) this.fail(where, 'is empty');
+    return v as string;
+  }
+
+  list(v: unknown, where: string): unknown[] {
+    if (v === undefined || v === null) return [];
+    if (!Array.isArray(v)) this.fail(where, 'is not a list');
+    return v as unknown[];
+  }
+
+  /** `{ key: ns }`, e.g. starting_time.nanoseconds_since_epoch. */
+  nsIn(v: unknown, key: string, where: string): bigint {
+    if (v === undefined || v === null) return 0n;
+    return this.ns(this.obj(v, where)[key], `${where}.${key}`);
+  }
+}
+
+/**
+ * Parses metadata.yaml text; anything that is not rosbag2 metadata is VLA_E_BAG naming the file.
+ * A file cut short (no relative_file_paths) is an error, not an empty bag.
+ */
 export function parseMetadata(text: string, file: string): BagMetadata {
   let doc: unknown;
   try {
     const d = parseDocument(text, { intAsBigInt: true });
     if (d.errors.length) throw d.errors[0];
-    doc = d.toJS();
+    doc = d.toJS({ maxAliasCount: 100 });
   } catch (err) {
+    if (err instanceof VlaError) throw err;
     // YAML errors carry the character offset of the fault.
     const pos = (err as { pos?: unknown }).pos;
     const offset = Array.isArray(pos) && typeof pos[0] === 'number' ? pos[0] : 0;
     throw new VlaError(ErrorCodes.BAG, `${file}: not valid YAML at character ${offset} (${(err as Error).message})`, { file, offset }, { cause: err });
   }
-  const info = (doc as Obj | null)?.rosbag2_bagfile_information as Obj | undefined;
-  if (!info || typeof info !== 'object') throw new VlaError(ErrorCodes.BAG, `${file}: no 'rosbag2_bagfile_information' section: not rosbag2 metadata`, { file, offset: 0 });
-  const storage = str(info.storage_identifier);
-  if (!storage) throw new VlaError(ErrorCodes.BAG, `${file}: storage_identifier missing`, { file, offset: 0 });
-  const topicsRaw = Array.isArray(info.topics_with_message_count) ? (info.topics_with_message_count as Obj[]) : [];
-  const topics = topicsRaw.map((t, i) => {
-    const m = (t?.topic_metadata ?? {}) as Obj;
-    if (!str(m.name) || !str(m.type)) throw new VlaError(ErrorCodes.BAG, `${file}: topic ${i} lacks a name or type`, { file, offset: 0 });
+  const f = new Fields(file);
+  const info = isObj(doc) ? doc.rosbag2_bagfile_information : undefined;
+  if (!isObj(info)) throw new VlaError(ErrorCodes.BAG, `${file}: no 'rosbag2_bagfile_information' section: not rosbag2 metadata`, { file, offset: 0 });
+  const storage = f.str(info.storage_identifier, 'storage_identifier', true);
+  const topics = f.list(info.topics_with_message_count, 'topics_with_message_count').map((raw, i) => {
+    const where = `topics_with_message_count[${i}]`;
+    const t = f.obj(raw, where);
+    const m = f.obj(t.topic_metadata, `${where}.topic_metadata`);
     return {
-      name: str(m.name),
-      type: str(m.type),
-      serializationFormat: str(m.serialization_format) || 'cdr',
-      offeredQosProfiles: str(m.offered_qos_profiles),
-      typeDescriptionHash: str(m.type_description_hash),
-      messageCount: num(t.message_count),
+      name: f.str(m.name, `${where}.topic_metadata.name`, true),
+      type: f.str(m.type, `${where}.topic_metadata.type`, true),
+      serializationFormat: f.str(m.serialization_format, `${where}.topic_metadata.serialization_format`) || 'cdr',
+      offeredQosProfiles: typeof m.offered_qos_profiles === 'string' ? m.offered_qos_profiles : '',
+      typeDescriptionHash: typeof m.type_description_hash === 'string' ? m.type_description_hash : '',
+      messageCount: f.count(t.message_count, `${where}.message_count`),
     };
   });
-  const rel = Array.isArray(info.relative_file_paths) ? (info.relative_file_paths as unknown[]).map(str).filter(Boolean) : [];
-  const files = Array.isArray(info.files)
-    ? (info.files as Obj[]).map((f) => ({
-        path: str(f.path),
-        startNs: big(((f.starting_time ?? {}) as Obj).nanoseconds_since_epoch ?? 0, 'files[].starting_time', file),
-        durationNs: big(((f.duration ?? {}) as Obj).nanoseconds ?? 0, 'files[].duration', file),
-        messageCount: num(f.message_count),
-      }))
-    : [];
+  const rel = f.list(info.relative_file_paths, 'relative_file_paths').map((p, i) => f.str(p, `relative_file_paths[${i}]`, true));
+  const files = f.list(info.files, 'files').map((raw, i) => {
+    const where = `files[${i}]`;
+    const o = f.obj(raw, where);
+    return {
+      path: f.str(o.path, `${where}.path`, true),
+      startNs: f.nsIn(o.starting_time, 'nanoseconds_since_epoch', `${where}.starting_time`),
+      durationNs: f.nsIn(o.duration, 'nanoseconds', `${where}.duration`),
+      messageCount: f.count(o.message_count, `${where}.message_count`),
+    };
+  });
+  // rosbag2 always lists its files: a document without them was cut short (the bag reader says so).
+  const relativeFilePaths = rel.length ? rel : files.map((x) => x.path);
   return {
-    version: num(info.version),
+    version: f.count(info.version, 'version'),
     storageIdentifier: storage,
-    durationNs: big(((info.duration ?? {}) as Obj).nanoseconds ?? 0, 'duration.nanoseconds', file),
-    startNs: big(((info.starting_time ?? {}) as Obj).nanoseconds_since_epoch ?? 0, 'starting_time.nanoseconds_since_epoch', file),
-    messageCount: num(info.message_count),
+    durationNs: f.nsIn(info.duration, 'nanoseconds', 'duration'),
+    startNs: f.nsIn(info.starting_time, 'nanoseconds_since_epoch', 'starting_time'),
+    messageCount: f.count(info.message_count, 'message_count'),
     topics,
-    compressionFormat: str(info.compression_format),
-    compressionMode: str(info.compression_mode),
-    relativeFilePaths: rel.length ? rel : files.map((f) => f.path).filter(Boolean),
+    compressionFormat: f.str(info.compression_format, 'compression_format'),
+    compressionMode: f.str(info.compression_mode, 'compression_mode'),
+    relativeFilePaths,
     files,
-    rosDistro: str(info.ros_distro) || null,
+    rosDistro: (typeof info.ros_distro === 'string' && info.ros_distro) || null,
   };
 }
 
 export async function readMetadata(file: string): Promise<BagMetadata> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file, offset: 0 }, { cause: err });
-  }
-  return parseMetadata(text, file);
+  // Only a regular file, bounded: a FIFO or /dev/zero in its place must not hang or fill memory.
+  const bytes = await readRegularFile(file, MAX_METADATA_BYTES, { missing: ErrorCodes.BAG, other: ErrorCodes.IO });
+  return parseMetadata(bytes.toString('utf8'), file);
 }
 
 /**

@@ -4,9 +4,12 @@
  * stream with a coded error only after every message before it has been yielded.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { resolveInside } from '../util/fsafe.js';
+import { DEFAULT_BAG_LIMITS, type BagLimits } from './limits.js';
 import { readMetadata, type BagMetadata, type MetadataTopic } from './metadata.js';
 import { readMcap, readMcapSummary, summarizeMcap, type McapScan } from './mcap.js';
 import { Db3File } from './sqlite.js';
@@ -67,6 +70,7 @@ class Reader implements BagReader {
   constructor(
     readonly info: BagInfo,
     private readonly types: Map<string, string>,
+    private readonly limits: BagLimits,
   ) {}
 
   async definitions(): Promise<Map<string, string>> {
@@ -75,13 +79,13 @@ class Reader implements BagReader {
     for (const file of this.info.files) {
       if (!existsSync(file)) continue;
       if (this.info.storage === 'sqlite3') {
-        const db = await Db3File.open(file);
+        const db = await Db3File.open(file, this.limits);
         for (const [t, text] of db.definitions) out.set(t, text);
         db.close();
       } else {
         // The summary section has every schema; without one (a cut-off file), schemas precede
         // their channels' messages: read until every topic's type is known.
-        const summary = await readMcapSummary(file);
+        const summary = await readMcapSummary(file, this.limits);
         if (summary) {
           for (const sc of summary.schemas.values()) if (sc.encoding === 'ros2msg' && sc.text.trim() && !out.has(sc.name)) out.set(sc.name, sc.text);
           continue;
@@ -90,7 +94,7 @@ class Reader implements BagReader {
         const want = new Set(this.info.topics.map((t) => t.name));
         const known = () => [...want].every((t) => [...scan.channels.values()].some((c) => c.topic === t));
         try {
-          for await (const m of readMcap(file, scan)) {
+          for await (const m of readMcap(file, scan, undefined, this.limits)) {
             void m;
             if (known()) break;
           }
@@ -108,18 +112,24 @@ class Reader implements BagReader {
     const topics = opts.topics ? new Set(opts.topics) : undefined;
     for (const file of this.info.files) {
       if (!existsSync(file)) throw new VlaError(ErrorCodes.BAG_MISSING_FILE, `${file}: split file listed in metadata.yaml is missing (nothing to read from byte 0)`, { file, offset: 0 });
-      if (this.info.storage === 'sqlite3') {
-        const db = await Db3File.open(file);
-        try {
-          for (const m of db.messages(topics)) yield { topic: m.topic, type: m.type, logTimeNs: m.timestampNs, publishTimeNs: m.timestampNs, data: m.data, file, offset: m.row };
-        } finally {
-          db.close();
+      try {
+        if (this.info.storage === 'sqlite3') {
+          const db = await Db3File.open(file, this.limits);
+          try {
+            for (const m of db.messages(topics)) yield { topic: m.topic, type: m.type, logTimeNs: m.timestampNs, publishTimeNs: m.timestampNs, data: m.data, file, offset: m.row };
+          } finally {
+            db.close();
+          }
+        } else {
+          const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
+          for await (const m of readMcap(file, scan, topics, this.limits)) {
+            yield { topic: m.topic, type: this.types.get(m.topic) ?? m.schemaName, logTimeNs: m.logTimeNs, publishTimeNs: m.publishTimeNs, data: m.data, file, offset: m.offset };
+          }
         }
-      } else {
-        const scan: McapScan = { schemas: new Map(), channels: new Map(), metadata: new Map() };
-        for await (const m of readMcap(file, scan, topics)) {
-          yield { topic: m.topic, type: this.types.get(m.topic) ?? m.schemaName, logTimeNs: m.logTimeNs, publishTimeNs: m.publishTimeNs, data: m.data, file, offset: m.offset };
-        }
+      } catch (err) {
+        // Whatever a malformed file makes go wrong is a bag error naming it, never a bare TypeError.
+        if (err instanceof VlaError) throw err;
+        throw new VlaError(ErrorCodes.BAG, `${file}: cannot read: ${(err as Error).message}`, { file, offset: 0 }, { cause: err });
       }
     }
   }
@@ -129,16 +139,24 @@ class Reader implements BagReader {
   }
 }
 
-function infoFromMetadata(dir: string, m: BagMetadata): BagInfo {
+async function infoFromMetadata(dir: string, m: BagMetadata): Promise<BagInfo> {
+  const meta = path.join(dir, 'metadata.yaml');
   const storage = m.storageIdentifier === 'mcap' ? 'mcap' : m.storageIdentifier === 'sqlite3' ? 'sqlite3' : undefined;
-  if (!storage) throw new VlaError(ErrorCodes.BAG, `${path.join(dir, 'metadata.yaml')}: storage '${m.storageIdentifier}' is not supported (mcap, sqlite3)`, { file: path.join(dir, 'metadata.yaml'), offset: 0 });
+  if (!storage) throw new VlaError(ErrorCodes.BAG, `${meta}: storage '${m.storageIdentifier}' is not supported (mcap, sqlite3)`, { file: meta, offset: 0 });
   if (m.compressionMode && m.compressionMode.toUpperCase() === 'FILE') {
     throw new VlaError(ErrorCodes.BAG, `${dir}: file-compressed bags (compression_mode FILE, ${m.compressionFormat}) are not supported; decompress with \`ros2 bag convert\``, { file: dir, offset: 0 });
   }
+  if (!m.relativeFilePaths.length) {
+    throw new VlaError(ErrorCodes.BAG, `${meta}: lists no storage files (relative_file_paths is missing or empty): cut short, or not rosbag2 metadata`, { file: meta, offset: 0 });
+  }
+  // The files metadata.yaml names are read only where they resolve inside the bag's directory:
+  // no absolute paths, no ../, no symbolic link out of it.
+  const files: string[] = [];
+  for (const f of m.relativeFilePaths) files.push(await resolveInside(dir, f, ErrorCodes.BAG, `${meta}: relative_file_paths`));
   return {
     path: dir,
     storage,
-    files: m.relativeFilePaths.map((f) => path.resolve(dir, f)),
+    files,
     topics: m.topics.map((t) => ({ ...t })),
     startNs: m.startNs,
     durationNs: m.durationNs,
@@ -150,38 +168,36 @@ function infoFromMetadata(dir: string, m: BagMetadata): BagInfo {
   };
 }
 
-async function infoFromFiles(p: string, files: string[], storage: 'mcap' | 'sqlite3'): Promise<BagInfo> {
+async function infoFromFiles(p: string, files: string[], storage: 'mcap' | 'sqlite3', limits: BagLimits): Promise<BagInfo> {
   const counts = new Map<string, number>();
   const types = new Map<string, BagTopic>();
-  let start = -1n, end = 0n, messages = 0, compression = '';
+  let start = -1n, end = 0n, messages = 0;
+  const compression = '';
+  const add = (s: { counts: Map<string, number>; startNs: bigint; endNs: bigint; messages: number }) => {
+    for (const [k, v] of s.counts) counts.set(k, (counts.get(k) ?? 0) + v);
+    if (s.messages) {
+      if (start < 0n || s.startNs < start) start = s.startNs;
+      if (s.endNs > end) end = s.endNs;
+    }
+    messages += s.messages;
+  };
   for (const file of files) {
     if (storage === 'sqlite3') {
-      const db = await Db3File.open(file);
+      const db = await Db3File.open(file, limits);
       try {
         for (const t of db.topics) types.set(t.name, { ...t, messageCount: 0 });
-        const s = db.stats();
-        for (const [k, v] of s.counts) counts.set(k, (counts.get(k) ?? 0) + v);
-        if (s.messages) {
-          if (start < 0n || s.startNs < start) start = s.startNs;
-          if (s.endNs > end) end = s.endNs;
-        }
-        messages += s.messages;
+        add(db.stats());
       } finally {
         db.close();
       }
     } else {
-      const s = await summarizeMcap(file);
+      const s = await summarizeMcap(file, limits);
       for (const ch of s.scan.channels.values()) {
         if (!types.has(ch.topic)) {
           types.set(ch.topic, { name: ch.topic, type: ch.schemaName, serializationFormat: ch.messageEncoding, offeredQosProfiles: ch.metadata.get('offered_qos_profiles') ?? '', typeDescriptionHash: ch.metadata.get('topic_type_hash') ?? '', messageCount: 0 });
         }
       }
-      for (const [k, v] of s.counts) counts.set(k, (counts.get(k) ?? 0) + v);
-      if (s.messages) {
-        if (start < 0n || s.startNs < start) start = s.startNs;
-        if (s.endNs > end) end = s.endNs;
-      }
-      messages += s.messages;
+      add(s);
     }
   }
   const topics = [...types.values()].map((t) => ({ ...t, messageCount: counts.get(t.name) ?? 0 }));
@@ -189,31 +205,50 @@ async function infoFromFiles(p: string, files: string[], storage: 'mcap' | 'sqli
   return { path: p, storage, files, topics, startNs: s0, durationNs: end > s0 ? end - s0 : 0n, messageCount: messages, compression, version: null, rosDistro: null, fromMetadata: false };
 }
 
+export interface OpenBagOptions {
+  /** Size limits on chunks, messages and .db3 files (default DEFAULT_BAG_LIMITS). */
+  limits?: BagLimits;
+}
+
 /** Opens a bag directory or a single .mcap/.db3 file. */
-export async function openBag(p: string): Promise<BagReader> {
-  const abs = path.resolve(p);
+export async function openBag(p: string, opts: OpenBagOptions = {}): Promise<BagReader> {
+  const limits = opts.limits ?? DEFAULT_BAG_LIMITS;
+  const given = path.resolve(p);
+  let abs: string;
   let st;
   try {
-    st = statSync(abs);
+    abs = await realpath(given);
+    st = await stat(abs);
   } catch (err) {
-    throw new VlaError(ErrorCodes.IO, `${abs}: ${(err as Error).message}`, { file: abs }, { cause: err });
+    const why = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (err as Error).message;
+    throw new VlaError(ErrorCodes.IO, `${given}: ${why}`, { file: given }, { cause: err });
   }
   let info: BagInfo;
-  if (st.isDirectory()) {
-    const meta = path.join(abs, 'metadata.yaml');
-    if (existsSync(meta)) info = infoFromMetadata(abs, await readMetadata(meta));
-    else {
-      const files = readdirSync(abs).filter((f) => storageOf(f)).sort((a, b) => splitIndex(a) - splitIndex(b) || a.localeCompare(b));
-      const storage = files[0] ? storageOf(files[0]) : undefined;
-      if (!storage) throw new VlaError(ErrorCodes.BAG, `${abs}: no metadata.yaml and no .mcap or .db3 file: not a bag`, { file: abs, offset: 0 });
-      info = await infoFromFiles(abs, files.filter((f) => storageOf(f) === storage).map((f) => path.join(abs, f)), storage);
+  try {
+    if (st.isDirectory()) {
+      const meta = path.join(abs, 'metadata.yaml');
+      if (existsSync(meta)) {
+        await resolveInside(abs, 'metadata.yaml', ErrorCodes.BAG, meta);
+        info = await infoFromMetadata(abs, await readMetadata(meta));
+      } else {
+        const names = readdirSync(abs).filter((f) => storageOf(f)).sort((a, b) => splitIndex(a) - splitIndex(b) || a.localeCompare(b));
+        const storage = names[0] ? storageOf(names[0]) : undefined;
+        if (!storage) throw new VlaError(ErrorCodes.BAG, `${abs}: no metadata.yaml and no .mcap or .db3 file: not a bag`, { file: abs, offset: 0 });
+        const files: string[] = [];
+        for (const f of names.filter((n) => storageOf(n) === storage)) files.push(await resolveInside(abs, f, ErrorCodes.BAG, abs));
+        info = await infoFromFiles(abs, files, storage, limits);
+      }
+    } else {
+      const storage = storageOf(abs);
+      if (!storage) throw new VlaError(ErrorCodes.BAG, `${abs}: not a bag (a directory, or a .mcap or .db3 file)`, { file: abs, offset: 0 });
+      info = await infoFromFiles(abs, [abs], storage, limits);
     }
-  } else {
-    const storage = storageOf(abs);
-    if (!storage) throw new VlaError(ErrorCodes.BAG, `${abs}: not a bag (a directory, or a .mcap or .db3 file)`, { file: abs, offset: 0 });
-    info = await infoFromFiles(abs, [abs], storage);
+  } catch (err) {
+    // Whatever a malformed bag makes go wrong is a bag error naming it, never a bare TypeError.
+    if (err instanceof VlaError) throw err;
+    throw new VlaError(ErrorCodes.BAG, `${abs}: cannot read the bag: ${(err as Error).message}`, { file: abs, offset: 0 }, { cause: err });
   }
-  return new Reader(info, new Map(info.topics.map((t) => [t.name, t.type])));
+  return new Reader(info, new Map(info.topics.map((t) => [t.name, t.type])), limits);
 }
 
 function fmtTime(ns: bigint): string {
@@ -234,7 +269,13 @@ function fmtBytes(n: number): string {
 
 /** Human text in the layout of `ros2 bag info`. */
 export function formatBagInfo(info: BagInfo): string {
-  const size = info.files.reduce((a, f) => a + (existsSync(f) ? statSync(f).size : 0), 0);
+  const size = info.files.reduce((a, f) => {
+    try {
+      return a + statSync(f).size;
+    } catch {
+      return a;
+    }
+  }, 0);
   const width = Math.max(0, ...info.topics.map((t) => t.name.length));
   const lines = [
     `Files:             ${info.files.map((f) => path.basename(f)).join('\n                   ')}`,

@@ -1,8 +1,9 @@
 /** `bag info`: a recording's topics, types, counts and time range, like `ros2 bag info`. */
 import type { Command } from 'commander';
 
+import { bagLimits } from '../bag/limits.js';
 import { bagInfoJson, formatBagInfo, openBag } from '../bag/reader.js';
-import type { Io } from './common.js';
+import { maxChunkOption, maxDb3Option, maxMessageOption, type Io } from './common.js';
 
 export function registerBag(program: Command, io: Io): void {
   program
@@ -11,8 +12,11 @@ export function registerBag(program: Command, io: Io): void {
     .command('info <bag>')
     .description('topics, types, counts and time range of a bag directory or a .mcap/.db3 file, like `ros2 bag info`')
     .option('--json', 'print one JSON object')
-    .action(async (bag: string, o: { json?: boolean }) => {
-      const r = await openBag(bag);
+    .addOption(maxChunkOption())
+    .addOption(maxMessageOption())
+    .addOption(maxDb3Option())
+    .action(async (bag: string, o: { json?: boolean; maxChunkMib?: number; maxMessageMib?: number; maxDb3Mib?: number }) => {
+      const r = await openBag(bag, { limits: bagLimits({ maxChunkMiB: o.maxChunkMib, maxMessageMiB: o.maxMessageMib, maxDb3MiB: o.maxDb3Mib }) });
       try {
         io.out(o.json ? JSON.stringify(bagInfoJson(r.info)) : formatBagInfo(r.info));
       } finally {

@@ -79,6 +79,17 @@ export function policyOption(description: string, dflt?: PrunePolicyName): Optio
   return dflt ? o.default(dflt) : o;
 }
 
+/** The bag size limits (src/bag/limits.ts), in MiB. */
+export function maxChunkOption(): Option {
+  return new Option('--max-chunk-mib <n>', 'largest MCAP chunk (decompressed) or record a bag may hold, MiB (default 128)').argParser(positiveNumber('--max-chunk-mib'));
+}
+export function maxMessageOption(): Option {
+  return new Option('--max-message-mib <n>', 'largest message a bag may hold, MiB (default 128)').argParser(positiveNumber('--max-message-mib'));
+}
+export function maxDb3Option(): Option {
+  return new Option('--max-db3-mib <n>', 'largest .db3 file read (held in memory), MiB (default 1024)').argParser(positiveNumber('--max-db3-mib'));
+}
+
 export function budgetOption(description = 'pruning budget: tokens:<avg visual tokens per layer> or flops:<prefill GFLOP>; alone, it implies --policy autoprune'): Option {
   return new Option('--budget <spec>', description);
 }

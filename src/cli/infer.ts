@@ -11,15 +11,16 @@ import type { PrunePolicyName } from '../engine/policies.js';
 import { modelInstruction } from '../model/prompt.js';
 import { percentile } from '../replay/latency.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFile } from '../util/fsafe.js';
 import { DEFAULT_MODEL_DIR, SAMPLE_FRAMES_DIR } from '../util/paths.js';
 import { backendOption, budgetOption, ensureDefaultModel, finiteNumber, integerAtLeast, nonNegativeInt, policyOption, pruneOf, threadsOption, type Io } from './common.js';
 
+/** A compressed frame is at most this large (a 8192x8192 PNG of noise is ~200 MB). */
+const MAX_IMAGE_FILE_BYTES = 256 << 20;
+
 async function readImageFile(file: string): Promise<ImageInput> {
-  try {
-    return { kind: 'compressed', data: await readFile(file) };
-  } catch (err) {
-    throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file }, { cause: err });
-  }
+  // Only a regular file, bounded: a directory, a FIFO or /dev/zero is refused by name.
+  return { kind: 'compressed', data: await readRegularFile(file, MAX_IMAGE_FILE_BYTES) };
 }
 
 function parseImageArgs(pairs: string[]): Array<[string, string]> {

@@ -18,6 +18,8 @@ import { runReplay } from './replay.js';
 
 /** The quick start's held-out episode: the second test seed, a left turn at a crossing in traffic. */
 export const QUICKSTART_SCENARIO = 900_001;
+/** Where the quick start writes by default (its own, under build/: replaced on each run). */
+const DEFAULT_OUT = path.join(packageRoot, 'build', 'replay', 'held-out-drive');
 /** A third of the bundled model's 147 visual tokens (3 views x 49). */
 const QUICKSTART_BUDGET_TOKENS = 49;
 
@@ -45,7 +47,7 @@ export function registerQuickstart(program: Command, io: Io, setExit: SetExit): 
   program
     .command('quickstart', { isDefault: true })
     .description('the main job on the bundled default: generate a held-out test drive, replay it with the bundled trained model (unpruned and AutoPrune at a third of the visual tokens), print the report summary beside a constant-velocity baseline')
-    .option('--out <dir>', 'output directory', path.join(packageRoot, 'build', 'replay', 'held-out-drive'))
+    .option('--out <dir>', 'output directory', DEFAULT_OUT)
     .option('--scenario <seed>', 'the held-out episode to drive (test split: 900000 and up)', count('--scenario'), QUICKSTART_SCENARIO)
     .option('--json', 'print the report as one JSON object')
     // The default command would otherwise take a mistyped command name as its argument.
@@ -61,6 +63,6 @@ export function registerQuickstart(program: Command, io: Io, setExit: SetExit): 
         if (!o.json) io.out(`generated the held-out drive ${bag} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       }
       if (!o.json) io.out(`episode ${sc.seed}: '${sc.instruction}' (${sc.kind}, ${sc.complexity} complexity, ${sc.durationS.toFixed(1)} s)`);
-      setExit(await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', `budget=${QUICKSTART_BUDGET_TOKENS}`], json: o.json, baseline: true }));
+      setExit(await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', `budget=${QUICKSTART_BUDGET_TOKENS}`], json: o.json, baseline: true, overwrite: path.resolve(o.out) === DEFAULT_OUT }));
     });
 }

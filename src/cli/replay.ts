@@ -9,14 +9,17 @@ import { openBag } from '../bag/reader.js';
 import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import type { PrunePolicyName } from '../engine/policies.js';
 import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
+import { checkWithEngine } from '../pipeline/runner.js';
 import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { constantVelocityPlanner } from '../replay/evaluate.js';
-import { parseSweep, replayBag, type ReplayProgress, type ReplaySetting } from '../replay/replay.js';
+import { bagLimits } from '../bag/limits.js';
+import { prepareReplayOutput } from '../replay/outdir.js';
+import { parseSweep, replayBag, settingLabel, type ReplayProgress, type ReplaySetting } from '../replay/replay.js';
 import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
 import { resolveModelPath } from '../util/paths.js';
-import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, policyOption, positiveNumber as positive, shortPath, threadsOption, type Io, type SetExit } from './common.js';
+import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, shortPath, threadsOption, type Io, type SetExit } from './common.js';
 
 interface ReplayCliOptions {
   /** Default: the bundled config whose camera topics are in the bag (bundled-configs.ts). */
@@ -39,6 +42,11 @@ interface ReplayCliOptions {
   progress?: boolean;
   /** Also replay a constant-velocity planner (the model's waypoint times) and print its errors. */
   baseline?: boolean;
+  /** Replace the outputs of an earlier replay in --out (only in a directory replay wrote). */
+  overwrite?: boolean;
+  maxChunkMib?: number;
+  maxMessageMib?: number;
+  maxDb3Mib?: number;
 }
 
 function parseRemaps(list: string[] = []): Map<string, string> {
@@ -80,9 +88,28 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     settings = [{ policy, ...(policy !== 'none' ? { budget: o.budget ? parseBudget(o.budget) : config.node.prune?.budget } : {}) } as ReplaySetting];
   }
   const outDir = path.resolve(o.out ?? `replay-${path.basename(path.resolve(bag))}`);
+  // Before the model loads: an output directory over the input, or over an earlier replay, is refused.
+  await prepareReplayOutput(bag, outDir, { overwrite: o.overwrite === true });
+  const limits = bagLimits({ maxChunkMiB: o.maxChunkMib, maxMessageMiB: o.maxMessageMib, maxDb3MiB: o.maxDb3Mib });
 
   await ensureDefaultModel(config.engine.modelPath);
   const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
+  try {
+    // What would fail every frame of a setting (an unreachable budget, the activation limit, the
+    // default instruction) fails now, once, with the engine's own error.
+    for (const s of settings) {
+      const prune = s === 'config' ? config.node.prune : s.policy === 'none' ? undefined : { ...(config.node.prune ?? {}), policy: s.policy, ...(s.budget ? { budget: s.budget } : {}) };
+      try {
+        await checkWithEngine(engine, { ...config.node, prune });
+      } catch (err) {
+        const e = VlaError.from(err);
+        throw new VlaError(e.code, `${s === 'config' ? configFile : `setting '${settingLabel(s)}'`}: the model refuses this setting: ${e.message}`, undefined, { cause: err });
+      }
+    }
+  } catch (err) {
+    await engine.dispose();
+    throw err;
+  }
 
   // Ctrl-C: finish the running inference, write a partial report; a second Ctrl-C quits at once.
   const abort = new AbortController();
@@ -126,6 +153,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
       writeBag: o.bag !== false,
       writeTrace: o.trace !== false,
       signal: abort.signal,
+      limits,
       onProgress,
       // Info lines would tear the progress bar: with a bar, the node logs warnings and errors only (LOG_LEVEL, --verbose override).
       log: logger.child({ component: 'replay' }, bar && !logLevelChosen() ? { level: 'warn' } : {}),
@@ -134,7 +162,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     if (o.baseline && !report.error && !report.interrupted) {
       // The yardstick the model must beat: straight ahead at the odometry speed in the prompt. It goes into the report and its charts.
       const cv = constantVelocityPlanner(engine.cameras, engine.info.numWaypoints, engine.info.waypointDtS);
-      const base = await replayBag({ bag, config, configPath: path.resolve(configFile), engine: cv, outDir: path.join(outDir, 'constant-velocity'), settings: [{ policy: 'none' }], remaps, writeBag: false, writeTrace: false, log: logger.child({ component: 'replay' }, logLevelChosen() ? {} : { level: 'warn' }) });
+      const base = await replayBag({ bag, config, configPath: path.resolve(configFile), engine: cv, outDir: path.join(outDir, 'constant-velocity'), settings: [{ policy: 'none' }], remaps, writeBag: false, writeTrace: false, limits, log: logger.child({ component: 'replay' }, logLevelChosen() ? {} : { level: 'warn' }) });
       report.constantVelocity = base.report.settings[0] ?? null;
     }
     const files = await writeReport(outDir, report);
@@ -142,6 +170,14 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
     if (report.error) io.err(`${report.error.code}: ${report.error.message}${o.json ? '' : ` (partial report: ${files.markdown})`}`);
     if (report.interrupted) return EXIT_INTERRUPTED;
     if (report.error) return 1;
+    // Success means frames were evaluated: a setting that published no plan (no set inferred, or
+    // every inference failed) makes the run fail, with the report saying why.
+    const empty = report.settings.filter((s) => s.frames.published === 0);
+    if (!report.settings.length || empty.length) {
+      const what = empty.map((s) => `${s.label}: ${s.frames.setsInferred} sets inferred, ${s.frames.failed} failed${s.frames.lastError ? ` (last: ${s.frames.lastError})` : ''}`).join('; ');
+      io.err(`${ErrorCodes.NO_FRAMES}: nothing was evaluated${what ? ` (${what})` : ''}; check the camera topics (--remap) and the bag's content (report: ${files.markdown})`);
+      return 1;
+    }
     return 0;
   } finally {
     bar?.stop();
@@ -172,5 +208,9 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
     .option('--no-progress', 'no progress bar')
     .option('--baseline', 'also replay a constant-velocity planner on the same frames: its errors in the summary, a reference line in the charts')
     .option('--json', 'print the report as one JSON object')
+    .option('--overwrite', 'replace the outputs of an earlier replay in --out (never anything else, never the input)')
+    .addOption(maxChunkOption())
+    .addOption(maxMessageOption())
+    .addOption(maxDb3Option())
     .action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
 }

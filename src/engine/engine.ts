@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFile } from '../util/fsafe.js';
 import { componentLogger, type Logger } from '../util/logger.js';
 import { buildPrompt, DEFAULT_PROMPT, type PromptConfig } from '../model/prompt.js';
 import { loadTokenizer, type VlaTokenizer } from '../model/tokenizer.js';
@@ -136,10 +136,13 @@ export class Engine {
       if (imageId !== nativeInfo.imageTokenId) {
         throw new VlaError(ErrorCodes.CONFIG, `${dir}: the tokenizer maps ${prompt.image_token} to ${imageId ?? 'nothing'}, config.json says image_token_index ${nativeInfo.imageTokenId}`);
       }
-      const stops = new Set<number>([nativeInfo.eosId]);
+      checkVocabulary(dir, tokenizer, nativeInfo);
+      // eos_token_id -1 (or absent) means none; one outside the vocabulary fails above.
+      const stops = new Set<number>(nativeInfo.eosId >= 0 ? [nativeInfo.eosId] : []);
       for (const s of prompt.stop_tokens) {
         const id = tokenizer.tokenId(s);
         if (id === undefined) throw new VlaError(ErrorCodes.CONFIG, `${dir}: stop token '${s}' is not in the tokenizer`);
+        if (id >= nativeInfo.vocabSize) throw new VlaError(ErrorCodes.CONFIG, `${dir}: stop token '${s}' is id ${id}, outside config.json's vocab_size ${nativeInfo.vocabSize}`);
         stops.add(id);
       }
       const info: ModelInfo = { ...nativeInfo, dir, prompt };
@@ -223,6 +226,28 @@ export class Engine {
     return { names, images: names.map((n) => views[n] as ImageInput) };
   }
 
+  /**
+   * Throws the VLA_E_INPUT every inference would give this instruction: not a string, too long,
+   * holding the image token, or a prompt (with every camera's view) longer than the model's
+   * positions. The node checks an instruction once, when it arrives.
+   */
+  checkInstruction(instruction: string, views = this.info.cameras.length): void {
+    if (typeof instruction !== 'string') throw new VlaError(ErrorCodes.INPUT, 'instruction must be a string');
+    if (instruction.length > MAX_INSTRUCTION_CHARS) {
+      throw new VlaError(ErrorCodes.INPUT, `instruction is ${instruction.length} characters, the limit is ${MAX_INSTRUCTION_CHARS}`);
+    }
+    if (instruction.includes(this.info.prompt.image_token)) {
+      // The tokenizer would read it as one more image slot: refuse rather than misalign views.
+      throw new VlaError(ErrorCodes.INPUT, `instruction contains the image token ${this.info.prompt.image_token}`);
+    }
+    const ids = this.tokenizer.encode(buildPrompt(this.info.prompt, instruction, views), { addBos: true });
+    const queries = this.info.head === 'waypoints' ? this.info.numWaypoints : this.info.maxNewTokens;
+    const n = ids.length - views + views * this.info.tokensPerView + queries;
+    if (n > this.info.maxPositions) {
+      throw new VlaError(ErrorCodes.INPUT, `the prompt with this instruction is ${n} tokens with ${views} views, over the model's ${this.info.maxPositions} positions; shorten the instruction`);
+    }
+  }
+
   private async run(input: InferInput): Promise<InferOutput> {
     const native = this.native;
     if (!native) throw new VlaError(ErrorCodes.DISPOSED, 'the engine was disposed');
@@ -293,9 +318,31 @@ export class Engine {
       out.text = this.tokenizer.decode(r.tokens, { skipSpecial: true });
       out.waypoints = parseWaypoints(out.text, dt);
     }
+    // NaN or Inf weights, an absurd image_std, activations that overflow: never a plan.
+    const bad = out.waypoints.findIndex((w) => !Number.isFinite(w.x) || !Number.isFinite(w.y) || (w.yaw !== undefined && !Number.isFinite(w.yaw)));
+    if (bad >= 0) {
+      const w = out.waypoints[bad] as Waypoint;
+      throw new VlaError(ErrorCodes.OUTPUT, `the model's waypoint ${bad} is not finite (x ${w.x}, y ${w.y}): NaN/Inf weights or config values (image_mean/std) in ${this.info.dir}?`, { waypoint: bad });
+    }
     if (r.logits) out.logits = r.logits;
     if (r.hidden) out.hidden = r.hidden;
     return out;
+  }
+}
+
+/**
+ * The tokenizer and config.json agree on the vocabulary: every id the tokenizer can produce
+ * (except the image token, which the model replaces) and the eos/bos ids are rows of the
+ * embedding. Otherwise every inference that meets such a token would fail: VLA_E_CONFIG at load.
+ */
+function checkVocabulary(dir: string, tokenizer: VlaTokenizer, info: NativeModelInfo): void {
+  const vocab = info.vocabSize;
+  if (info.eosId >= vocab) throw new VlaError(ErrorCodes.CONFIG, `${dir}: eos_token_id ${info.eosId} is outside the vocabulary (vocab_size ${vocab})`);
+  if (info.bosId >= vocab) throw new VlaError(ErrorCodes.CONFIG, `${dir}: bos_token_id ${info.bosId} is outside the vocabulary (vocab_size ${vocab})`);
+  if (tokenizer.vocabSize <= vocab) return;
+  const over = tokenizer.idsFrom(vocab).filter((id) => id !== info.imageTokenId);
+  if (over.length) {
+    throw new VlaError(ErrorCodes.CONFIG, `${dir}: tokenizer.json has ${over.length} token id(s) from ${Math.min(...over)} up, outside config.json's vocab_size ${vocab} (e.g. '${tokenizer.idToToken(over[0] as number) ?? over[0]}'): tokenizer and model do not match`);
   }
 }
 
@@ -332,7 +379,7 @@ async function readPromptConfig(dir: string): Promise<PromptFile> {
   const file = path.join(dir, 'config.json');
   let cfg: { vla?: Partial<PromptFile> };
   try {
-    cfg = JSON.parse(await readFile(file, 'utf8')) as { vla?: Partial<PromptFile> };
+    cfg = JSON.parse((await readRegularFile(file, 16 << 20, { other: ErrorCodes.CONFIG, missing: ErrorCodes.CONFIG })).toString('utf8')) as { vla?: Partial<PromptFile> };
   } catch (err) {
     throw new VlaError(ErrorCodes.CONFIG, `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }

@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFile } from '../util/fsafe.js';
 import { componentLogger } from '../util/logger.js';
 
 const log = componentLogger('tokenizer');
@@ -113,6 +113,13 @@ export class VlaTokenizer {
     return this.tok.decode(list, { skip_special_tokens: options.skipSpecial ?? false, clean_up_tokenization_spaces: this.cleanUpSpaces });
   }
 
+  /** Every id of the vocabulary (added tokens included) at or above `min`. */
+  idsFrom(min: number): number[] {
+    const out: number[] = [];
+    for (const v of this.tok.get_vocab(true).values()) if (v >= min) out.push(v);
+    return out.sort((a, b) => a - b);
+  }
+
   /** The id of a token string (added tokens included), or undefined. */
   tokenId(token: string): number | undefined {
     return this.tok.token_to_id(token);
@@ -148,15 +155,18 @@ export function createTokenizer(json: unknown, config: unknown = {}, source = 't
   return new VlaTokenizer(tok, cfg, full, source);
 }
 
+/** Llama 3's tokenizer.json is 9 MB; a file far larger is not one. */
+const MAX_TOKENIZER_BYTES = 256 << 20;
+
 async function readJson(file: string, required: boolean): Promise<unknown> {
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    text = (await readRegularFile(file, MAX_TOKENIZER_BYTES)).toString('utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
+    const code = ((err as VlaError).cause as NodeJS.ErrnoException | undefined)?.code;
     if (!required && code === 'ENOENT') return undefined;
-    const what = code === 'ENOENT' ? 'missing (the model directory needs a Hugging Face tokenizer.json)' : (err as Error).message;
-    throw new VlaError(ErrorCodes.TOKENIZER, `${file}: ${what}`, { file }, { cause: err });
+    const what = code === 'ENOENT' ? `${file}: missing (the model directory needs a Hugging Face tokenizer.json)` : (err as Error).message;
+    throw new VlaError(ErrorCodes.TOKENIZER, what, { file }, { cause: err });
   }
   try {
     return JSON.parse(text) as unknown;

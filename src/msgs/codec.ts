@@ -1,7 +1,8 @@
 /**
  * One CDR codec for every path (live ROS, in-memory tests, bag replay): message definitions
  * come from `.msg` text — our own in msg/msg/, the standard ROS 2 ones shipped by
- * @foxglove/rosmsg-msgs-common — and @foxglove/rosmsg2-serialization reads and writes the bytes.
+ * @foxglove/rosmsg-msgs-common — @foxglove/rosmsg2-serialization reads the bytes and our
+ * CdrMessageWriter (cdr-writer.ts: UTF-8 strings by their byte length) writes them.
  * No rclnodejs here.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -9,9 +10,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 
 import { parse } from '@foxglove/rosmsg';
-import { MessageReader, MessageWriter } from '@foxglove/rosmsg2-serialization';
+import { MessageReader } from '@foxglove/rosmsg2-serialization';
 
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { CdrMessageWriter } from './cdr-writer.js';
 import { EXT_MSG_DIR, OWN_MSG_DIR } from '../util/paths.js';
 
 /** The separator rosbag2 and MCAP use between a definition and its dependencies. */
@@ -48,7 +50,7 @@ function splitType(type: string): [string, string] {
 
 interface Entry {
   reader: MessageReader;
-  writer: MessageWriter;
+  writer: CdrMessageWriter;
   text: string;
 }
 
@@ -104,7 +106,7 @@ export class MessageCodec {
     } catch (err) {
       throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse the bag's definition: ${(err as Error).message}`, { type }, { cause: err });
     }
-    this.bagEntries.set(`${pkg}/${name}`, { reader: new MessageReader(defs), writer: new MessageWriter(defs), text: fullText });
+    this.bagEntries.set(`${pkg}/${name}`, { reader: new MessageReader(defs), writer: new CdrMessageWriter(defs), text: fullText });
   }
 
   /**
@@ -141,7 +143,7 @@ export class MessageCodec {
     } catch (err) {
       throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse its definition: ${(err as Error).message}`, undefined, { cause: err });
     }
-    const e: Entry = { reader: new MessageReader(defs), writer: new MessageWriter(defs), text };
+    const e: Entry = { reader: new MessageReader(defs), writer: new CdrMessageWriter(defs), text };
     this.entries.set(key, e);
     return e;
   }

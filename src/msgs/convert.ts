@@ -6,7 +6,7 @@
  * the codec turns these objects into CDR bytes and back.
  */
 import type { InferOutput, Waypoint } from '../engine/engine.js';
-import { CHANNELS, type ImageInput } from '../engine/image.js';
+import { CHANNELS, channelsOf, type ImageInput } from '../engine/image.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import type { MessageCodec } from './codec.js';
 
@@ -75,7 +75,7 @@ export function cdrHeaderStampNs(cdr: Uint8Array): bigint | undefined {
 export function decodeImage(codec: MessageCodec, type: ImageType, cdr: Uint8Array, camera: string): { image: ImageInput; stampNs: bigint } {
   if (type === 'sensor_msgs/msg/Image') {
     const m = codec.decode<{ header: HeaderMsg; width: number; height: number; step: number; encoding: string; is_bigendian: number; data: Uint8Array }>(type, cdr);
-    const ch = CHANNELS[m.encoding as keyof typeof CHANNELS];
+    const ch = channelsOf(m.encoding);
     if (ch === undefined) throw new VlaError(ErrorCodes.IMAGE, `camera '${camera}': encoding '${m.encoding}' is not supported (${Object.keys(CHANNELS).join(', ')})`);
     if (m.step < m.width * ch || m.data.byteLength < m.step * m.height || m.width === 0 || m.height === 0) {
       throw new VlaError(ErrorCodes.IMAGE, `camera '${camera}': ${m.width}x${m.height} ${m.encoding} with step ${m.step} does not fit ${m.data.byteLength} bytes`);

@@ -22,6 +22,8 @@ export interface RosPort {
   advertise(topic: string, type: string, qos: QosProfile): (cdr: Uint8Array) => void;
   /** Calls cb every periodMs of the port's clock; returns a cancel function. */
   timer(periodMs: number, cb: () => void): () => void;
+  /** The topic a name resolves to after expansion and remapping, where the port knows it (optional). */
+  resolve?(name: string): string;
 }
 
 interface Sub {

@@ -61,12 +61,25 @@ export interface NodeParams {
   odometryTopic?: string;
   /** Also publish autoware_planning_msgs/Trajectory on ~/output/autoware_trajectory. */
   publishAutowareTrajectory?: boolean;
+  /** An inference not done after this long is reported failed (VLA_E_TIMEOUT), ms; 0 or absent: no deadline. */
+  inferenceTimeoutMs?: number;
 }
 
 /** What the node needs of an engine (a fake in tests). */
 export interface EngineLike {
   readonly cameras: string[];
   infer(input: InferInput): Promise<InferOutput>;
+  /** Throws a coded error for an instruction every inference would refuse (the real Engine's; optional). */
+  checkInstruction?(instruction: string): void;
+}
+
+/** Whether a plan can be published: waypoints present, every number finite. */
+export function planProblem(r: InferOutput): string | undefined {
+  if (!r.waypoints.length) return r.text !== undefined ? `the model's text names no waypoint (${JSON.stringify(r.text.slice(0, 80))})` : 'the model returned no waypoint';
+  for (const [i, w] of r.waypoints.entries()) {
+    if (!Number.isFinite(w.x) || !Number.isFinite(w.y) || (w.yaw !== undefined && !Number.isFinite(w.yaw))) return `waypoint ${i} is not finite (x ${w.x}, y ${w.y}${w.yaw !== undefined ? `, yaw ${w.yaw}` : ''})`;
+  }
+  return undefined;
 }
 
 export interface NodeCounters {
@@ -111,6 +124,23 @@ export function checkCameras(cameras: ReadonlyArray<{ camera: string }>, modelCa
   }
 }
 
+/**
+ * Each camera reads its own topic: two cameras on one topic (the same name twice, or two names
+ * remapped onto one) would feed one image as two views. VLA_E_PARAMS naming both.
+ */
+export function checkDistinctTopics(cameras: ReadonlyArray<{ camera: string; topic: string }>, port: Pick<RosPort, 'resolve'>): void {
+  const seen = new Map<string, string>();
+  for (const c of cameras) {
+    const t = port.resolve ? port.resolve(c.topic) : c.topic;
+    const other = seen.get(t);
+    if (other !== undefined) throw new VlaError(ErrorCodes.PARAMS, `cameras '${other}' and '${c.camera}' both read ${t}${t !== c.topic ? ` (after remapping)` : ''}: each camera needs its own topic`, { topic: t });
+    seen.set(t, c.camera);
+  }
+}
+
+/** The token range deadline mode's controller moves in; it starts at the top. */
+export const DEADLINE_TOKENS = { minTokens: 4, maxTokens: 4096 } as const;
+
 export class VlaNodeLogic {
   readonly counters: NodeCounters = { framesIn: 0, setsInferred: 0, published: 0, failed: 0, badInput: 0, droppedStale: 0, droppedSuperseded: 0, lastErrorCode: '', lastError: '' };
   private readonly sync: FrameSync<ImageInput>;
@@ -125,6 +155,8 @@ export class VlaNodeLogic {
   private lastBudgetMet = true;
   private readonly log: Logger;
   private readonly deadline: DeadlineController | undefined;
+  /** An inference that overran inferenceTimeoutMs and still runs: no new one starts before it ends. */
+  private overrun: Promise<unknown> | undefined;
   /** Called after each successful inference, before its messages are published (replay, tracing). */
   onResult: ((r: InferenceRecord) => void) | undefined;
   /** Called with each odometry message the node decoded (replay takes its ground truth from them). */
@@ -141,10 +173,11 @@ export class VlaNodeLogic {
   ) {
     this.log = log ?? componentLogger('node');
     checkCameras(params.cameras, engine.cameras);
+    checkDistinctTopics(params.cameras, port);
     const order = engine.cameras.filter((c) => params.cameras.some((p) => p.camera === c));
     this.sync = new FrameSync<ImageInput>({ cameras: order, slopMs: params.slopMs, maxAgeMs: params.maxAgeMs, missingCamera: params.missingCamera });
     this.instruction = params.defaultInstruction;
-    if (params.deadlineMs !== undefined) this.deadline = new DeadlineController({ deadlineMs: params.deadlineMs, minTokens: 4, maxTokens: 4096 });
+    if (params.deadlineMs !== undefined) this.deadline = new DeadlineController({ deadlineMs: params.deadlineMs, ...DEADLINE_TOKENS });
     this.pub = {
       path: port.advertise(TOPICS.path, OUTPUT_TYPES.path, QOS_DEFAULT),
       trajectory: port.advertise(TOPICS.trajectory, OUTPUT_TYPES.trajectory, QOS_DEFAULT),
@@ -170,6 +203,7 @@ export class VlaNodeLogic {
   async stop(): Promise<void> {
     for (const s of this.stops.splice(0)) s();
     await this.inFlight;
+    await this.overrun;
   }
 
   /** The running inference, if any (tests and replay wait on it). */
@@ -225,8 +259,16 @@ export class VlaNodeLogic {
     }
     const trimmed = text.trim();
     if (!trimmed) return this.bad(ErrorCodes.INPUT, 'empty instruction ignored; keeping the previous one');
-    if (trimmed.length > this.params.maxInstructionChars) {
-      return this.bad(ErrorCodes.INPUT, `instruction of ${trimmed.length} characters ignored (limit ${this.params.maxInstructionChars})`);
+    if ([...trimmed].length > this.params.maxInstructionChars) {
+      return this.bad(ErrorCodes.INPUT, `instruction of ${[...trimmed].length} characters ignored (limit ${this.params.maxInstructionChars})`);
+    }
+    // What every inference would refuse (the image token, a prompt longer than the model takes)
+    // is refused here, once, and the previous instruction kept.
+    try {
+      this.engine.checkInstruction?.(trimmed);
+    } catch (err) {
+      const e = VlaError.from(err, ErrorCodes.INPUT);
+      return this.bad(e.code, `instruction ignored, keeping the previous one: ${e.message}`);
     }
     this.instruction = trimmed;
     this.log.info({ instruction: trimmed }, 'instruction');
@@ -255,7 +297,7 @@ export class VlaNodeLogic {
     const s = this.sync.stats;
     this.counters.droppedStale = s.droppedStale;
     this.counters.droppedSuperseded = s.droppedSuperseded;
-    if (this.inFlight) return;
+    if (this.inFlight || this.overrun) return;
     const set = this.sync.take(this.port.now());
     if (!set) return;
     this.inFlight = this.run(set).finally(() => {
@@ -280,7 +322,10 @@ export class VlaNodeLogic {
     const prompt = this.promptInstruction(instruction);
     let r: InferOutput;
     try {
-      r = await this.engine.infer({ views, instruction: prompt, prune });
+      r = await this.withDeadline(this.engine.infer({ views, instruction: prompt, prune }));
+      // A plan that is not finite, or empty, is never published.
+      const problem = planProblem(r);
+      if (problem) throw new VlaError(ErrorCodes.OUTPUT, `frame ${set.stampNs}: ${problem}; nothing published`);
     } catch (err) {
       const e = VlaError.from(err);
       this.counters.failed++;
@@ -297,6 +342,35 @@ export class VlaNodeLogic {
     if (this.deadline && budgetTokens !== undefined) this.deadline.observe(Math.min(budgetTokens, r.prune.nVisual), latencyMs);
     this.onResult?.({ stampNs: set.stampNs, frames: set.frames.map((f) => ({ camera: f.camera, stampNs: f.stampNs })), instruction, prompt, takenNs, output: r, sensorToPublishMs: latencyMs });
     this.publish(set, instruction, r, latencyMs);
+  }
+
+  /**
+   * The inference, or VLA_E_TIMEOUT once inferenceTimeoutMs has passed (wall time): the node then
+   * reports the frame failed and goes on with its timers and inputs; the engine cannot be
+   * interrupted, so the next set is taken once the late inference has ended (its result dropped).
+   */
+  private withDeadline(p: Promise<InferOutput>): Promise<InferOutput> {
+    const ms = this.params.inferenceTimeoutMs;
+    if (!ms || !(ms > 0)) return p;
+    return new Promise<InferOutput>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const late = p.catch(() => undefined).finally(() => {
+          if (this.overrun === late) this.overrun = undefined;
+        });
+        this.overrun = late;
+        reject(new VlaError(ErrorCodes.TIMEOUT, `inference did not finish within inference_timeout_ms ${ms} ms; frame reported failed`));
+      }, ms);
+      p.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      );
+    });
   }
 
   private publish(set: FrameSet<ImageInput>, instruction: string, r: InferOutput, latencyMs: number): void {
@@ -324,6 +398,7 @@ export class VlaNodeLogic {
     const reasons: string[] = [];
     if (this.counters.badInput) reasons.push(`bad input ${this.counters.badInput} (last: ${this.counters.lastErrorCode})`);
     if (this.counters.failed) reasons.push(`failed inferences ${this.counters.failed}`);
+    if (this.overrun) reasons.push('an inference overran inference_timeout_ms and still runs');
     if (!this.lastBudgetMet) reasons.push('compute budget missed');
     const now = this.port.now();
     for (const c of this.params.cameras) {

@@ -38,7 +38,7 @@ export interface AutopruneRosNodeParameters {
    */
   camera_names: string[];
   /**
-   * Camera topics, one per camera name.
+   * Camera topics, one per camera name (each camera its own topic).
    *
    * @minItems 1
    */
@@ -99,6 +99,10 @@ export interface AutopruneRosNodeParameters {
    * Sensor-to-publish latency above which diagnostics warn.
    */
   latency_warn_ms?: number;
+  /**
+   * An inference not done after this long (wall time, ms) is reported failed (VLA_E_TIMEOUT) and the node goes on; 0 = no deadline.
+   */
+  inference_timeout_ms?: number;
   /**
    * Longer instructions are rejected.
    */

@@ -16,11 +16,15 @@ import { PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
 import type { ImageType } from '../msgs/convert.js';
 import { QOS_SENSOR_DATA } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFileSync } from '../util/fsafe.js';
 import { PARAMS_SCHEMA } from '../util/paths.js';
 import type { NodeParams } from './node.js';
 import type { AutopruneRosNodeParameters } from './params.generated.js';
 
 export const SCHEMA_PATH = PARAMS_SCHEMA;
+
+/** A parameter file is a few KB. */
+const MAX_PARAMS_FILE_BYTES = 4 << 20;
 
 /** Every parameter, as validation leaves them (defaults filled in). */
 export type RawParams = Required<AutopruneRosNodeParameters>;
@@ -196,6 +200,7 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
       futureToleranceMs: raw.future_tolerance_ms,
       latencyWarnMs: raw.latency_warn_ms,
       maxInstructionChars: raw.max_instruction_chars,
+      inferenceTimeoutMs: raw.inference_timeout_ms,
       prune,
       ...(latency ? { deadlineMs: raw.budget_value } : {}),
     },
@@ -209,8 +214,10 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
 export function loadParamsFile(file: string, overrides: Record<string, unknown> = {}, nodeName = 'autoprune_ros'): NodeConfig {
   let doc: unknown;
   try {
-    doc = parseYaml(readFileSync(file, 'utf8'));
+    // Only a regular file, bounded: a FIFO or a device in its place must not hang the node.
+    doc = parseYaml(readRegularFileSync(file, MAX_PARAMS_FILE_BYTES, { missing: ErrorCodes.PARAMS, other: ErrorCodes.PARAMS }).toString('utf8'));
   } catch (err) {
+    if (err instanceof VlaError) throw err;
     throw new VlaError(ErrorCodes.PARAMS, `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
   const root = (doc ?? {}) as Record<string, { ros__parameters?: Record<string, unknown> }>;

@@ -12,7 +12,7 @@ import { MessageCodec } from '../msgs/codec.js';
 import type { RosPort } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
-import { checkCameras, VlaNodeLogic, type EngineLike } from './node.js';
+import { checkCameras, DEADLINE_TOKENS, VlaNodeLogic, type EngineLike } from './node.js';
 import { configFromParams, engineLoadOptions, type EngineConfig, type NodeConfig, type RawParams } from './params.js';
 
 /** What the runner needs of an engine: what the node needs, and disposal. */
@@ -27,6 +27,8 @@ export interface EngineLoader {
   load(config: NodeConfig): Promise<RunnerEngine>;
   /** Synchronous checks that can refuse a change at once (optional; load checks everything). */
   precheck?(config: NodeConfig): void;
+  /** Tries a configuration's inference settings on a loaded engine; rejects with the engine's coded error (optional). */
+  check?(engine: RunnerEngine, config: NodeConfig): Promise<void>;
 }
 
 export type ChangeResult = { successful: true; reason: '' } | { successful: false; reason: string };
@@ -44,14 +46,36 @@ export function changedParameters(a: RawParams, b: RawParams): Array<keyof RawPa
 /** Grey frames the first inference runs on, so the first camera frame does not pay for first use. */
 const WARM_FRAME = { data: new Uint8Array(64 * 64 * 3).fill(128), width: 64, height: 64, encoding: 'rgb8' as const };
 
-/** The real engine: Engine.load with the configuration's options, then one warm-up inference. */
+/**
+ * One inference as the node would run it: the configured cameras (grey frames), the default
+ * instruction and the configured pruning. What would fail every frame (a budget the model cannot
+ * meet, an activation limit below what it needs, an instruction it cannot take) fails here, once,
+ * with its code, when the parameters are applied rather than at each frame.
+ */
+export async function checkWithEngine(engine: EngineLike, node: Pick<NodeConfig['node'], 'cameras' | 'defaultInstruction' | 'prune' | 'deadlineMs'>): Promise<number> {
+  // Deadline mode: the policy runs with the token budget the controller starts at.
+  const prune = node.prune && !node.prune.budget && node.deadlineMs !== undefined ? { ...node.prune, budget: { kind: 'tokens' as const, value: DEADLINE_TOKENS.maxTokens } } : node.prune;
+  // One view, then all: the engine keeps buffers sized for the longest sequence so far and grows
+  // them on a longer one while the rest is held, the peak an activation limit must allow.
+  let ms = 0;
+  for (const cams of [node.cameras.slice(0, 1), node.cameras]) {
+    const views = Object.fromEntries(cams.map((c) => [c.camera, WARM_FRAME]));
+    const r = await engine.infer({ views, instruction: node.defaultInstruction, ...(prune ? { prune } : {}) });
+    ms = r.timings.totalMs;
+    if (node.cameras.length === 1) break;
+  }
+  return ms;
+}
+
+/** The real engine: Engine.load with the configuration's options, then one warm-up inference (checkWithEngine). */
 export const ENGINE_LOADER: EngineLoader = {
   async load(config) {
     const log = componentLogger('engine');
     const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
     try {
-      const warm = await engine.infer({ views: engine.cameras.map(() => WARM_FRAME), instruction: config.node.defaultInstruction });
-      log.info({ model: config.engine.modelPath, warmupMs: Math.round(warm.timings.totalMs) }, 'model warmed up');
+      checkCameras(config.node.cameras, engine.cameras);
+      const warmMs = await checkWithEngine(engine, config.node);
+      log.info({ model: config.engine.modelPath, warmupMs: Math.round(warmMs) }, 'model warmed up');
       return engine;
     } catch (err) {
       await engine.dispose();
@@ -60,6 +84,9 @@ export const ENGINE_LOADER: EngineLoader = {
   },
   precheck(config) {
     Engine.precheck(config.engine.modelPath, { backend: config.engine.backend });
+  },
+  async check(engine, config) {
+    await checkWithEngine(engine, config.node);
   },
 };
 
@@ -78,7 +105,7 @@ export class NodeRunner {
   /** The last reload that failed, for diagnostics and tests. */
   lastReloadError: VlaError | undefined;
   /**
-   * Called after a change was accepted but its engine did not load: the old engine and
+   * Called after a change was accepted but its engine did not load, or refused its settings: the old engine and
    * parameters run on, and the caller sets its parameters `names` back to `kept.raw`.
    */
   onReloadFailed: ((err: VlaError, kept: NodeConfig, names: Array<keyof RawParams>) => void) | undefined;
@@ -152,7 +179,7 @@ export class NodeRunner {
         this.pending = this.track(this.reload(next, names));
       } else {
         checkCameras(next.node.cameras, this.eng.cameras);
-        this.pending = this.track(this.restart(next));
+        this.pending = this.track(this.restart(next, names));
       }
       return { successful: true, reason: '' };
     } catch (err) {
@@ -177,8 +204,20 @@ export class NodeRunner {
     return t;
   }
 
-  /** Same engine, new parameters: the running frame finishes, a new logic takes over. */
-  private async restart(next: NodeConfig): Promise<void> {
+  /**
+   * Same engine, new parameters: the running frame finishes, a new logic takes over. A change of
+   * what each inference gets (pruning, budget, default instruction) is tried once first; when
+   * the engine refuses it, the change is undone like an engine that did not load.
+   */
+  private async restart(next: NodeConfig, names: Array<keyof RawParams>): Promise<void> {
+    const inference: Array<keyof RawParams> = ['pruning_policy', 'budget_kind', 'budget_value', 'autoprune_x0', 'autoprune_k0', 'autoprune_gamma', 'default_instruction', 'camera_names'];
+    if (this.loader.check && names.some((n) => inference.includes(n))) {
+      try {
+        await this.loader.check(this.eng, next);
+      } catch (err) {
+        return this.reloadFailed(VlaError.from(err), names);
+      }
+    }
     await this.stopLogic();
     this.current = next;
     if (this.isActive) this.restartLogic();
@@ -210,7 +249,7 @@ export class NodeRunner {
 
   private reloadFailed(e: VlaError, names: Array<keyof RawParams>): void {
     this.lastReloadError = e;
-    this.log.error({ code: e.code, parameters: names }, `parameter change undone: the new engine did not load (${e.message}); the previous one runs on`);
+    this.log.error({ code: e.code, parameters: names }, `parameter change undone: the engine did not take it (${e.message}); the previous configuration runs on`);
     // After this change's promise is done, so that the caller's undo is not refused as busy.
     const kept = this.current;
     queueMicrotask(() =>

@@ -5,13 +5,14 @@
  * chart. `evaluate` in the CLI; the README's accuracy table is its output.
  */
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { egoSpeedOf } from '../model/prompt.js';
 import type { InferInput, InferOutput } from '../engine/engine.js';
 import type { NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
+import { readRegularFile } from '../util/fsafe.js';
 import type { Logger } from '../util/logger.js';
 import { afterWarmup, latencyCaveats, LATENCY_NOTE, spreadOf, type Spread } from './latency.js';
 import { replayBag, type ReplayEngine, type ReplaySetting } from './replay.js';
@@ -121,8 +122,9 @@ export async function readDrives(dir: string): Promise<DriveEntry[]> {
   }
   let raw: unknown;
   try {
-    raw = JSON.parse(await readFile(file, 'utf8'));
+    raw = JSON.parse((await readRegularFile(file, 64 << 20)).toString('utf8'));
   } catch (err) {
+    if (err instanceof VlaError) throw err;
     throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
   const list = Array.isArray(raw) ? raw : (raw as { drives?: unknown }).drives;

@@ -31,8 +31,23 @@ export function resolveTopic(name: string, nodeName: string, remaps: ReadonlyMap
   return remaps.get(full) ?? remaps.get(name) ?? full;
 }
 
+/**
+ * The most times one timer fires in one advanceTo. Between two messages nothing new reaches the
+ * node, so firing a timer more often changes nothing; past this many firings the timer skips to
+ * its last period before the target (as rcl's timers do after a clock jump) and fires once there.
+ * This bounds the work of a gap in the bag (a far-future timestamp) or of a tiny tick_ms.
+ */
+export const MAX_FIRINGS_PER_ADVANCE = 1000;
+/** Firings between yields to the event loop (so that signals, Ctrl-C, are handled). */
+const FIRINGS_PER_YIELD = 4096;
+
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
 export class ReplayPort implements RosPort {
   private clockNs: bigint;
+  /** Whether the clock has been set (the constructor's start, or the first advanceTo). */
+  private started: boolean;
+  private firings = 0;
   private readonly subs = new Map<string, Array<{ type: string; cb: CdrCallback }>>();
   private readonly timers = new Set<Timer>();
   private timerSeq = 0;
@@ -40,12 +55,18 @@ export class ReplayPort implements RosPort {
   readonly advertised = new Map<string, { type: string; qos: QosProfile }>();
   onPublish: ((m: PublishedRecord) => void) | undefined;
 
+  /**
+   * `startNs` undefined: the clock starts just before the first time it is advanced to (the
+   * first message's log time), whatever metadata.yaml says the bag's start is; timers created
+   * before then count their first period from there.
+   */
   constructor(
-    startNs: bigint,
+    startNs: bigint | undefined,
     private readonly nodeName = 'autoprune_ros',
     private readonly remaps: ReadonlyMap<string, string> = new Map(),
   ) {
-    this.clockNs = startNs;
+    this.clockNs = startNs ?? 0n;
+    this.started = startNs !== undefined;
   }
 
   now(): bigint {
@@ -104,15 +125,29 @@ export class ReplayPort implements RosPort {
    * bag's clock stands still while the model runs and no set is dropped for being busy.
    */
   async advanceTo(endNs: bigint, afterTimer?: () => Promise<void> | undefined): Promise<void> {
+    if (!this.started) {
+      this.started = true;
+      this.clockNs = endNs - 1n;
+      for (const t of this.timers) t.nextNs = this.clockNs + t.periodNs;
+    }
     if (endNs <= this.clockNs) return;
+    const fired = new Map<Timer, number>();
     for (;;) {
       const t = this.nextDue(endNs);
       if (!t) break;
+      const n = (fired.get(t) ?? 0) + 1;
+      fired.set(t, n);
+      if (n === MAX_FIRINGS_PER_ADVANCE + 1) {
+        // Skip to the timer's last period at or before endNs, and fire it there once.
+        t.nextNs += ((endNs - t.nextNs) / t.periodNs) * t.periodNs;
+        if (this.nextDue(endNs) !== t) continue;
+      }
       this.clockNs = t.nextNs;
       t.nextNs += t.periodNs;
       t.cb();
       const wait = afterTimer?.();
       if (wait) await wait;
+      else if (++this.firings % FIRINGS_PER_YIELD === 0) await yieldToLoop();
     }
     this.clockNs = endNs;
   }

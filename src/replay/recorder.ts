@@ -3,7 +3,6 @@
  * rosbag2 MCAP) and the per-frame protobuf trace. Published messages are queued and written
  * while the next inference runs (drain); the MCAP writer is sequential, so writes are chained.
  */
-import { rm } from 'node:fs/promises';
 import path from 'node:path';
 
 import { BagWriter } from '../bag/writer.js';
@@ -52,10 +51,8 @@ export class Recorder {
   static async open(o: RecorderOptions): Promise<Recorder> {
     const bagDir = path.join(o.dir, 'bag');
     let out: BagWriter | undefined;
-    if (o.writeBag) {
-      await rm(bagDir, { recursive: true, force: true });
-      out = await BagWriter.create(bagDir);
-    }
+    // Never removes anything: the bag goes into a new (or empty) directory, or the writer refuses.
+    if (o.writeBag) out = await BagWriter.create(bagDir);
     const traceFile = o.writeTrace ? path.join(o.dir, 'trace.pb') : null;
     const trace = traceFile ? TraceWriter.open(traceFile, o.traceHeader) : undefined;
     return new Recorder(out, bagDir, trace, traceFile, o.codec, o.cameraTopics);

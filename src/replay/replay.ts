@@ -16,6 +16,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 
+import type { BagLimits } from '../bag/limits.js';
 import { ReadAhead } from '../bag/read-ahead.js';
 import { openBag, type BagInfo, type BagReader } from '../bag/reader.js';
 import type { BudgetSpec, NativePruneOptions } from '../engine/addon-types.js';
@@ -27,6 +28,7 @@ import type { NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { componentLogger, type Logger } from '../util/logger.js';
 import { chooseGroundTruth, GroundTruthCollector } from './ground-truth.js';
+import { checkOutputApart } from './outdir.js';
 import { everySetPacing, ratePacing, type Pacing } from './pacing.js';
 import { ReplayPort } from './port.js';
 import { Recorder } from './recorder.js';
@@ -72,6 +74,8 @@ export interface ReplayOptions {
   groundTruthFrame?: string;
   writeBag?: boolean;
   writeTrace?: boolean;
+  /** Size limits on the bag's chunks, messages and .db3 files (default DEFAULT_BAG_LIMITS). */
+  limits?: BagLimits;
   signal?: AbortSignal;
   onProgress?: (p: ReplayProgress) => void;
   log?: Logger;
@@ -178,9 +182,11 @@ export async function replayBag(opts: ReplayOptions): Promise<{ report: ReplayRe
   const t0 = performance.now();
   const settings = opts.settings?.length ? opts.settings : ['config' as const];
   const multi = settings.length > 1;
+  // Before anything is written: never into (or around) the input.
+  checkOutputApart(opts.bag, opts.outDir);
   let reader: BagReader;
   try {
-    reader = await openBag(opts.bag);
+    reader = await openBag(opts.bag, opts.limits ? { limits: opts.limits } : {});
   } catch (err) {
     // Not even the bag's layout could be read: an empty report that says why.
     const e = errorOf(VlaError.from(err, ErrorCodes.BAG));
@@ -335,7 +341,9 @@ async function runSetting(
   const wall0 = performance.now();
   const log = opts.log.child({ setting: s.label });
   const startNs = info.startNs;
-  const port = new ReplayPort(startNs > 0n ? startNs - 1n : 0n, NODE_NAME, opts.remaps ?? new Map());
+  // The clock starts at the first message read, not at metadata.yaml's starting_time (0, missing
+  // or wrong in a hand-made or damaged bag).
+  const port = new ReplayPort(undefined, NODE_NAME, opts.remaps ?? new Map());
   const nodeParams = { ...opts.config.node, modelName: opts.config.engine.modelPath, prune: s.prune };
   if (!s.deadline) delete (nodeParams as { deadlineMs?: number }).deadlineMs;
   const node = new VlaNodeLogic(port, opts.engine, nodeParams, codec, log);
@@ -415,13 +423,20 @@ async function runSetting(
             flush(false);
             recorder.drain();
           })
-        : ratePacing(port, opts.rate, opts.config.node.tickMs);
+        : ratePacing(port, opts.rate, opts.config.node.tickMs, { log, ...(opts.signal ? { signal: opts.signal } : {}) });
     // Messages are read ahead into a bounded queue: the bag is parsed while the model runs.
     const ahead = new ReadAhead(reader.messages({ topics: wanted }), 256, 64 << 20);
+    let lastYield = performance.now();
     try {
       for (;;) {
         const m = await ahead.next();
         if (!m) break;
+        // Messages already read and decompressed come as resolved promises (microtasks): give the
+        // event loop a turn now and then, or a signal (Ctrl-C) would wait for the end of the bag.
+        if (performance.now() - lastYield > 50) {
+          await new Promise<void>((r) => setImmediate(r));
+          lastYield = performance.now();
+        }
         if (opts.signal?.aborted) {
           interrupted = true;
           break;

@@ -72,6 +72,8 @@ export interface SettingResult {
     droppedSuperseded: number;
     failed: number;
     badInput: number;
+    /** The last failure or bad input ("CODE: message"), when there was one. */
+    lastError?: string;
   };
   planning: PlanningErrors;
   /** Distance of this setting's trajectories from the unpruned ones on the same frames (sweeps with `none`). */
@@ -92,7 +94,8 @@ export interface SettingResult {
     /** Mean of per-frame pruned / unpruned prefill FLOPs. */
     relFlopsMean: number;
     /** Fraction of frames that met the budget (1 when there is none). */
-    budgetMetFraction: number;
+    /** Share of published frames that met the budget; null when none was published. */
+    budgetMetFraction: number | null;
   };
   /** Sum of inference wall time (ms) and of the replay's wall time spent on this setting. */
   inferenceMs: number;

@@ -10,7 +10,7 @@ import type * as Rcl from 'rclnodejs';
 import type { CdrCallback, QosProfile, RosPort } from '../msgs/port.js';
 
 /** The node surface the port uses. */
-export type RclPortNode = Pick<Rcl.Node, 'createSubscription' | 'createPublisher' | 'createTimer' | 'destroySubscription' | 'destroyPublisher' | 'destroyTimer'> & {
+export type RclPortNode = Pick<Rcl.Node, 'createSubscription' | 'createPublisher' | 'createTimer' | 'destroySubscription' | 'destroyPublisher' | 'destroyTimer' | 'resolveTopicName'> & {
   now(): Pick<Rcl.Time, 'nanoseconds'>;
 };
 
@@ -70,6 +70,10 @@ export class RclPort implements RosPort {
     }
     const pub = entry.pub;
     return (cdr) => pub.publish(Buffer.from(cdr.buffer, cdr.byteOffset, cdr.byteLength));
+  }
+
+  resolve(name: string): string {
+    return this.node.resolveTopicName(name);
   }
 
   timer(periodMs: number, cb: () => void): () => void {

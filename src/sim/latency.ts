@@ -14,11 +14,11 @@
  *
  * docs/closed-loop.md lists the figures and where they come from.
  */
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 
 import type { InferOutput, StageTimingsMs } from '../engine/engine.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFileSync } from '../util/fsafe.js';
 
 export type DeviceName = 'orin' | 'h100';
 export type ReferenceModel = 'self' | 'llava-1.5-7b';
@@ -84,8 +84,9 @@ export function modelArithFromDir(dir: string): ModelArith {
   const file = path.join(dir, 'config.json');
   let cfg: HfConfig;
   try {
-    cfg = JSON.parse(readFileSync(file, 'utf8')) as HfConfig;
+    cfg = JSON.parse(readRegularFileSync(file, 16 << 20, { missing: ErrorCodes.CONFIG, other: ErrorCodes.CONFIG }).toString('utf8')) as HfConfig;
   } catch (err) {
+    if (err instanceof VlaError) throw err;
     throw new VlaError(ErrorCodes.CONFIG, `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
   const t = cfg.text_config ?? {}, v = cfg.vision_config ?? {};

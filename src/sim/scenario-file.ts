@@ -4,12 +4,12 @@
  * and for consistency before anything runs; every fault is a VLA_E_SCENARIO naming the file and
  * the field.
  */
-import { readFileSync } from 'node:fs';
 
 import { Ajv, type ErrorObject } from 'ajv';
 
 import { complexityOf, SCENARIO_KINDS, simulateScenario, type Scenario } from '../sample/scenario.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFileSync } from '../util/fsafe.js';
 
 const num = { type: 'number' };
 const pos = { type: 'number', exclusiveMinimum: 0 };
@@ -136,8 +136,9 @@ export function checkScenario(value: unknown, where: string): Scenario {
 export function loadScenarioFile(file: string): Scenario {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readRegularFileSync(file, 16 << 20).toString('utf8'); // a regular file only (a FIFO would block)
   } catch (err) {
+    if (err instanceof VlaError) throw err;
     throw new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file }, { cause: err });
   }
   let value: unknown;

@@ -6,7 +6,7 @@
  * process would have written (same bytes; a test checks it). The scheduler that runs the shards
  * is Kubernetes (an Indexed Job, deploy/k8s/), not ours.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { ReplaySetting } from '../replay/replay.js';
@@ -14,6 +14,7 @@ import { settingLabel, settingSlug } from '../replay/replay.js';
 import { scatterChart } from '../replay/svg.js';
 import { SCENARIO_KINDS, sampleScenario, type Complexity, type Scenario } from '../sample/scenario.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
+import { readRegularFile } from '../util/fsafe.js';
 import type { InfractionCounts } from './metrics.js';
 import { PENALTY_COEFFICIENTS } from './metrics.js';
 import type { DriveReport, PlannerKind, SweepJobResult, SweepReport, SweepRow } from './types.js';
@@ -268,8 +269,9 @@ export async function mergeShards(files: string[]): Promise<SweepReport> {
     const file = f.endsWith('.json') ? f : path.join(f, 'report.json');
     let r: SweepReport;
     try {
-      r = JSON.parse(await readFile(file, 'utf8')) as SweepReport;
+      r = JSON.parse((await readRegularFile(file, 1 << 30, { missing: ErrorCodes.SHARD, other: ErrorCodes.SHARD })).toString('utf8')) as SweepReport;
     } catch (err) {
+      if (err instanceof VlaError) throw err;
       throw new VlaError(ErrorCodes.SHARD, `${file}: ${(err as Error).message}`, { file }, { cause: err });
     }
     if (r?.kind !== 'autoprune-ros.drive-sweep' || r.version !== 1 || !Array.isArray(r.jobs)) throw new VlaError(ErrorCodes.SHARD, `${file}: not a drive sweep report`, { file });

@@ -492,6 +492,10 @@ export class StandinLifecycleNode implements RclLifecycleNode {
     for (const [from, to] of this.args.remaps) if (expandTopic(from, this.nodeName, this.ns) === expanded) return expandTopic(to, this.nodeName, this.ns);
     return expanded;
   }
+  /** Node.resolveTopicName: the name expanded, then remapped unless onlyExpand. */
+  resolveTopicName(topic: string, onlyExpand = false): string {
+    return onlyExpand ? expandTopic(topic, this.nodeName, this.ns) : this.resolve(topic);
+  }
 
   // -- lifecycle
   get currentState(): Rcl.lifecycle.State {

@@ -331,7 +331,7 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
       const fh = await open(big, 'w');
       await fh.truncate(Math.floor(1.6 * 2 ** 30));
       await fh.close();
-      await assert.rejects(openBag(big), coded(ErrorCodes.BAG, /too large.*ros2 bag convert/));
+      await assert.rejects(openBag(big), coded(ErrorCodes.BAG_LIMIT, /too large.*--max-db3-mib.*ros2 bag convert/));
       unlinkSync(big);
       writeFileSync(path.join(tmp, 'x.txt'), 'x');
       await assert.rejects(openBag(path.join(tmp, 'x.txt')), coded(ErrorCodes.BAG));
