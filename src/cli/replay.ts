@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { openBag } from '../bag/reader.js';
 import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import type { PrunePolicyName } from '../engine/policies.js';
-import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
+import { engineLoadOptions, loadParamsFile, overridePruneOptions } from '../pipeline/params.js';
 import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { constantVelocityPlanner } from '../replay/evaluate.js';
 import { parseSweep, replayBag, type ReplayProgress, type ReplaySetting } from '../replay/replay.js';
@@ -16,9 +16,9 @@ import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
 import { resolveModelPath } from '../util/paths.js';
-import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, policyOption, positiveNumber as positive, shortPath, threadsOption, type Io, type SetExit } from './common.js';
+import { addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, policyOption, positiveNumber as positive, pruneOptionsOf, shortPath, threadsOption, type Io, type PruneOptionFlags, type SetExit } from './common.js';
 
-interface ReplayCliOptions {
+interface ReplayCliOptions extends PruneOptionFlags {
   /** Default: the bundled config whose camera topics are in the bag (bundled-configs.ts). */
   config?: string;
   out?: string;
@@ -71,6 +71,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   if (o.threads !== undefined) overrides.threads = o.threads;
   const config = loadParamsFile(configFile, overrides);
   config.engine.modelPath = resolveModelPath(config.engine.modelPath);
+  overridePruneOptions(config, pruneOptionsOf(o));
   let settings: Array<ReplaySetting | 'config'> = ['config'];
   if (o.sweep) settings = parseSweep(o.sweep);
   else if (o.policy || o.budget) {
@@ -151,7 +152,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
 }
 
 export function registerReplay(program: Command, io: Io, setExit: SetExit): void {
-  program
+  const cmd = program
     .command('replay <bag>')
     .description('replay a rosbag2 recording through the node: output bag, per-frame trace, report (JSON, Markdown, SVG)')
     .option('--config <yaml>', 'node parameter file (default: the bundled config whose camera topics are in the bag, e.g. configs/sample-drive.yaml)')
@@ -171,6 +172,6 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
     .option('--no-trace', 'do not write the trace')
     .option('--no-progress', 'no progress bar')
     .option('--baseline', 'also replay a constant-velocity planner on the same frames: its errors in the summary, a reference line in the charts')
-    .option('--json', 'print the report as one JSON object')
-    .action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
+    .option('--json', 'print the report as one JSON object');
+  addPruneOptionFlags(cmd).action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
 }

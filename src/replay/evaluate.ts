@@ -10,6 +10,7 @@ import path from 'node:path';
 
 import { egoSpeedOf } from '../model/prompt.js';
 import type { InferInput, InferOutput } from '../engine/engine.js';
+import type { NativePruneOptions } from '../engine/addon-types.js';
 import type { NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import type { Logger } from '../util/logger.js';
@@ -49,6 +50,8 @@ export interface EvaluationRow {
   label: string;
   policy: string;
   budget: string | null;
+  /** The prune options the engine ran with (its echo); null without pruning. */
+  pruneOptions?: SettingResult['pruneOptions'];
   all: PooledPlanning;
   byComplexity: Record<string, PooledPlanning>;
   byKind: Record<string, PooledPlanning>;
@@ -61,6 +64,8 @@ export interface EvaluationReport {
   model: { path: string; params: number; visualTokens: number };
   drives: Array<DriveEntry & { frames: number }>;
   command: string;
+  /** The prune options besides policy and budget every pruned row ran with. */
+  pruneOptions?: Partial<NativePruneOptions>;
   rows: EvaluationRow[];
 }
 
@@ -187,6 +192,8 @@ export interface EvaluateOptions {
   settings: ReplaySetting[];
   outDir: string;
   command: string;
+  /** Recorded in the report (what the config and flags gave every pruned row). */
+  pruneOptions?: Partial<NativePruneOptions>;
   log?: Logger;
   signal?: AbortSignal;
   onDrive?: (i: number, drive: DriveEntry) => void;
@@ -195,7 +202,7 @@ export interface EvaluateOptions {
 /** Replays every drive with every setting (and the constant-velocity baseline) and pools the results. */
 export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationReport> {
   const labels: string[] = [];
-  const meta = new Map<string, { policy: string; budget: string | null }>();
+  const meta = new Map<string, { policy: string; budget: string | null; pruneOptions?: SettingResult['pruneOptions'] }>();
   const pools = new Map<string, { all: Acc; byC: Map<string, Acc>; byK: Map<string, Acc> }>();
   const pool = (label: string) => {
     let p = pools.get(label);
@@ -226,7 +233,7 @@ export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationRepo
     }
     drives.push({ ...d, dir: path.relative(process.cwd(), d.dir) || d.dir, frames: runs[0]?.planning.n ?? 0 });
     for (const s of runs) {
-      meta.set(s.label, { policy: s.policy, budget: s.budget });
+      meta.set(s.label, { policy: s.policy, budget: s.budget, pruneOptions: s.pruneOptions ?? null });
       const p = pool(s.label);
       accumulate(p.all, s);
       accumulate(sub(p.byC, d.complexity ?? 'unknown'), s);
@@ -247,7 +254,7 @@ export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationRepo
       byKind: per(p.byK, none?.byK, cvp?.byK),
     };
   });
-  return { kind: 'autoprune-ros.evaluation', version: 1, createdAt: new Date().toISOString(), model: { path: o.modelPath, params: o.engine.info.nParams, visualTokens: o.visualTokens }, drives, command: o.command, rows };
+  return { kind: 'autoprune-ros.evaluation', version: 1, createdAt: new Date().toISOString(), model: { path: o.modelPath, params: o.engine.info.nParams, visualTokens: o.visualTokens }, drives, command: o.command, ...(o.pruneOptions ? { pruneOptions: o.pruneOptions } : {}), rows };
 }
 
 const f3 = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(3));
