@@ -56,8 +56,10 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
     .option('--limit <n>', 'only the first n drives', integerAtLeast('--limit', 1))
     .addOption(backendOption('compute backend'))
     .option('--threads <n>', 'CPU threads (0 = all cores)', integerAtLeast('--threads', 0))
+    .option('--timing-every <n>', 'time every n-th frame of each setting with repeats', integerAtLeast('--timing-every', 1), 10)
+    .option('--timing-repeats <r>', 'warm repeats of a timed frame (the median is its wall time; 0: no repeats)', integerAtLeast('--timing-repeats', 0), 3)
     .option('--json', 'print the evaluation as one JSON object');
-  addPruneOptionFlags(cmd).action(async (drivesDir: string, o: { config?: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean } & PruneOptionFlags) => {
+  addPruneOptionFlags(cmd).action(async (drivesDir: string, o: { config?: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean; timingEvery: number; timingRepeats: number } & PruneOptionFlags) => {
       let drives = await readDrives(drivesDir);
       if (o.limit) drives = drives.slice(0, o.limit);
       let configFile = o.config;
@@ -90,6 +92,7 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
           outDir: o.out,
           command: `autoprune-ros evaluate ${path.relative(packageRoot, path.resolve(drivesDir)) || drivesDir} --sweep ${o.sweep.join(' ')}${o.limit ? ` --limit ${o.limit}` : ''}${pruneFlagsText(pruneOptionsOf(o))}`,
           pruneOptions: config.pruneOptions,
+          timing: { every: o.timingEvery, repeats: o.timingRepeats },
           // A policy that cannot meet a budget fails every frame; the table says so once (LOG_LEVEL shows each).
           log: logger.child({ component: 'evaluate' }, logLevelChosen() ? {} : { level: 'fatal' }),
           onDrive: (i, d) => {
