@@ -402,7 +402,9 @@ export function evaluationTable(r: EvaluationReport, pick?: (row: EvaluationRow)
 export function complexitySignalTable(r: EvaluationReport): string[] {
   const rows = r.rows.filter((row) => row.complexitySignal);
   if (!rows.length) return [];
-  const buckets = [...new Set(rows.flatMap((row) => Object.keys(row.complexitySignal ?? {})))];
+  const order = ['low', 'medium', 'high'];
+  const rank = (b: string) => (order.includes(b) ? order.indexOf(b) : order.length);
+  const buckets = [...new Set(rows.flatMap((row) => Object.keys(row.complexitySignal ?? {})))].sort((a, c) => rank(a) - rank(c) || a.localeCompare(c));
   const L = [`| setting | ${buckets.map((b) => `${b}: MI_1 mean [min, max]; k mean [min, max]`).join(' | ')} |`, `| --- |${buckets.map(() => ' --- |').join('')}`];
   for (const row of rows) {
     const cell = (b: string) => {
