@@ -46,8 +46,16 @@ std::string policy_names() {
     return r;
 }
 
+// scoreRows: 'instruction' | 'tail' | 'last' (vla::ScoreRows).
+void parse_score_rows(Napi::Env env, const Napi::Object& p, const char* what, vla::ScoreRows* out) {
+    Napi::Value v = p.Get("scoreRows");
+    if (v.IsUndefined()) return;
+    if (!v.IsString() || !vla::score_rows_parse(v.As<Napi::String>().Utf8Value(), out))
+        throw input_error(env, std::string(what) + "scoreRows must be 'instruction', 'tail' or 'last'");
+}
+
 // { policy, budget: { kind: 'tokens' | 'flops', value }, x0, k0, gamma, recycle, reindexPositions,
-//   padMask, fastvLayer, seed }
+//   scoreRows, parity, padMask, fastvLayer, seed }
 vla::PruneOptions parse_prune(Napi::Env env, const Napi::Value& v) {
     vla::PruneOptions o;
     if (v.IsUndefined() || v.IsNull()) return o;
@@ -74,6 +82,8 @@ vla::PruneOptions parse_prune(Napi::Env env, const Napi::Value& v) {
     o.autoprune.gamma = get_num(env, p, "gamma", o.autoprune.gamma, 0, 1e6);
     o.recycle = get_bool(env, p, "recycle", o.recycle);
     o.reindex_positions = get_bool(env, p, "reindexPositions", o.reindex_positions);
+    parse_score_rows(env, p, "prune.", &o.score_rows);
+    o.parity = get_bool(env, p, "parity", o.parity);
     o.pad_mask = get_bool(env, p, "padMask", o.pad_mask);
     o.fastv_layer = int(get_num(env, p, "fastvLayer", o.fastv_layer, 1, 1024));
     o.seed = uint64_t(get_num(env, p, "seed", 0, 0, 9007199254740991.0));
@@ -306,6 +316,17 @@ void InferWorker::OnOK() {
             p.Set("budget", b);
         }
         p.Set("budgetMet", ps.budget_met);
+        // The options the prefill ran with, parity resolved: every path's options can be checked here.
+        Napi::Object po = Napi::Object::New(env);
+        po.Set("x0", ps.options.autoprune.x0);
+        po.Set("k0", ps.options.autoprune.k0);
+        po.Set("gamma", ps.options.autoprune.gamma);
+        po.Set("recycle", ps.options.recycle);
+        po.Set("reindexPositions", ps.options.reindex_positions);
+        po.Set("scoreRows", vla::score_rows_name(ps.options.score_rows));
+        po.Set("parity", ps.options.parity);
+        po.Set("fastvLayer", ps.options.fastv_layer);
+        p.Set("options", po);
         o.Set("prune", p);
     }
     if (!r.logits.empty()) o.Set("logits", f32(r.logits));
@@ -427,7 +448,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
 }
 
 // schedule({ policy = 'autoprune', layers, visualTokens, budgetTokens | budgetFlops (GFLOP), mi,
-// x0, k0, gamma, recycle, fastvLayer, hidden, ffn, prefixTokens, textTokens }): a policy's
+// x0, k0, gamma, recycle, parity, fastvLayer, hidden, ffn, prefixTokens, textTokens }): a policy's
 // schedule and FLOPs without a model, by vla::prune_schedule (the prefill's own planning).
 // Microseconds to milliseconds of arithmetic: synchronous.
 Napi::Value Schedule(const Napi::CallbackInfo& info) {
@@ -450,6 +471,7 @@ Napi::Value Schedule(const Napi::CallbackInfo& info) {
     po.autoprune.k0 = get_num(env, o, "k0", po.autoprune.k0, 0, 1e6);
     po.autoprune.gamma = get_num(env, o, "gamma", po.autoprune.gamma, 0, 1e6);
     po.recycle = get_bool(env, o, "recycle", po.recycle);
+    po.parity = get_bool(env, o, "parity", po.parity);
     po.fastv_layer = int(get_num(env, o, "fastvLayer", po.fastv_layer, 1, 1024));
     if (!o.Get("budgetFlops").IsUndefined()) po.budget = {vla::BudgetKind::flops, get_num(env, o, "budgetFlops", 0, 1e-9, 1e12)};
     else po.budget = {vla::BudgetKind::tokens, get_num(env, o, "budgetTokens", 64, 1e-9, 1 << 20)};
@@ -491,6 +513,19 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
         policies.Set(k++, e);
     }
     exports.Set("policies", policies);
+    // The engine's defaults of the prune options the TypeScript side names (a test keeps them equal).
+    const vla::PruneOptions d;
+    Napi::Object defaults = Napi::Object::New(env);
+    defaults.Set("x0", d.autoprune.x0);
+    defaults.Set("k0", d.autoprune.k0);
+    defaults.Set("gamma", d.autoprune.gamma);
+    defaults.Set("recycle", d.recycle);
+    defaults.Set("reindexPositions", d.reindex_positions);
+    defaults.Set("scoreRows", vla::score_rows_name(d.score_rows));
+    defaults.Set("parity", d.parity);
+    defaults.Set("padMask", d.pad_mask);
+    defaults.Set("fastvLayer", d.fastv_layer);
+    exports.Set("pruneDefaults", defaults);
     Napi::Array names = Napi::Array::New(env);
     uint32_t i = 0;
     for (const auto& n : vla::backend_list()) names.Set(i++, n);

@@ -111,7 +111,7 @@ public:
     // scores[j] = mean over the n_rows rows r of probs[r, j] (double accumulation) where
     // kind[j] != 0, else 0; probs [n_rows, >= n], scores F32 [n, 1].
     virtual void prune_scores(const Tensor& probs, int64_t n_rows, const Tensor& kind, int64_t n, Tensor& scores) = 0;
-    // Sum over heads h of the MI (spec 2.2) of probs rows [h * nr, (h + 1) * nr) over the
+    // Sum over heads h of the MI (docs/autoprune.md, "Mutual information") of probs rows [h * nr, (h + 1) * nr) over the
     // candidate columns j < n, in double; stored as a float pair (hi, lo = mi - hi) at
     // out[0, 2 * slot], so the host recovers the double. out F32 [1, >= 2 * slot + 2].
     virtual void prune_mi(const Tensor& probs, int n_heads, int64_t nr, const Tensor& kind, int64_t n, Tensor& out,
@@ -135,8 +135,9 @@ public:
     // merged rows, counts[row, n_views + 1] = merged rows. counts I32 [.., n_views + 2].
     virtual void prune_count(const Tensor& kind, const Tensor& view, int64_t n, int n_views, Tensor& counts,
                              int64_t row) = 0;
-    // DPC-kNN merging (spec 2.5) of x [m, d] into out [c, d]; the CPU's prune_dpc_knn_merge.
-    virtual Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) = 0;
+    // DPC-kNN merging of x [m, d] into out [c, d], density ties by the reference's rule or ours
+    // (docs/autoprune.md, "Positions and recycling"); the CPU's prune_dpc_knn_merge.
+    virtual Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out, bool reference_ties) = 0;
     // The CLS-attention prior (FasterVLM-style) from the class rows' probabilities
     // probs [n_heads * n_views, n_views * Tv] (row h * n_views + v; Tv tower tokens per view):
     // prior[v * pv + i] = masked[v * pv + i] ? 0 : mean_h probs[h * n_views + v, v * Tv + first + i], i < pv;

@@ -10,7 +10,7 @@
 //   K    visual tokens per view entering the decoder: G (class token dropped) or G + 1
 //   Nv   visual tokens in the decoder, all views: V K before pruning, fewer after
 //   N    decoder rows: the prompt's text tokens, the visual tokens and the action queries
-//   D    decoder hidden size; F its FFN size (d and m of the FLOPs formula, AutoPrune spec §2.8)
+//   D    decoder hidden size; F its FFN size (d and m of the FLOPs formula, docs/autoprune.md "Budget")
 //   L    decoder layers; H query heads, Hkv key-value heads, E head dim
 //   Q    action queries (one per waypoint); W values per waypoint (x, y[, yaw])
 //   T    the token budget only: average visual tokens per decoder layer (PruneOptions::budget)

@@ -117,7 +117,8 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
                              PruneStats* st) {
     const auto& tc = info.config.text;
     Backend& B = *be;
-    const PruneOptions& po = req.prune;
+    // With parity, the reference's behaviour (prune_resolve); learn() must see the same options.
+    const PruneOptions po = prune_resolve(req.prune);
     const int L = tc.n_layers;
     PruneShape shape;
     shape.n_layers = L;
@@ -126,6 +127,7 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
     shape.hidden = tc.hidden;
     shape.ffn = tc.intermediate;
     st->policy = po.policy;
+    st->options = po;
     st->n_visual = shape.n_visual;
     st->budget = po.budget;
     st->kept.assign(size_t(L), shape.n_visual);
@@ -144,6 +146,7 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
     std::vector<float> mi_host(size_t(2 * L), 0.f);
     B.write(mi, mi_host.data(), 2 * int64_t(L));
     std::vector<int> expect(size_t(L), 0);  // the host's count of visual + merged rows, checked at the end
+    int64_t rows0 = 1;                      // query rows of layer 0's step: MI_0 is per row
 
     // Pre-LLM selection: plan->pre_select tokens enter layer 0.
     if (plan->pre_select >= 0) {
@@ -167,10 +170,16 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
         switch (step.rows) {
         case PruneRows::none: break;
         case PruneRows::tail: r0 = tail, nr = n - tail; break;
+        case PruneRows::instruction:
+            // The action queries are the last n_queries rows; a prompt of queries only scores with all.
+            r0 = tail, nr = n - tail - seq.n_queries;
+            if (nr <= 0) nr = n - tail;
+            break;
         case PruneRows::last: r0 = n - 1, nr = 1; break;
         case PruneRows::last_instruction: r0 = std::max(tail, n - 1 - seq.n_queries), nr = 1; break;
         }
         const bool active = step.rows != PruneRows::none && seq.n_vis > 0 && nr > 0;
+        if (l == 0) rows0 = std::max<int64_t>(1, nr);
         Tensor probs;
         VLA_RETURN_IF_ERROR(decoder_layer(l, x, seq.pos, kv[size_t(l)], r0, active ? nr : 0, &probs));
         auto done = [&] {
@@ -216,7 +225,7 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
             B.prune_topk(scores, seq.kind, &keep, n, M, sel);
             B.prune_index(sel, seq.kind, false, n, sel_idx);
             B.gather_rows_idx(x, sel_idx, M, hs);
-            VLA_RETURN_IF_ERROR(B.dpc_knn_merge(hs, C, merged));
+            VLA_RETURN_IF_ERROR(B.dpc_knn_merge(hs, C, merged, plan->reference_ties));
         }
         VLA_RETURN_IF_ERROR(compact(B, x, seq, keep, K, C ? &merged : nullptr, C, plan->reindex));
         done();
@@ -227,8 +236,8 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
     B.read_i32(counts, ch.data(), int64_t(ch.size()));
     B.read(mi, mi_host.data(), 2 * int64_t(L));
     VLA_RETURN_IF_ERROR(B.take_error());  // before the counts are believed
-    // MI_0 per text row (spec §2.3), where layer 0 measured it.
-    if (plan->steps[0].measure_mi) st->mi0 = mi_of(mi_host, 0) / double(std::max<int64_t>(1, seq.tail));
+    // MI_0 per scoring row (docs/autoprune.md, "Mutual information"), where layer 0 measured it.
+    if (plan->steps[0].measure_mi) st->mi0 = mi_of(mi_host, 0) / double(rows0);
     for (int l = 0; l < L; ++l) {
         const int32_t* row = ch.data() + size_t(l) * size_t(seq.n_views + 2);
         for (int v = 0; v < seq.n_views; ++v) st->kept_per_view[size_t(l)][size_t(v)] = row[v];

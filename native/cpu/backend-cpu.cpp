@@ -420,9 +420,9 @@ public:
         }
     }
 
-    Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) override {
+    Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out, bool reference_ties) override {
         std::vector<float> xs(F(x), F(x) + x.numel());
-        const std::vector<float> m = prune_dpc_knn_merge(xs, x.rows, x.cols, c);
+        const std::vector<float> m = prune_dpc_knn_merge(xs, x.rows, x.cols, c, reference_ties);
         std::memcpy(F(out), m.data(), m.size() * sizeof(float));
         return Status::OK();
     }

@@ -412,7 +412,7 @@ public:
         cuda::prune_count(I(kind), I(view), n, n_views, I(counts) + row * counts.cols, st_->stream);
         check("prune_count");
     }
-    Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out) override {
+    Status dpc_knn_merge(const Tensor& x, int64_t c, Tensor& out, bool reference_ties) override {
         bind();
         const int64_t m = x.rows;
         c = std::max<int64_t>(1, std::min(c, m));
@@ -422,7 +422,7 @@ public:
         }
         Tensor sc;
         VLA_RETURN_IF_ERROR(alloc_typed(1, (cuda::dpc_scratch_bytes(m, c) + 3) / 4, DType::i32, &sc));
-        cuda::dpc_knn_merge(F(x), m, x.cols, c, sc.data, F(out), st_->stream);
+        cuda::dpc_knn_merge(F(x), m, x.cols, c, reference_ties, sc.data, F(out), st_->stream);
         check("dpc_knn_merge");
         return take_error();
     }

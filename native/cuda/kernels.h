@@ -97,7 +97,8 @@ void prune_merged_meta(int32_t* kind, int32_t* view, int32_t* pos, int64_t a, in
 void prune_count(const int32_t* kind, const int32_t* view, int64_t n, int n_views, int32_t* counts_row, cudaStream_t s);
 // DPC-kNN: scratch of dpc_scratch_bytes(m, c) bytes.
 int64_t dpc_scratch_bytes(int64_t m, int64_t c);
-void dpc_knn_merge(const float* x, int64_t m, int64_t d, int64_t c, void* scratch, float* out, cudaStream_t s);
+void dpc_knn_merge(const float* x, int64_t m, int64_t d, int64_t c, bool reference_ties, void* scratch, float* out,
+                   cudaStream_t s);
 void cls_prior(const float* probs, int64_t ld, int n_heads, int n_views, int64_t Tv, int64_t first, int64_t pv,
                const int32_t* masked, float* prior, cudaStream_t s);
 void argmax(const float* x, int64_t n, int32_t* out, cudaStream_t s);

@@ -31,7 +31,7 @@ __global__ void k_scores(const float* __restrict__ probs, int64_t ld, int64_t n_
     }
 }
 
-// partial[h * n + j]: head h's MI terms of column j (spec 2.2: base 2, eps 1e-6).
+// partial[h * n + j]: head h's MI terms of column j (docs/autoprune.md, "Mutual information": base 2, eps 1e-6).
 __global__ void k_mi_terms(const float* __restrict__ probs, int64_t ld, int n_heads, int64_t nr, const int32_t* __restrict__ kind,
                            int64_t n, double* __restrict__ partial) {
     const double pt = 1.0 / double(nr);
@@ -155,7 +155,7 @@ __global__ void k_count(const int32_t* __restrict__ kind, const int32_t* __restr
     for (int i = threadIdx.x; i < n_views + 2; i += blockDim.x) row[i] = cnt[i];
 }
 
-// ---- DPC-kNN (spec 2.5), the CPU's prune_dpc_knn_merge step by step.
+// ---- DPC-kNN (docs/autoprune.md, "Positions and recycling"), the CPU's prune_dpc_knn_merge step by step.
 struct DpcScratch {
     double *dist, *rho, *score, *dmax;
     int32_t *centers, *assign, *order, *start;
@@ -249,12 +249,12 @@ __global__ void k_dpc_dmax(const double* __restrict__ dist, int64_t mm, double* 
 }
 
 __global__ void k_dpc_score(const double* __restrict__ dist, const double* __restrict__ rho, const double* __restrict__ dmax,
-                            int64_t m, double* __restrict__ score) {
+                            int64_t m, bool reference_ties, double* __restrict__ score) {
     VLA_GRID_STRIDE(i, m) {
         double delta = *dmax;
         bool found = false;
         for (int64_t j = 0; j < m; ++j) {
-            const bool denser = rho[j] > rho[i] || (rho[j] == rho[i] && j < i);
+            const bool denser = rho[j] > rho[i] || (!reference_ties && rho[j] == rho[i] && j < i);
             if (denser && (!found || dist[i * m + j] < delta)) {
                 delta = dist[i * m + j];
                 found = true;
@@ -397,7 +397,8 @@ int64_t dpc_scratch_bytes(int64_t m, int64_t c) {
     return align(8 * m * m) + 2 * align(8 * m) + align(8) + align(4 * c) + 2 * align(4 * m) + align(4 * (c + 1)) + align(4 * m * c);
 }
 
-void dpc_knn_merge(const float* x, int64_t m, int64_t d, int64_t c, void* scratch, float* out, cudaStream_t s) {
+void dpc_knn_merge(const float* x, int64_t m, int64_t d, int64_t c, bool reference_ties, void* scratch, float* out,
+                   cudaStream_t s) {
     if (m <= 0 || c <= 0) return;
     DpcScratch sc = dpc_layout(scratch, m, c);
     auto align = [](int64_t b) { return (b + 255) / 256 * 256; };
@@ -406,7 +407,7 @@ void dpc_knn_merge(const float* x, int64_t m, int64_t d, int64_t c, void* scratc
     VLA_LAUNCH(k_dpc_dist, tiles, tb, 0, s, x, m, d, sc.dist);
     VLA_LAUNCH(k_dpc_rho, unsigned(m), kBlock, 0, s, sc.dist, m, c, slots, sc.rho);
     VLA_LAUNCH(k_dpc_dmax, 1, 1024, 0, s, sc.dist, m * m, sc.dmax);
-    VLA_LAUNCH(k_dpc_score, grid_for(m, kBlock), kBlock, 0, s, sc.dist, sc.rho, sc.dmax, m, sc.score);
+    VLA_LAUNCH(k_dpc_score, grid_for(m, kBlock), kBlock, 0, s, sc.dist, sc.rho, sc.dmax, m, reference_ties, sc.score);
     VLA_LAUNCH(k_dpc_centers, grid_for(m, kBlock), kBlock, 0, s, sc.score, m, c, sc.centers);
     VLA_LAUNCH(k_dpc_assign, grid_for(m, kBlock), kBlock, 0, s, sc.dist, sc.centers, m, c, sc.assign);
     VLA_LAUNCH(k_dpc_order, grid_for(m + c + 1, kBlock), kBlock, 0, s, sc.assign, m, c, sc.order, sc.start);

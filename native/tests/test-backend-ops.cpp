@@ -1493,7 +1493,7 @@ TEST_CASE("dpc_knn_merge: separated clusters exactly; random tokens up to near-t
         }
         auto [got, ref] = both([&](Backend& B) {
             Buf xb = fbuf(B, "x", Role::in, s.m, s.d, x), out = fbuf(B, "out", Role::out, s.c, s.d);
-            Status st = B.dpc_knn_merge(xb.t, s.c, out.t);
+            Status st = B.dpc_knn_merge(xb.t, s.c, out.t, false);
             CHECK_MESSAGE(st.ok(), who(&B) << ": dpc_knn_merge: " << st.to_string());
             xb.get("dpc_knn_merge");
             return out.get("dpc_knn_merge");
@@ -1519,6 +1519,21 @@ TEST_CASE("dpc_knn_merge: separated clusters exactly; random tokens up to near-t
             CHECK(nonfinite == 0);
             CHECK_MESSAGE(rows_off <= 2, "dpc_knn_merge " << shape << ": " << rows_off << " merged rows differ");
         }
+    }
+    // Exact density ties (two pairs: every token has the same density), under our rule and the
+    // reference's (parity): the two rules pick different centres, and both backends agree on each.
+    const std::vector<float> tied = {0, 0, 1, 0, 100, 0, 101, 0};
+    for (bool reference_ties : {false, true}) {
+        auto [got, ref] = both([&](Backend& B) {
+            Buf xb = fbuf(B, "x", Role::in, 4, 2, tied), out = fbuf(B, "out", Role::out, 2, 2);
+            Status st = B.dpc_knn_merge(xb.t, 2, out.t, reference_ties);
+            CHECK_MESSAGE(st.ok(), who(&B) << ": dpc_knn_merge: " << st.to_string());
+            xb.get("dpc_knn_merge");
+            return out.get("dpc_knn_merge");
+        });
+        const std::string shape = reference_ties ? "m=4 d=2 c=2 ties, reference rule" : "m=4 d=2 c=2 ties, our rule";
+        oracle_close("dpc_knn_merge", shape, ref, prune_dpc_knn_merge(tied, 4, 2, 2, reference_ties), 2, 1e-14);
+        expect_close("dpc_knn_merge", shape, "F32", got, ref, 2, 1e-9, 1e-8);
     }
     lc.done("dpc_knn_merge");
 }

@@ -195,7 +195,9 @@ struct Timing {
 };
 
 // One request on both engines, every comparison of the header comment.
-void parity(const std::string& model, int nv, PrunePolicy policy, int head, Flips& flips, Timing& tm) {
+// variant: 0 the defaults; 1 parity (re-indexed positions, recycling, tail rows, the reference's
+// DPC-kNN tie rule); 2 recycling and re-indexing with the instruction rows; 3 the last prompt row.
+void parity(const std::string& model, int nv, PrunePolicy policy, int head, Flips& flips, Timing& tm, int variant = 0) {
     Pair& e = pair_of(model);
     const auto& c = e.cpu->info().config;
     const Tol tol = tol_for(model);
@@ -211,8 +213,12 @@ void parity(const std::string& model, int nv, PrunePolicy policy, int head, Flip
         // A third of the visual tokens on average; FastV 0.6: on the 3-layer tiny models a third
         // would make it keep none after its layer, leaving its selection untested.
         r.prune.budget = {BudgetKind::tokens, nvis * (policy == PrunePolicy::fastv ? 0.6 : 1 / 3.0)};
+        r.prune.parity = variant == 1;
+        r.prune.recycle = r.prune.reindex_positions = variant == 2;
+        if (variant == 3) r.prune.score_rows = ScoreRows::last;
     }
-    const std::string label = fmt("%s views=%d %s %s", model.c_str(), nv, prune_policy_name(policy), text ? "text" : "waypoints");
+    const std::string label = fmt("%s views=%d %s %s variant %d", model.c_str(), nv, prune_policy_name(policy),
+                                  text ? "text" : "waypoints", variant);
     INFO(label);
     const InferResult a = run(*e.cpu, r, "cpu");
     const InferResult b = run(*e.peer, r, g_peer.c_str());
@@ -429,6 +435,16 @@ TEST_CASE("smoke: tiny model; no pruning and autoprune; waypoints and text heads
     Timing tm;
     for (int head : {int(ActionHead::waypoints), int(ActionHead::text)})  // the tiny waypoints model keeps an lm_head
         for (PrunePolicy p : {PrunePolicy::none, PrunePolicy::autoprune}) parity("tiny", 3, p, head, flips, tm);
+    flips.check();
+}
+
+TEST_CASE("parity switch, recycling with re-indexing, and the last-row scoring (tiny, tiny-6cam)") {
+    Flips flips;
+    Timing tm;
+    for (const char* m : {"tiny", "tiny-6cam"})
+        for (int variant : {1, 2, 3})
+            for (PrunePolicy p : {PrunePolicy::autoprune, PrunePolicy::sparsevlm_fixed, PrunePolicy::fastv})
+                parity(m, int(pair_of(m).cpu->info().config.vla.cameras.size()), p, -1, flips, tm, variant);
     flips.check();
 }
 

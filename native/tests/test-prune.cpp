@@ -56,6 +56,22 @@ TEST_CASE("recycled count and DPC-kNN merge") {
     CHECK(prune_dpc_knn_merge(x, 6, 2, 1).size() == 2);
 }
 
+TEST_CASE("DPC-kNN density ties: ours makes one peak per tied pair, the reference's rule both") {
+    // Two pairs: every token's density is the same (its 2 nearest are itself and its partner).
+    const std::vector<float> x = {0, 0, 1, 0, 100, 0, 101, 0};
+    // Ours: token 0 is the densest; 1 points at 0, 2 at 1 (far), 3 at 2: centres 0 and 2, the pairs' means.
+    auto ours = prune_dpc_knn_merge(x, 4, 2, 2);
+    REQUIRE(ours.size() == 4);
+    CHECK(ours[0] == doctest::Approx(0.5).epsilon(1e-5));
+    CHECK(ours[2] == doctest::Approx(100.5).epsilon(1e-5));
+    // The reference's: no token is strictly denser, all are peaks with the same score, the first
+    // two become centres; 2 and 3 join 1, the nearer.
+    auto ref = prune_dpc_knn_merge(x, 4, 2, 2, true);
+    REQUIRE(ref.size() == 4);
+    CHECK(ref[0] == doctest::Approx(0.0).epsilon(1e-5));
+    CHECK(ref[2] == doctest::Approx((1.0 + 100 + 101) / 3).epsilon(1e-5));
+}
+
 TEST_CASE("pad mask: square images are unmasked; letterbox bands are masked") {
     for (uint8_t m : prune_pad_mask(336, 336, 24)) CHECK(m == 0);
     // 1600 x 900: side 1600, band rows 350..1250 widened by 67 -> 283..1317: grid rows 0..4 and
@@ -160,15 +176,23 @@ TEST_CASE("prune_schedule: a budget that allows every token keeps every token; b
     CHECK(prune_schedule(o, PruneShape{32, 576, 75, 0, 11008}, 0, &s).code() == Code::input);
     o.budget = {BudgetKind::tokens, -1};
     CHECK(prune_schedule(o, shape, 0, &s).code() == Code::input);
-    // AutoPrune at T = 64 and MI 0: the spec's worked schedule (§2.9).
+    // AutoPrune at T = 64 and MI 0 under parity (recycling): the reference's worked schedule
+    // (docs/autoprune.md, "Budget"); by default (no recycling) the schedule without merged tokens.
     o.policy = PrunePolicy::autoprune;
     o.budget = {BudgetKind::tokens, 64};
+    o.parity = true;
     REQUIRE(prune_schedule(o, shape, 0.0, &s).ok());
     CHECK(s.prunes);
     CHECK(s.n1 == 160);
     CHECK(s.kept == autoprune_schedule(32, 576, 64, 0.0).kept);
+    CHECK(s.kept == std::vector<int>{160, 126, 125, 125, 125, 124, 123, 122, 119, 117, 113, 107, 100, 90, 79, 67,
+                                     55,  43,  33,  25,  18,  13,  9,   7,   5,   4,   3,   3,   2,   2,   2,  2});
     CHECK(s.parameter == s.scale);
     CHECK(s.avg_tokens == doctest::Approx(64.0));
+    o.parity = false;
+    REQUIRE(prune_schedule(o, shape, 0.0, &s).ok());
+    CHECK(s.kept == autoprune_schedule(32, 576, 64, 0.0, {}, false).kept);
+    CHECK(std::fabs(s.avg_tokens - 64.0) <= 0.5);
 }
 
 namespace {
@@ -306,9 +330,11 @@ TEST_CASE("autoprune reports MI, slope and a schedule that follows the spec's ac
     InferRequest r = request(*e, f);
     r.prune.policy = PrunePolicy::autoprune;
     r.prune.budget = {BudgetKind::tokens, 8};
+    r.prune.recycle = true;
     InferResult out;
     REQUIRE(e->infer(r, &out).ok());
     const auto& s = out.prune;
+    CHECK(s.options.recycle);
     CHECK(s.kept[0] == 20);  // N1 = floor(2.5 T)
     CHECK(s.mi0 >= 0);
     CHECK(s.k == doctest::Approx(std::max(0.4 - 0.2 * s.mi1, 0.0)));
@@ -324,6 +350,89 @@ TEST_CASE("autoprune reports MI, slope and a schedule that follows the spec's ac
     CHECK(plain.prune.kept == autoprune_schedule(int(s.kept.size()), 48, 8, s.mi1, {}, false).kept);
     CHECK(plain.prune.avg_tokens == doctest::Approx(s.avg_tokens).epsilon(0.5 / 8));
     CHECK(plain.prune.budget_met);
+}
+
+TEST_CASE("defaults keep positions and drop pruned tokens; every option reaches the prefill; parity is the reference") {
+    std::unique_ptr<Engine> e;
+    REQUIRE(Engine::load(model_dir("tiny"), {}, &e).ok());
+    auto f = frames(3, 17);
+    InferRequest r = request(*e, f);
+    const int L = e->info().config.text.n_layers;
+    auto run = [&](const InferRequest& q) {
+        InferResult out;
+        const Status st = e->infer(q, &out);
+        REQUIRE_MESSAGE(st.ok(), st.to_string());
+        return out;
+    };
+    for (PrunePolicy p : {PrunePolicy::autoprune, PrunePolicy::sparsevlm_fixed, PrunePolicy::pdrop, PrunePolicy::fastv}) {
+        INFO(prune_policy_name(p));
+        r.prune = {};
+        r.prune.policy = p;
+        r.prune.budget = {BudgetKind::tokens, p == PrunePolicy::fastv ? 30.0 : 12.0};
+        const InferResult def = run(r);
+        CHECK_FALSE(def.prune.options.recycle);
+        CHECK_FALSE(def.prune.options.reindex_positions);
+        CHECK(def.prune.options.score_rows == ScoreRows::instruction);
+        CHECK(def.prune.merged == std::vector<int>(size_t(L), 0));
+        // Re-indexing moves every survivor's position: other waypoints.
+        InferRequest q = r;
+        q.prune.reindex_positions = true;
+        const InferResult re = run(q);
+        CHECK(re.prune.options.reindex_positions);
+        CHECK(re.prune.kept == def.prune.kept);
+        CHECK(re.waypoints != def.waypoints);
+        // Parity: the reference's options, resolved in what the prefill reports.
+        q = r;
+        q.prune.parity = true;
+        const InferResult par = run(q);
+        CHECK(par.prune.options.parity);
+        CHECK(par.prune.options.recycle);
+        CHECK(par.prune.options.reindex_positions == (p != PrunePolicy::fastv));
+        CHECK(par.prune.options.score_rows == ScoreRows::tail);
+        // ... the same counts as setting the three by hand (only the DPC-kNN tie rule differs).
+        q = r;
+        q.prune.recycle = true;
+        q.prune.reindex_positions = p != PrunePolicy::fastv;
+        q.prune.score_rows = ScoreRows::tail;
+        const InferResult hand = run(q);
+        CHECK(hand.prune.kept == par.prune.kept);
+        CHECK(hand.prune.merged == par.prune.merged);
+        CHECK(hand.prune.mi1 == par.prune.mi1);
+        if (p == PrunePolicy::autoprune || p == PrunePolicy::sparsevlm_fixed) {
+            int merged = 0;
+            for (int m : par.prune.merged) merged += m;
+            CHECK(merged > 0);
+        }
+    }
+    // Scoring rows: the MI comes from other rows (autoprune), fastv's layer moves its drop, the
+    // curve's parameters reach the slope.
+    r.prune = {};
+    r.prune.policy = PrunePolicy::autoprune;
+    r.prune.budget = {BudgetKind::tokens, 12};
+    const InferResult ins = run(r);
+    r.prune.score_rows = ScoreRows::tail;
+    const InferResult tail = run(r);
+    r.prune.score_rows = ScoreRows::last;
+    const InferResult last = run(r);
+    CHECK(tail.prune.options.score_rows == ScoreRows::tail);
+    CHECK(last.prune.options.score_rows == ScoreRows::last);
+    CHECK(ins.prune.mi1 != tail.prune.mi1);
+    CHECK(last.prune.mi1 != tail.prune.mi1);
+    CHECK(last.prune.mi1 != ins.prune.mi1);
+    r.prune.score_rows = ScoreRows::instruction;
+    r.prune.autoprune = {1.0, 2.0, 0.1};
+    const InferResult curve = run(r);
+    CHECK(curve.prune.options.autoprune.x0 == 1.0);
+    CHECK(curve.prune.k == doctest::Approx(std::max(2.0 - 0.1 * curve.prune.mi1, 0.0)));
+    r.prune = {};
+    r.prune.policy = PrunePolicy::fastv;
+    r.prune.budget = {BudgetKind::tokens, 40};
+    r.prune.fastv_layer = 1;
+    const InferResult k1 = run(r);
+    CHECK(k1.prune.options.fastv_layer == 1);
+    CHECK(k1.prune.kept[0] < 48);  // K = 1: the drop after layer 0
+    r.prune.fastv_layer = 2;
+    CHECK(run(r).prune.kept[0] == 48);
 }
 
 TEST_CASE("AutoPrune without recycling plans for the tokens it keeps: no room left for merged tokens") {

@@ -1,4 +1,4 @@
-// AutoPrune schedule and FLOPs accounting against the spec's worked numbers (autoprune.md §2.8-2.9).
+// AutoPrune schedule and FLOPs accounting against the reference's worked numbers (docs/autoprune.md, "Budget").
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>
 
@@ -62,7 +62,7 @@ TEST_CASE("T = 192 and 128: N1 and landmarks of the worked schedule; the average
 }
 
 TEST_CASE("relative prefill FLOPs of LLaVA-1.5-7B shapes fall in the spec's band") {
-    // P = 35, N_t = 40 as the issue states (and 20); the spec (§2.8) gives 41-45% / 31-35% / 21-26%
+    // P = 35, N_t = 40 as the issue states (and 20); the reference's simulation gives 41-45% / 31-35% / 21-26%
     // for T = 192 / 128 / 64. (N_t = 60 at T = 128 lands at 35.4%, just above that band.)
     const double lo[] = {0.21, 0.31, 0.41}, hi[] = {0.26, 0.35, 0.45};
     const double T[] = {64, 128, 192};

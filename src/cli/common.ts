@@ -5,11 +5,11 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 
-import { Option } from 'commander';
+import { Option, type Command } from 'commander';
 
 import type { NativePruneOptions } from '../engine/addon-types.js';
 import { parseBudget } from '../engine/engine.js';
-import { PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
+import { PRUNE_POLICIES, SCORE_ROWS, type PrunePolicyName, type ScoreRowsName } from '../engine/policies.js';
 import { makeModel } from '../model/tiny.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { DEFAULT_MODEL_DIR } from '../util/paths.js';
@@ -101,14 +101,16 @@ export const POLICY_OF_A_BARE_BUDGET: PrunePolicyName = 'autoprune';
  * The prune options of --policy and --budget: no policy and no budget is no pruning, a budget
  * alone implies AutoPrune, a policy other than none needs a budget, and none takes none.
  */
-export function pruneOf(o: { policy?: PrunePolicyName; budget?: string }): NativePruneOptions | undefined {
+export function pruneOf(o: { policy?: PrunePolicyName; budget?: string } & PruneOptionFlags): NativePruneOptions | undefined {
   const policy = o.policy ?? (o.budget !== undefined ? POLICY_OF_A_BARE_BUDGET : 'none');
+  const options = pruneOptionsOf(o);
   if (policy === 'none') {
     if (o.budget !== undefined) throw new VlaError(ErrorCodes.ARGS, '--policy none prunes nothing and takes no --budget');
+    if (Object.keys(options).length) throw new VlaError(ErrorCodes.ARGS, `pruning options (${Object.keys(options).join(', ')}) need a pruning policy and --budget`);
     return undefined;
   }
   if (o.budget === undefined) throw new VlaError(ErrorCodes.ARGS, `--policy ${policy} needs --budget tokens:<T> or flops:<GFLOP>`);
-  return { policy, budget: parseBudget(o.budget) };
+  return { policy, budget: parseBudget(o.budget), ...options };
 }
 
 /** The bundled default model is generated on first use; any other model must exist. */
@@ -120,4 +122,41 @@ export async function ensureDefaultModel(modelDir: string): Promise<void> {
 export function shortPath(p: string): string {
   const rel = path.relative(process.cwd(), p);
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : path.resolve(p);
+}
+
+/** The prune-option flags as commander parses them (undefined: not given). */
+export interface PruneOptionFlags {
+  x0?: number;
+  k0?: number;
+  gamma?: number;
+  recycle?: boolean;
+  reindexPositions?: boolean;
+  scoreRows?: ScoreRowsName;
+  parity?: boolean;
+  fastvLayer?: number;
+}
+
+/**
+ * The options besides policy and budget that reach the engine (docs/autoprune.md): on infer,
+ * replay, evaluate and calibrate alike. Unset flags leave the config's (or the engine's) value.
+ */
+export function addPruneOptionFlags(cmd: Command): Command {
+  return cmd
+    .option('--x0 <x>', 'AutoPrune logistic centre', finiteNumber('--x0'))
+    .option('--k0 <k>', 'AutoPrune base slope', finiteNumber('--k0'))
+    .option('--gamma <g>', 'AutoPrune MI sensitivity', finiteNumber('--gamma'))
+    .option('--recycle', 'merge the best pruned tokens into recycled tokens (DPC-kNN; autoprune, sparsevlm-fixed)')
+    .option('--no-recycle', 'drop pruned tokens (the default)')
+    .option('--reindex-positions', 're-index RoPE positions after each compaction')
+    .option('--no-reindex-positions', 'keep the original RoPE positions (the default)')
+    .addOption(new Option('--score-rows <rows>', 'rows whose attention scores the visual tokens (autoprune, sparsevlm-fixed; default instruction)').choices(SCORE_ROWS))
+    .option('--parity', "the reference's behaviour: re-indexing (not fastv), recycling, tail rows, its DPC-kNN tie rule")
+    .option('--fastv-layer <K>', "FastV's K: one drop after layer K-1", integerAtLeast('--fastv-layer', 1));
+}
+
+/** The prune options the flags set (only those given). */
+export function pruneOptionsOf(o: PruneOptionFlags): Partial<NativePruneOptions> {
+  const r: Partial<NativePruneOptions> = {};
+  for (const k of ['x0', 'k0', 'gamma', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer'] as const) if (o[k] !== undefined) (r as Record<string, unknown>)[k] = o[k];
+  return r;
 }

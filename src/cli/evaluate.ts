@@ -3,9 +3,10 @@ import path from 'node:path';
 
 import type { Command } from 'commander';
 
+import type { NativePruneOptions } from '../engine/addon-types.js';
 import { Engine, type BackendName } from '../engine/engine.js';
 import { PRUNE_POLICIES } from '../engine/policies.js';
-import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
+import { engineLoadOptions, loadParamsFile, overridePruneOptions } from '../pipeline/params.js';
 import { openBag } from '../bag/reader.js';
 import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { evaluateDrives, evaluationCaveats, evaluationTable, readDrives, writeEvaluation } from '../replay/evaluate.js';
@@ -13,7 +14,15 @@ import { parseSweep, type ReplaySetting } from '../replay/replay.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
 import { packageRoot, resolveModelPath } from '../util/paths.js';
-import { backendOption, integerAtLeast, shortPath, type Io, type SetExit } from './common.js';
+import { addPruneOptionFlags, backendOption, integerAtLeast, pruneOptionsOf, shortPath, type Io, type PruneOptionFlags, type SetExit } from './common.js';
+
+/** The prune-option flags as the user would type them (for the report's command line). */
+function pruneFlagsText(o: Partial<NativePruneOptions>): string {
+  const flag = (k: string) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+  return Object.entries(o)
+    .map(([k, v]) => (typeof v === 'boolean' ? ` ${v ? '' : '--no-'}${v ? flag(k) : flag(k).slice(2)}` : ` ${flag(k)} ${v}`))
+    .join('');
+}
 
 /** Every policy at a third, two ninths and a ninth of the visual tokens. */
 const DEFAULT_SWEEP = [`policy=${PRUNE_POLICIES.join(',')}`, 'budget=33%,22%,11%'];
@@ -37,7 +46,7 @@ export function resolveShareBudgets(sweep: string[], visualTokens: number): stri
 }
 
 export function registerEvaluate(program: Command, io: Io, setExit: SetExit): void {
-  program
+  const cmd = program
     .command('evaluate <drives>')
     .description('replay every drive of a directory (listed in drives.json as make-test-drives writes it, or every rosbag2 bag in it) with a sweep of policies and budgets and a constant-velocity baseline; pooled accuracy against compute')
     .option('--config <yaml>', 'node parameter file (default: the bundled config whose camera topics are in the first drive, e.g. configs/sample-drive.yaml)')
@@ -47,8 +56,10 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
     .option('--limit <n>', 'only the first n drives', integerAtLeast('--limit', 1))
     .addOption(backendOption('compute backend'))
     .option('--threads <n>', 'CPU threads (0 = all cores)', integerAtLeast('--threads', 0))
-    .option('--json', 'print the evaluation as one JSON object')
-    .action(async (drivesDir: string, o: { config?: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean }) => {
+    .option('--timing-every <n>', 'time every n-th frame of each setting with repeats', integerAtLeast('--timing-every', 1), 10)
+    .option('--timing-repeats <r>', 'warm repeats of a timed frame (the median is its wall time; 0: no repeats)', integerAtLeast('--timing-repeats', 0), 3)
+    .option('--json', 'print the evaluation as one JSON object');
+  addPruneOptionFlags(cmd).action(async (drivesDir: string, o: { config?: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean; timingEvery: number; timingRepeats: number } & PruneOptionFlags) => {
       let drives = await readDrives(drivesDir);
       if (o.limit) drives = drives.slice(0, o.limit);
       let configFile = o.config;
@@ -64,6 +75,7 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
       if (o.threads !== undefined) overrides.threads = o.threads;
       const config = loadParamsFile(configFile, overrides);
       config.engine.modelPath = resolveModelPath(config.engine.modelPath);
+      overridePruneOptions(config, pruneOptionsOf(o));
       const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
       try {
         const visualTokens = engine.info.tokensPerView * engine.cameras.length;
@@ -78,7 +90,9 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
           visualTokens,
           settings,
           outDir: o.out,
-          command: `autoprune-ros evaluate ${path.relative(packageRoot, path.resolve(drivesDir)) || drivesDir} --sweep ${o.sweep.join(' ')}${o.limit ? ` --limit ${o.limit}` : ''}`,
+          command: `autoprune-ros evaluate ${path.relative(packageRoot, path.resolve(drivesDir)) || drivesDir} --sweep ${o.sweep.join(' ')}${o.limit ? ` --limit ${o.limit}` : ''}${pruneFlagsText(pruneOptionsOf(o))}`,
+          pruneOptions: config.pruneOptions,
+          timing: { every: o.timingEvery, repeats: o.timingRepeats },
           // A policy that cannot meet a budget fails every frame; the table says so once (LOG_LEVEL shows each).
           log: logger.child({ component: 'evaluate' }, logLevelChosen() ? {} : { level: 'fatal' }),
           onDrive: (i, d) => {

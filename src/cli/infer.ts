@@ -13,7 +13,7 @@ import { percentile } from '../replay/latency.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { readRegularFile } from '../util/fsafe.js';
 import { DEFAULT_MODEL_DIR, SAMPLE_FRAMES_DIR } from '../util/paths.js';
-import { backendOption, budgetOption, ensureDefaultModel, finiteNumber, integerAtLeast, nonNegativeInt, policyOption, pruneOf, threadsOption, type Io } from './common.js';
+import { addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, finiteNumber, integerAtLeast, nonNegativeInt, policyOption, pruneOf, threadsOption, type Io, type PruneOptionFlags } from './common.js';
 
 /** A compressed frame is at most this large (a 8192x8192 PNG of noise is ~200 MB). */
 const MAX_IMAGE_FILE_BYTES = 256 << 20;
@@ -183,7 +183,7 @@ async function runDemo(io: Io, opts: { json?: boolean; backend: BackendName; thr
 }
 
 export function registerDemo(program: Command, io: Io): void {
-  program
+  const cmd = program
     .command('demo')
     .description('run the tiny model on the bundled sample frames and print the trajectory and timings')
     .option('--json', 'print one JSON object')
@@ -192,12 +192,12 @@ export function registerDemo(program: Command, io: Io): void {
     .addOption(policyOption('visual-token pruning policy (default: none, or autoprune with --budget)'))
     .addOption(budgetOption())
     .addOption(repeatOption())
-    .addOption(warmupOption())
-    .action(async (o: { json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number }) => runDemo(io, { ...o, prune: pruneOf(o) }));
+    .addOption(warmupOption());
+  addPruneOptionFlags(cmd).action(async (o: { json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number } & PruneOptionFlags) => runDemo(io, { ...o, prune: pruneOf(o) }));
 }
 
 export function registerInfer(program: Command, io: Io): void {
-  program
+  const cmd = program
     .command('infer')
     .description('run one inference on image files')
     .requiredOption('--model <dir>', 'model directory')
@@ -212,8 +212,9 @@ export function registerInfer(program: Command, io: Io): void {
     .addOption(policyOption('visual-token pruning policy (default: none, or autoprune with --budget)'))
     .addOption(budgetOption())
     .addOption(repeatOption())
-    .addOption(warmupOption())
-    .action(async (o: { model: string; image: string[]; instruction: string; speed?: number; head?: 'waypoints' | 'text'; maxNewTokens?: number; json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number }) =>
+    .addOption(warmupOption());
+  addPruneOptionFlags(cmd).action(
+    async (o: { model: string; image: string[]; instruction: string; speed?: number; head?: 'waypoints' | 'text'; maxNewTokens?: number; json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number } & PruneOptionFlags) =>
       runInfer(io, { ...o, images: parseImageArgs(o.image), prune: pruneOf(o) }),
-    );
+  );
 }

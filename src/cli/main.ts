@@ -15,6 +15,7 @@ import { packageRoot } from '../util/paths.js';
 import { registerBag } from './bag.js';
 import { STDIO, type Io, type SetExit } from './common.js';
 import { registerDriveCommands } from './drive.js';
+import { registerCalibrate } from './calibrate.js';
 import { registerEvaluate } from './evaluate.js';
 import { registerDemo, registerInfer } from './infer.js';
 import { registerMakeDataset, registerMakeSampleDrive, registerMakeTestDrives, registerMakeTinyModel } from './make.js';
@@ -62,6 +63,7 @@ export function buildProgram(io: Io, setExit: SetExit = () => undefined): Comman
   registerTrace(program, io, setExit);
   registerQuickstart(program, io, setExit);
   registerEvaluate(program, io, setExit);
+  registerCalibrate(program, io, setExit, VERSION);
   registerDriveCommands(program, io, setExit);
   program.addHelpText('after', ['', 'Pruning policies (--policy, --sweep policy=...):', ...PRUNE_POLICIES.map((p) => `  ${p.padEnd(16)} ${PRUNE_POLICY_DESCRIPTIONS[p]}`)].join('\n'));
   return program;

@@ -67,23 +67,25 @@ export function registerMakeSampleDrive(program: Command, io: Io): void {
 export function registerMakeTestDrives(program: Command, io: Io): void {
   program
     .command('make-test-drives')
-    .description('write the first N test-split episodes as bags DIR/test-<seed>/ and a DIR/drives.json listing them')
+    .description('write the first N test-split episodes (or validation ones, --split val) as bags DIR/<split>-<seed>/ and a DIR/drives.json listing them')
     .requiredOption('--out <dir>', 'directory to create the bags in')
     .option('--count <n>', 'episodes', count('--count'), 10)
-    .option('--per-kind <k>', 'instead: the first k test episodes of every instruction kind (a stratified test set)', count('--per-kind'))
+    .option('--per-kind <k>', 'instead: the first k episodes of every instruction kind (a stratified set)', count('--per-kind'))
+    .addOption(new Option('--split <split>', 'test: held-out drives for final tables; val: validation drives for tuning and calibration').choices(['test', 'val']).default('test'))
     .option('--json', 'print one JSON object')
-    .action(async (o: { out: string; count: number; perKind?: number; json?: boolean }) => {
+    .action(async (o: { out: string; count: number; perKind?: number; split: 'test' | 'val'; json?: boolean }) => {
       if (o.count < 1) throw new VlaError(ErrorCodes.ARGS, '--count must be at least 1');
       if (o.perKind !== undefined && o.perKind < 1) throw new VlaError(ErrorCodes.ARGS, '--per-kind must be at least 1');
       const t0 = performance.now();
       const drives: Array<{ seed: number; bag: string; kind: string; instruction: string; complexity: string; durationS: number }> = [];
       const scenarios: Array<ReturnType<typeof sampleScenario>> = [];
       if (o.perKind === undefined) {
-        for (const seed of splitSeeds('test', o.count)) scenarios.push(sampleScenario(seed));
+        for (const seed of splitSeeds(o.split, o.count)) scenarios.push(sampleScenario(seed));
       } else {
-        // walk the test seeds in order and keep each kind's first k episodes
+        // walk the split's seeds in order and keep each kind's first k episodes
         const have = new Map<string, number>();
-        for (let seed = SPLIT_SEED_BASE.test; scenarios.length < o.perKind * SCENARIO_KINDS.length && seed < SPLIT_SEED_BASE.test + 100_000; seed++) {
+        const base = SPLIT_SEED_BASE[o.split];
+        for (let seed = base; scenarios.length < o.perKind * SCENARIO_KINDS.length && seed < base + 100_000; seed++) {
           const sc = sampleScenario(seed);
           const n = have.get(sc.kind) ?? 0;
           if (n < o.perKind) {
@@ -94,7 +96,7 @@ export function registerMakeTestDrives(program: Command, io: Io): void {
       }
       for (const sc of scenarios) {
         const seed = sc.seed;
-        const bag = `test-${seed}`;
+        const bag = `${o.split}-${seed}`;
         await makeScenarioDrive(path.join(o.out, bag), sc, { odomTailS: TEST_DRIVE_ODOM_TAIL_S });
         drives.push({ seed, bag, kind: sc.kind, instruction: sc.instruction, complexity: sc.complexity, durationS: sc.durationS });
         if (!o.json) io.err(`${bag}: ${sc.kind}, '${sc.instruction}', ${sc.complexity}, ${sc.durationS.toFixed(1)} s`);
@@ -102,12 +104,12 @@ export function registerMakeTestDrives(program: Command, io: Io): void {
       const list = path.join(o.out, 'drives.json');
       try {
         await mkdir(o.out, { recursive: true });
-        await writeFile(list, JSON.stringify({ format: 'autoprune-ros-test-drives', version: 1, drives }, null, 2) + '\n');
+        await writeFile(list, JSON.stringify({ format: 'autoprune-ros-test-drives', version: 1, split: o.split, drives }, null, 2) + '\n');
       } catch (err) {
         throw new VlaError(ErrorCodes.IO, `${list}: ${(err as Error).message}`, { file: list }, { cause: err });
       }
       const ms = performance.now() - t0;
-      io.out(o.json ? JSON.stringify({ dir: o.out, drives, ms }) : `wrote ${drives.length} test drives and ${list} in ${(ms / 1000).toFixed(1)} s`);
+      io.out(o.json ? JSON.stringify({ dir: o.out, split: o.split, drives, ms }) : `wrote ${drives.length} ${o.split === 'val' ? 'validation' : 'test'} drives and ${list} in ${(ms / 1000).toFixed(1)} s`);
     });
 }
 

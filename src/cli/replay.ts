@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { openBag } from '../bag/reader.js';
 import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import type { PrunePolicyName } from '../engine/policies.js';
-import { engineLoadOptions, loadParamsFile } from '../pipeline/params.js';
+import { engineLoadOptions, loadParamsFile, overridePruneOptions } from '../pipeline/params.js';
 import { checkWithEngine } from '../pipeline/runner.js';
 import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { constantVelocityPlanner } from '../replay/evaluate.js';
@@ -19,9 +19,9 @@ import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
 import { resolveModelPath } from '../util/paths.js';
-import { backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, shortPath, threadsOption, type Io, type SetExit } from './common.js';
+import { addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, pruneOptionsOf, shortPath, threadsOption, type Io, type PruneOptionFlags, type SetExit } from './common.js';
 
-interface ReplayCliOptions {
+interface ReplayCliOptions extends PruneOptionFlags {
   /** Default: the bundled config whose camera topics are in the bag (bundled-configs.ts). */
   config?: string;
   out?: string;
@@ -79,6 +79,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   if (o.threads !== undefined) overrides.threads = o.threads;
   const config = loadParamsFile(configFile, overrides);
   config.engine.modelPath = resolveModelPath(config.engine.modelPath);
+  overridePruneOptions(config, pruneOptionsOf(o));
   let settings: Array<ReplaySetting | 'config'> = ['config'];
   if (o.sweep) settings = parseSweep(o.sweep);
   else if (o.policy || o.budget) {
@@ -187,7 +188,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
 }
 
 export function registerReplay(program: Command, io: Io, setExit: SetExit): void {
-  program
+  const cmd = program
     .command('replay <bag>')
     .description('replay a rosbag2 recording through the node: output bag, per-frame trace, report (JSON, Markdown, SVG)')
     .option('--config <yaml>', 'node parameter file (default: the bundled config whose camera topics are in the bag, e.g. configs/sample-drive.yaml)')
@@ -211,6 +212,6 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
     .option('--overwrite', 'replace the outputs of an earlier replay in --out (never anything else, never the input)')
     .addOption(maxChunkOption())
     .addOption(maxMessageOption())
-    .addOption(maxDb3Option())
-    .action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
+    .addOption(maxDb3Option());
+  addPruneOptionFlags(cmd).action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
 }

@@ -2,9 +2,9 @@
  * The raw contract of the native addon (native/binding/addon.cpp). Only engine.ts uses it.
  * Errors thrown or rejected by the addon carry `code` (VLA_E_*).
  */
-import type { PrunePolicyName } from './policies.js';
+import type { PrunePolicyName, ScoreRowsName } from './policies.js';
 
-export type { PrunePolicyName };
+export type { PrunePolicyName, ScoreRowsName };
 
 export type PixelEncoding = 'rgb8' | 'bgr8' | 'rgba8' | 'bgra8' | 'mono8';
 export type HeadKind = 'waypoints' | 'text';
@@ -38,8 +38,14 @@ export interface NativePruneOptions {
   x0?: number;
   k0?: number;
   gamma?: number;
+  /** DPC-kNN recycling of pruned tokens (autoprune, sparsevlm-fixed); default false. */
   recycle?: boolean;
+  /** Re-index RoPE positions 0..n-1 after each compaction; default false (original positions). */
   reindexPositions?: boolean;
+  /** Rows that score the visual tokens (autoprune, sparsevlm-fixed); default 'instruction'. */
+  scoreRows?: ScoreRowsName;
+  /** The reference's behaviour: re-indexing (not FastV), recycling, tail rows, its DPC-kNN tie rule; overrides the three above. */
+  parity?: boolean;
   padMask?: boolean;
   fastvLayer?: number;
   seed?: number;
@@ -63,6 +69,8 @@ export interface NativePruneStats {
   flopsUnpruned: number;
   budget?: BudgetSpec;
   budgetMet: boolean;
+  /** The options the prefill ran with (parity resolved into recycle, reindexPositions, scoreRows). */
+  options?: { x0: number; k0: number; gamma: number; recycle: boolean; reindexPositions: boolean; scoreRows: ScoreRowsName; parity: boolean; fastvLayer: number };
 }
 
 export interface NativeScheduleOptions {
@@ -81,6 +89,7 @@ export interface NativeScheduleOptions {
   prefixTokens?: number;
   textTokens?: number;
   recycle?: boolean;
+  parity?: boolean;
   fastvLayer?: number;
 }
 
@@ -188,6 +197,8 @@ export interface NativeAddon {
   schedule(options: NativeScheduleOptions): NativeSchedule;
   /** The native registry of pruning policies, in order. */
   policies: NativePolicyInfo[];
+  /** The engine's defaults of the prune options (PRUNE_OPTION_DEFAULTS names the same). */
+  pruneDefaults: { x0: number; k0: number; gamma: number; recycle: boolean; reindexPositions: boolean; scoreRows: ScoreRowsName; parity: boolean; padMask: boolean; fastvLayer: number };
   backends: string[];
   /** Why the cuda backend cannot run here ('' when it can): not built in, no device, no driver. */
   cudaUnavailable: string;

@@ -132,6 +132,26 @@ export interface AutopruneRosNodeParameters {
    */
   autoprune_gamma?: number;
   /**
+   * Merge the best of the pruned visual tokens into a few recycled tokens (DPC-kNN; autoprune and sparsevlm-fixed). Off by default: on small decoders it costs accuracy.
+   */
+  prune_recycle?: boolean;
+  /**
+   * Re-index RoPE positions 0..n-1 after each compaction. Off by default: the survivors keep the positions the model was trained with.
+   */
+  prune_reindex_positions?: boolean;
+  /**
+   * Rows whose attention scores the visual tokens (autoprune, sparsevlm-fixed): instruction = the rows after the images minus the action queries; tail = every row after the images; last = the last prompt row.
+   */
+  prune_score_rows?: 'instruction' | 'tail' | 'last';
+  /**
+   * The reference implementation's behaviour: re-indexed positions (not for fastv), recycling, tail rows and its DPC-kNN tie rule; overrides prune_recycle, prune_reindex_positions and prune_score_rows.
+   */
+  prune_parity?: boolean;
+  /**
+   * FastV's K: it prunes once, after layer K-1 (clamped to the model's depth).
+   */
+  fastv_layer?: number;
+  /**
    * Configure and activate at start (plain use). false: the node waits unconfigured for a lifecycle manager (nav2 lifecycle_manager, Autoware) to drive its transitions. Read at start only.
    */
   autostart?: boolean;

@@ -12,7 +12,7 @@ import { parse as parseYaml } from 'yaml';
 
 import type { NativePruneOptions } from '../engine/addon-types.js';
 import type { BackendName } from '../engine/engine.js';
-import { PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
+import { PRUNE_POLICIES, SCORE_ROWS, type PrunePolicyName, type ScoreRowsName } from '../engine/policies.js';
 import type { ImageType } from '../msgs/convert.js';
 import { QOS_SENSOR_DATA } from '../msgs/port.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
@@ -31,7 +31,7 @@ export type RawParams = Required<AutopruneRosNodeParameters>;
 
 // The generated type and the code's own unions must agree (a schema enum edited alone fails the build).
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const typesAgree: [Same<RawParams['pruning_policy'], PrunePolicyName>, Same<RawParams['backend'], BackendName>] = [true, true];
+const typesAgree: [Same<RawParams['pruning_policy'], PrunePolicyName>, Same<RawParams['backend'], BackendName>, Same<RawParams['prune_score_rows'], ScoreRowsName>] = [true, true, true];
 void typesAgree;
 
 export type RosParamType = 'string' | 'integer' | 'double' | 'bool' | 'string_array';
@@ -109,6 +109,21 @@ export interface NodeConfig {
   raw: RawParams;
   engine: EngineConfig;
   node: Omit<NodeParams, 'modelName'>;
+  /**
+   * The prune options of the parameters whatever the policy (node.prune carries them when the
+   * policy prunes): replay and evaluate sweeps start from them, CLI flags override them.
+   */
+  pruneOptions: PruneOptionSet;
+}
+
+/** The prune options besides policy and budget that every path can set (PRUNE_OPTION_DEFAULTS). */
+export type PruneOptionSet = Required<Pick<NativePruneOptions, 'x0' | 'k0' | 'gamma' | 'recycle' | 'reindexPositions' | 'scoreRows' | 'parity' | 'fastvLayer'>>;
+
+/** Sets prune options in a loaded config (CLI flags): in its option set and in node.prune. */
+export function overridePruneOptions(config: NodeConfig, o: Partial<NativePruneOptions>): void {
+  const set = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<PruneOptionSet>;
+  config.pruneOptions = { ...config.pruneOptions, ...set };
+  if (config.node.prune) config.node.prune = { ...config.node.prune, ...set };
 }
 
 /** What Engine.load needs from the parameters. */
@@ -166,6 +181,16 @@ function describe(e: ErrorObject): string {
 export function configFromParams(values: Record<string, unknown>, where = 'parameters'): NodeConfig {
   const raw = validate(values, where);
   const latency = raw.budget_kind === 'latency';
+  const pruneOptions: PruneOptionSet = {
+    x0: raw.autoprune_x0,
+    k0: raw.autoprune_k0,
+    gamma: raw.autoprune_gamma,
+    recycle: raw.prune_recycle,
+    reindexPositions: raw.prune_reindex_positions,
+    scoreRows: raw.prune_score_rows,
+    parity: raw.prune_parity,
+    fastvLayer: raw.fastv_layer,
+  };
   const prune: NativePruneOptions | undefined =
     raw.pruning_policy === 'none'
       ? undefined
@@ -173,9 +198,7 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
           policy: raw.pruning_policy,
           // deadline mode: the controller sets a tokens budget per frame
           ...(latency ? {} : { budget: { kind: raw.budget_kind as 'tokens' | 'flops', value: raw.budget_value } }),
-          x0: raw.autoprune_x0,
-          k0: raw.autoprune_k0,
-          gamma: raw.autoprune_gamma,
+          ...pruneOptions,
         };
   const qos = { ...QOS_SENSOR_DATA, reliability: raw.camera_reliability, depth: raw.camera_qos_depth };
   return {
@@ -204,6 +227,7 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
       prune,
       ...(latency ? { deadlineMs: raw.budget_value } : {}),
     },
+    pruneOptions,
   };
 }
 

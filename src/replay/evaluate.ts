@@ -10,12 +10,13 @@ import path from 'node:path';
 
 import { egoSpeedOf } from '../model/prompt.js';
 import type { InferInput, InferOutput } from '../engine/engine.js';
+import type { NativePruneOptions } from '../engine/addon-types.js';
 import type { NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError, type ErrorCode } from '../util/errors.js';
 import { readRegularFile } from '../util/fsafe.js';
 import type { Logger } from '../util/logger.js';
 import { afterWarmup, latencyCaveats, LATENCY_NOTE, spreadOf, type Spread } from './latency.js';
-import { replayBag, type ReplayEngine, type ReplaySetting } from './replay.js';
+import { replayBag, settingLabel, type ReplayEngine, type ReplaySetting } from './replay.js';
 import type { PlanningErrors, SettingResult } from './report-types.js';
 import { constantVelocityPlan } from './score.js';
 import { scatterChart } from './svg.js';
@@ -46,10 +47,39 @@ export interface PooledPlanning extends PlanningErrors {
   adeRatio: number | null;
 }
 
+/** Timed repeats of one setting: warm, repeated, medians (see EvaluateOptions.timing). */
+export interface SettingTiming {
+  /** Frames timed with repeats. */
+  frames: number;
+  /** Median over the timed frames of each frame's median wall time over its repeats (the frame just ran: warm), ms. */
+  wallMsMedian: number | null;
+  /** Median over every frame of the process CPU time (all threads) of one inference, ms. */
+  cpuMsMedian: number | null;
+  /** wallMsMedian of `none` / this row's (null without a `none` row). */
+  speedup: number | null;
+}
+
+/** AutoPrune's complexity signal in one bucket of frames: MI_1 and the slope k it gave. */
+export interface ComplexitySignal {
+  n: number;
+  mi1Mean: number;
+  mi1Min: number;
+  mi1Max: number;
+  kMean: number;
+  kMin: number;
+  kMax: number;
+}
+
 export interface EvaluationRow {
   label: string;
   policy: string;
   budget: string | null;
+  /** Warm repeated wall time, CPU time and speed-up over `none` (absent for the baseline). */
+  timing?: SettingTiming | null;
+  /** autoprune rows: MI_1 and k per complexity bucket (the drives' labels). */
+  complexitySignal?: Record<string, ComplexitySignal>;
+  /** The prune options the engine ran with (its echo); null without pruning. */
+  pruneOptions?: SettingResult['pruneOptions'];
   all: PooledPlanning;
   byComplexity: Record<string, PooledPlanning>;
   byKind: Record<string, PooledPlanning>;
@@ -62,6 +92,10 @@ export interface EvaluationReport {
   model: { path: string; params: number; visualTokens: number };
   drives: Array<DriveEntry & { frames: number }>;
   command: string;
+  /** The prune options besides policy and budget every pruned row ran with. */
+  pruneOptions?: Partial<NativePruneOptions>;
+  /** How the rows' timing was measured (EvaluateOptions.timing). */
+  timing?: { every: number; repeats: number };
   rows: EvaluationRow[];
 }
 
@@ -189,6 +223,14 @@ export interface EvaluateOptions {
   settings: ReplaySetting[];
   outDir: string;
   command: string;
+  /** Recorded in the report (what the config and flags gave every pruned row). */
+  pruneOptions?: Partial<NativePruneOptions>;
+  /**
+   * Timing: every `every`-th frame of a setting is inferred `repeats` more times right after
+   * its own inference (so warm) and the median of those is its wall time; default every 10th, 3
+   * repeats; repeats 0 turns the repeats off (CPU time is measured on every frame regardless).
+   */
+  timing?: { every: number; repeats: number };
   log?: Logger;
   signal?: AbortSignal;
   onDrive?: (i: number, drive: DriveEntry) => void;
@@ -197,7 +239,7 @@ export interface EvaluateOptions {
 /** Replays every drive with every setting (and the constant-velocity baseline) and pools the results. */
 export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationReport> {
   const labels: string[] = [];
-  const meta = new Map<string, { policy: string; budget: string | null }>();
+  const meta = new Map<string, { policy: string; budget: string | null; pruneOptions?: SettingResult['pruneOptions'] }>();
   const pools = new Map<string, { all: Acc; byC: Map<string, Acc>; byK: Map<string, Acc> }>();
   const pool = (label: string) => {
     let p = pools.get(label);
@@ -215,12 +257,15 @@ export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationRepo
   };
   const cv = constantVelocityPlanner(o.engine.cameras, o.engine.info.numWaypoints, o.engine.info.waypointDtS);
   const drives: EvaluationReport['drives'] = [];
+  const timing = o.timing ?? { every: 10, repeats: 3 };
+  const probe = probeEngine(o.engine, timing);
   for (const [i, d] of o.drives.entries()) {
     if (o.signal?.aborted) break;
     o.onDrive?.(i, d);
+    probe.complexity = d.complexity ?? 'unknown';
     const outDir = path.join(o.outDir, 'drives', path.basename(d.dir));
     const runs: SettingResult[] = [];
-    for (const [engine, settings] of [[cv, [{ policy: 'none' } as ReplaySetting]], [o.engine, o.settings]] as const) {
+    for (const [engine, settings] of [[cv, [{ policy: 'none' } as ReplaySetting]], [probe.engine, o.settings]] as const) {
       const { report } = await replayBag({ bag: d.dir, config: o.config, configPath: o.configPath, engine, outDir, settings: [...settings], writeBag: false, writeTrace: false, ...(o.signal ? { signal: o.signal } : {}), ...(o.log ? { log: o.log } : {}) });
       if (report.error) throw new VlaError(report.error.code as ErrorCode, `${d.dir}: ${report.error.message}`, { drive: d.dir });
       const res = report.settings.map((s) => (engine === cv ? { ...s, label: CV_LABEL, policy: 'baseline' } : s));
@@ -228,7 +273,7 @@ export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationRepo
     }
     drives.push({ ...d, dir: path.relative(process.cwd(), d.dir) || d.dir, frames: runs[0]?.planning.n ?? 0 });
     for (const s of runs) {
-      meta.set(s.label, { policy: s.policy, budget: s.budget });
+      meta.set(s.label, { policy: s.policy, budget: s.budget, pruneOptions: s.pruneOptions ?? null });
       const p = pool(s.label);
       accumulate(p.all, s);
       accumulate(sub(p.byC, d.complexity ?? 'unknown'), s);
@@ -237,40 +282,148 @@ export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationRepo
   }
   const none = pools.get('none');
   const cvp = pools.get(CV_LABEL);
+  const noneWall = probe.timing('none').wallMsMedian;
   const rows: EvaluationRow[] = labels.map((label) => {
     const p = pools.get(label)!;
     const per = (m: Map<string, Acc>, noneM?: Map<string, Acc>, cvM?: Map<string, Acc>) =>
       Object.fromEntries([...m.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([k, a]) => [k, withRatios(finish(a), noneM?.get(k) && finish(noneM.get(k)!), cvM?.get(k) && finish(cvM.get(k)!))]));
+    const m = meta.get(label)!;
+    const t = m.policy === 'baseline' ? null : probe.timing(label);
+    const signal = m.policy === 'autoprune' ? probe.signal(label) : undefined;
     return {
       label,
-      ...meta.get(label)!,
+      ...m,
+      timing: t && { ...t, speedup: noneWall && t.wallMsMedian ? noneWall / t.wallMsMedian : null },
+      ...(signal ? { complexitySignal: signal } : {}),
       all: withRatios(finish(p.all), none && finish(none.all), cvp && finish(cvp.all)),
       byComplexity: per(p.byC, none?.byC, cvp?.byC),
       byKind: per(p.byK, none?.byK, cvp?.byK),
     };
   });
-  return { kind: 'autoprune-ros.evaluation', version: 1, createdAt: new Date().toISOString(), model: { path: o.modelPath, params: o.engine.info.nParams, visualTokens: o.visualTokens }, drives, command: o.command, rows };
+  return { kind: 'autoprune-ros.evaluation', version: 1, createdAt: new Date().toISOString(), model: { path: o.modelPath, params: o.engine.info.nParams, visualTokens: o.visualTokens }, drives, command: o.command, ...(o.pruneOptions ? { pruneOptions: o.pruneOptions } : {}), timing, rows };
+}
+
+const median = (v: number[]): number | null => {
+  const s = v.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!s.length) return null;
+  const h = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[h] as number) : ((s[h - 1] as number) + (s[h] as number)) / 2;
+};
+
+/**
+ * The engine wrapped to time each setting (labels as replay names sweep settings) and to keep
+ * AutoPrune's MI_1 and k per complexity bucket. CPU time is the process's (every engine thread)
+ * over one inference; the wall time of a timed frame is the median of `repeats` inferences run
+ * right after its own, on the same input (warm caches, the same frame).
+ */
+function probeEngine(engine: ReplayEngine, timing: { every: number; repeats: number }) {
+  const wall = new Map<string, number[]>();
+  const cpu = new Map<string, number[]>();
+  const seen = new Map<string, number>();
+  const sig = new Map<string, Map<string, { mi1: number[]; k: number[] }>>();
+  const push = (m: Map<string, number[]>, k: string, v: number) => {
+    const a = m.get(k);
+    if (a) a.push(v);
+    else m.set(k, [v]);
+  };
+  const self = {
+    complexity: 'unknown',
+    engine: {
+      cameras: engine.cameras,
+      info: engine.info,
+      infer: async (input: InferInput): Promise<InferOutput> => {
+        const label = input.prune?.policy && input.prune.policy !== 'none' ? settingLabel({ policy: input.prune.policy, ...(input.prune.budget ? { budget: input.prune.budget } : {}) }) : 'none';
+        const c0 = process.cpuUsage();
+        const out = await engine.infer(input);
+        const c = process.cpuUsage(c0);
+        push(cpu, label, (c.user + c.system) / 1000);
+        const i = seen.get(label) ?? 0;
+        seen.set(label, i + 1);
+        if (timing.repeats > 0 && i % Math.max(1, timing.every) === 0) {
+          const t: number[] = [];
+          for (let r = 0; r < timing.repeats; r++) {
+            const t0 = performance.now();
+            await engine.infer(input);
+            t.push(performance.now() - t0);
+          }
+          push(wall, label, median(t) as number);
+        }
+        if (input.prune?.policy === 'autoprune' && out.prune.kept.length) {
+          let byC = sig.get(label);
+          if (!byC) sig.set(label, (byC = new Map()));
+          let b = byC.get(self.complexity);
+          if (!b) byC.set(self.complexity, (b = { mi1: [], k: [] }));
+          b.mi1.push(out.prune.mi1);
+          b.k.push(out.prune.k);
+        }
+        return out;
+      },
+    } as ReplayEngine,
+    timing: (label: string): SettingTiming => ({ frames: wall.get(label)?.length ?? 0, wallMsMedian: median(wall.get(label) ?? []), cpuMsMedian: median(cpu.get(label) ?? []), speedup: null }),
+    signal: (label: string): Record<string, ComplexitySignal> | undefined => {
+      const byC = sig.get(label);
+      if (!byC) return undefined;
+      const mean = (v: number[]) => v.reduce((a, x) => a + x, 0) / v.length;
+      return Object.fromEntries(
+        [...byC.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([c, v]) => [c, { n: v.mi1.length, mi1Mean: mean(v.mi1), mi1Min: Math.min(...v.mi1), mi1Max: Math.max(...v.mi1), kMean: mean(v.k), kMin: Math.min(...v.k), kMax: Math.max(...v.k) }]),
+      );
+    },
+  };
+  return self;
 }
 
 const f3 = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : v.toFixed(3));
 const pc = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${(100 * v).toFixed(1)}%`);
 
 /** The table as Markdown: one row per setting, pooled over all drives. */
-export function evaluationTable(r: EvaluationReport, pick: (row: EvaluationRow) => PooledPlanning | undefined = (row) => row.all): string[] {
+export function evaluationTable(r: EvaluationReport, pick?: (row: EvaluationRow) => PooledPlanning | undefined): string[] {
+  // The pooled table carries the timing (measured per setting over all drives); subsets do not.
+  const timed = !pick && r.rows.some((row) => row.timing);
+  const get = pick ?? ((row: EvaluationRow) => row.all);
   // Reports written before the medians (no `latency`) carry means: the header says which.
   const median = r.rows.some((row) => row.all.latency);
-  const L = [`| setting | kept tokens | rel. prefill FLOPs | ms / frame (${median ? 'median' : 'mean'}) | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |`, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  const L = timed
+    ? ['| setting | kept tokens | rel. prefill FLOPs | CPU ms / frame | wall ms / frame | speed-up | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    : [`| setting | kept tokens | rel. prefill FLOPs | ms / frame (${median ? 'median' : 'mean'}) | L2@1s [m] | L2@2s [m] | L2@3s [m] | ADE [m] | FDE [m] | skill retained | ADE ratio |`, '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'];
+  const num = (v: number | null | undefined, d: number) => (v == null || !Number.isFinite(v) ? '–' : v.toFixed(d));
   for (const row of r.rows) {
-    const p = pick(row);
+    const p = get(row);
     if (!p) continue;
     if (!p.n) {
-      if (p.failed) L.push(`| ${row.label} | – | – | – | cannot meet this budget on this model (${p.failed} frames refused) | | | | | | |`);
+      if (p.failed) L.push(`| ${row.label} | – | – | – |${timed ? ' – | – |' : ''} cannot meet this budget on this model (${p.failed} frames refused) | | | | | | |`);
       continue;
     }
     const base = row.policy === 'baseline';
-    L.push(`| ${row.label} | ${base ? '–' : `${p.keptMean.toFixed(1)} / ${r.model.visualTokens}`} | ${base ? '–' : pc(p.relFlops)} | ${base ? '–' : (p.latency?.medianMs ?? p.totalMsMean).toFixed(2)} | ${f3(p.l2At1sM)} | ${f3(p.l2At2sM)} | ${f3(p.l2At3sM)} | ${f3(p.adeM)} | ${f3(p.fdeM)} | ${base ? '–' : pc(p.skillRetained)} | ${base ? '–' : pc(p.adeRatio)} |`);
+    const time = timed ? (base ? '– | – | –' : `${num(row.timing?.cpuMsMedian, 2)} | ${num(row.timing?.wallMsMedian, 2)} | ${row.timing?.speedup != null ? `${row.timing.speedup.toFixed(2)}×` : '–'}`) : base ? '–' : (p.latency?.medianMs ?? p.totalMsMean).toFixed(2);
+    L.push(`| ${row.label} | ${base ? '–' : `${p.keptMean.toFixed(1)} / ${r.model.visualTokens}`} | ${base ? '–' : pc(p.relFlops)} | ${time} | ${f3(p.l2At1sM)} | ${f3(p.l2At2sM)} | ${f3(p.l2At3sM)} | ${f3(p.adeM)} | ${f3(p.fdeM)} | ${base ? '–' : pc(p.skillRetained)} | ${base ? '–' : pc(p.adeRatio)} |`);
   }
   return L;
+}
+
+/** AutoPrune's MI_1 and slope k per complexity bucket, one line per budget. */
+export function complexitySignalTable(r: EvaluationReport): string[] {
+  const rows = r.rows.filter((row) => row.complexitySignal);
+  if (!rows.length) return [];
+  const order = ['low', 'medium', 'high'];
+  const rank = (b: string) => (order.includes(b) ? order.indexOf(b) : order.length);
+  const buckets = [...new Set(rows.flatMap((row) => Object.keys(row.complexitySignal ?? {})))].sort((a, c) => rank(a) - rank(c) || a.localeCompare(c));
+  const L = [`| setting | ${buckets.map((b) => `${b}: MI_1 mean [min, max]; k mean [min, max]`).join(' | ')} |`, `| --- |${buckets.map(() => ' --- |').join('')}`];
+  for (const row of rows) {
+    const cell = (b: string) => {
+      const c = row.complexitySignal?.[b];
+      return c ? `${c.mi1Mean.toFixed(2)} [${c.mi1Min.toFixed(2)}, ${c.mi1Max.toFixed(2)}]; ${c.kMean.toFixed(3)} [${c.kMin.toFixed(3)}, ${c.kMax.toFixed(3)}]` : '–';
+    };
+    L.push(`| ${row.label} | ${buckets.map(cell).join(' | ')} |`);
+  }
+  return L;
+}
+
+/** MI_1 (x) and k (y) per complexity bucket, one point per bucket and budget (autoprune rows). */
+export function complexitySignalChart(r: EvaluationReport): string {
+  const pts = r.rows.flatMap((row) =>
+    Object.entries(row.complexitySignal ?? {}).map(([b, c]) => ({ x: c.mi1Mean, y: c.kMean, label: `${b} (${row.budget?.replace('tokens:', 'T=') ?? ''})`, group: b })),
+  );
+  return scatterChart({ title: "AutoPrune's complexity signal per complexity bucket (mean over frames)", xLabel: 'MI_1 [bits]', yLabel: 'slope k', points: pts });
 }
 
 /** Rows whose latency the run cannot tell from the unpruned row's (pooled frames, interquartile ranges). */
@@ -291,7 +444,16 @@ export function evaluationMarkdown(r: EvaluationReport): string {
     '',
     ...evaluationTable(r),
     '',
+    ...(r.rows.some((row) => row.timing)
+      ? [
+          `CPU ms / frame: median over every frame of the process CPU time (all threads) of one inference. Wall ms / frame: every ${r.timing?.every ?? 10}th frame of each setting is inferred again ${r.timing?.repeats ?? 3} times right after its own inference (warm), the median of those; the column is the median over those frames. Speed-up: the wall time of \`none\` over the setting's.`,
+          '',
+        ]
+      : []),
     ...(r.rows.some((row) => row.all.latency) ? [`Latency: ${LATENCY_NOTE}.`, ...evaluationCaveats(r).map((c) => `- **Within the noise:** ${c}.`), ''] : []),
+    ...(r.rows.some((row) => row.complexitySignal)
+      ? ["## AutoPrune's complexity signal", '', 'MI_1 (the instruction rows\' mutual information with the visual tokens at layer 1, bits) and the slope k = max(k0 − γ·MI_1, 0) it gives, per complexity bucket:', '', ...complexitySignalTable(r), '', '![MI_1 and k per complexity bucket](mi-k-complexity.svg)', '']
+      : []),
   ];
   const buckets = [...new Set(r.rows.flatMap((row) => Object.keys(row.byComplexity)))];
   for (const b of buckets) {
@@ -310,7 +472,7 @@ export function evaluationChart(r: EvaluationReport): string {
 }
 
 /** evaluation.json, evaluation.md and accuracy-flops.svg in outDir (each written whole, then renamed). */
-export async function writeEvaluation(outDir: string, r: EvaluationReport): Promise<{ json: string; markdown: string; chart: string }> {
+export async function writeEvaluation(outDir: string, r: EvaluationReport): Promise<{ json: string; markdown: string; chart: string; signalChart?: string }> {
   await mkdir(outDir, { recursive: true });
   const put = async (name: string, text: string) => {
     const file = path.join(outDir, name);
@@ -321,6 +483,7 @@ export async function writeEvaluation(outDir: string, r: EvaluationReport): Prom
   return {
     json: await put('evaluation.json', JSON.stringify(r, null, 1) + '\n'),
     chart: await put('accuracy-flops.svg', evaluationChart(r)),
+    ...(r.rows.some((row) => row.complexitySignal) ? { signalChart: await put('mi-k-complexity.svg', complexitySignalChart(r)) } : {}),
     markdown: await put('evaluation.md', evaluationMarkdown(r)),
   };
 }

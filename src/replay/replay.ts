@@ -239,7 +239,7 @@ export async function replayBag(opts: ReplayOptions): Promise<{ report: ReplayRe
     for (let si = 0; si < settings.length; si++) {
       if (opts.signal?.aborted) break;
       const setting = settings[si] as ReplaySetting | 'config';
-      const prune: NativePruneOptions | undefined = setting === 'config' ? opts.config.node.prune : setting.policy === 'none' ? undefined : { ...(opts.config.node.prune ?? {}), policy: setting.policy, ...(setting.budget ? { budget: setting.budget } : {}) };
+      const prune: NativePruneOptions | undefined = setting === 'config' ? opts.config.node.prune : setting.policy === 'none' ? undefined : { ...(opts.config.pruneOptions ?? {}), ...(opts.config.node.prune ?? {}), policy: setting.policy, ...(setting.budget ? { budget: setting.budget } : {}) };
       const label =
         setting === 'config'
           ? opts.config.node.deadlineMs !== undefined

@@ -2,6 +2,7 @@
  * The replay report's contract: report.json is exactly a ReplayReport; report.md and the SVG
  * charts beside it are rendered from it (report.ts). Units are in the field names.
  */
+import type { NativePruneStats } from '../engine/addon-types.js';
 
 /** Order statistics of one latency series, ms. Null fields when n = 0. */
 export interface LatencyStats {
@@ -64,6 +65,8 @@ export interface SettingResult {
   policy: string;
   /** "tokens:64", "flops:1.5" or null. */
   budget: string | null;
+  /** The prune options the engine ran with (its own echo, parity resolved); null without pruning. */
+  pruneOptions?: NativePruneStats['options'] | null;
   frames: {
     framesIn: number;
     setsInferred: number;

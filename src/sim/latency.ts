@@ -126,7 +126,7 @@ function visionFlops(a: ModelArith, views: number): number {
   return 2 * views * macs;
 }
 
-/** The §2.8 layer cost F(n) = 4nd^2 + 2n^2d + 3ndm (multiply-accumulates). */
+/** The layer cost (docs/autoprune.md, "Budget") F(n) = 4nd^2 + 2n^2d + 3ndm (multiply-accumulates). */
 const layerMacs = (n: number, d: number, m: number) => 4 * n * d * d + 2 * n * n * d + 3 * n * d * m;
 
 /**

@@ -69,7 +69,7 @@ export interface DriveReport {
     /** Mean visual tokens per decoder layer, and entering the decoder. */
     keptTokensMean: number | null;
     visualTokens: number | null;
-    /** Mean pruned / unpruned prefill FLOPs (§2.8). */
+    /** Mean pruned / unpruned prefill FLOPs (docs/autoprune.md, "Budget"). */
     relFlopsMean: number | null;
   };
   plans: { received: number; invalid: number };

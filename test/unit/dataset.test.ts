@@ -144,6 +144,14 @@ describe('training dataset writer', function () {
     assert.equal(count(SAMPLE_TOPICS.instruction), 1);
     assert.equal(count(SAMPLE_TOPICS.odometry), Math.floor((sc.durationS + 3) * 50) + 1, 'odometry 3 s past the last frame');
     await bag.close();
+    // --split val: validation episodes (for tuning and calibration), named by split
+    const val = path.join(tmp, 'val-drives');
+    const v = await cli('make-test-drives', '--out', val, '--count', '1', '--split', 'val', '--json');
+    assert.equal(v.code, 0, v.err);
+    const vlist = JSON.parse(readFileSync(path.join(val, 'drives.json'), 'utf8')) as { split: string; drives: Array<{ seed: number; bag: string }> };
+    assert.equal(vlist.split, 'val');
+    assert.deepEqual(vlist.drives.map((d) => [d.seed, d.bag]), [[500_000, 'val-500000']]);
+    assert.ok(existsSync(path.join(val, 'val-500000')));
 
     const one = await cli('make-sample-drive', '--out', path.join(tmp, 'one'), '--scenario', '900001', '--width', '32', '--height', '32', '--camera-hz', '2', '--json');
     assert.equal(one.code, 0, one.err);
@@ -155,6 +163,7 @@ describe('training dataset writer', function () {
       ['make-dataset', '--out', path.join(tmp, 'x'), '--frames-per-episode', '0'],
       ['make-test-drives', '--out', path.join(tmp, 'y'), '--count', '0'],
       ['make-test-drives', '--out', path.join(tmp, 'y'), '--count', '-2'],
+      ['make-test-drives', '--out', path.join(tmp, 'y'), '--split', 'train'],
       ['make-sample-drive', '--out', path.join(tmp, 'z'), '--scenario', 'abc'],
       ['make-sample-drive', '--out', path.join(tmp, 'z'), '--scenario', '5', '--duration', '3'],
     ]) {

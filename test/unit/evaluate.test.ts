@@ -1,13 +1,13 @@
 // evaluate: pooling over drives, the constant-velocity baseline, budget shares, drives.json faults.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
 import { egoSpeedOf, modelInstruction } from '../../src/model/prompt.js';
 import type { InferInput, InferOutput } from '../../src/engine/engine.js';
 import { loadParamsFile } from '../../src/pipeline/params.js';
-import { constantVelocityPlanner, evaluateDrives, evaluationMarkdown, readDrives } from '../../src/replay/evaluate.js';
+import { constantVelocityPlanner, evaluateDrives, evaluationMarkdown, readDrives, writeEvaluation } from '../../src/replay/evaluate.js';
 import { resolveShareBudgets } from '../../src/cli/evaluate.js';
 import type { ReplayEngine } from '../../src/replay/replay.js';
 import { makeScenarioDrive } from '../../src/sample/drive.js';
@@ -19,7 +19,7 @@ const CONFIG = path.join(root, 'configs', 'sample-drive.yaml');
 const code = (c: string) => (e: unknown) => e instanceof VlaError && e.code === c;
 
 /** A planner that overshoots constant velocity by 10 % and reports a FLOPs ratio from its budget. */
-function fakeModel(): ReplayEngine {
+function fakeModel(calls?: Map<string, number>, spinMsPerToken = 0): ReplayEngine {
   const cv = constantVelocityPlanner(['front', 'front_left', 'front_right'], 6, 0.5);
   return {
     cameras: cv.cameras,
@@ -27,11 +27,15 @@ function fakeModel(): ReplayEngine {
     infer: async (input: InferInput): Promise<InferOutput> => {
       const o = await cv.infer(input);
       const t = input.prune?.budget?.value ?? 147;
+      const key = input.prune?.policy ?? 'none';
+      calls?.set(key, (calls.get(key) ?? 0) + 1);
+      const until = performance.now() + spinMsPerToken * t; // compute that scales with the tokens kept
+      while (performance.now() < until);
       return {
         ...o,
         waypoints: o.waypoints.map((w) => ({ ...w, x: 1.1 * w.x })),
         tokens: { prompt: 200, visual: 147, text: 50, generated: 0 },
-        prune: { ...o.prune, policy: input.prune?.policy ?? 'none', nVisual: 147, kept: [t, t], avgTokens: t, flops: t, flopsUnpruned: 147 },
+        prune: { ...o.prune, policy: input.prune?.policy ?? 'none', nVisual: 147, kept: [t, t], avgTokens: t, flops: t, flopsUnpruned: 147, mi1: 3 + (o.waypoints[5]?.x ?? 0) / 100, k: 0.01 },
       };
     },
   };
@@ -98,5 +102,33 @@ describe('evaluate (accuracy against compute over drives)', function () {
     const md = evaluationMarkdown(r);
     assert.match(md, /\| constant velocity \|/);
     assert.match(md, /## Instruction kind: stop_behind/);
+  });
+
+  it('times every setting warm and repeated (medians, speed-up over none) and keeps MI_1 and k per complexity bucket', async () => {
+    const drives = await readDrives(tmp);
+    const config = loadParamsFile(CONFIG);
+    const calls = new Map<string, number>();
+    const r = await evaluateDrives({ drives, config, configPath: CONFIG, engine: fakeModel(calls, 0.02), modelPath: 'fake', visualTokens: 147, settings: [{ policy: 'none' }, { policy: 'autoprune', budget: { kind: 'tokens', value: 16 } }], outDir: path.join(tmp, 'timed'), command: 'test', timing: { every: 5, repeats: 2 } });
+    const [cv, none, auto] = r.rows as [typeof r.rows[0], typeof r.rows[0], typeof r.rows[0]];
+    const frames = r.drives[0]!.frames + r.drives[1]!.frames;
+    // every 5th frame of each setting (counted over the drives) is run twice more
+    const timed = Math.ceil(frames / 5);
+    assert.equal(calls.get('none'), frames + 2 * timed);
+    assert.equal(none.timing?.frames, timed);
+    assert.equal(cv.timing, null);
+    assert.equal(none.timing?.speedup, 1);
+    assert.ok(auto.timing!.wallMsMedian! < none.timing!.wallMsMedian!, 'fewer tokens, less spinning');
+    assert.ok(auto.timing!.speedup! > 1.5, String(auto.timing!.speedup));
+    assert.ok(none.timing!.cpuMsMedian! > 0);
+    assert.deepEqual(r.timing, { every: 5, repeats: 2 });
+    assert.deepEqual(Object.keys(auto.complexitySignal ?? {}), ['medium']);
+    assert.equal(auto.complexitySignal?.medium?.n, frames);
+    assert.equal(auto.complexitySignal?.medium?.kMax, 0.01);
+    assert.equal(none.complexitySignal, undefined);
+    const md = evaluationMarkdown(r);
+    assert.match(md, /\| setting \| kept tokens \| rel\. prefill FLOPs \| CPU ms \/ frame \| wall ms \/ frame \| speed-up \|/);
+    assert.match(md, /## AutoPrune's complexity signal/);
+    const files = await writeEvaluation(path.join(tmp, 'timed'), r);
+    assert.match(readFileSync(files.signalChart!, 'utf8'), /^<svg/);
   });
 });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, loadParamsFile, parameterDeclarations, valuesFromRos } from '../../src/pipeline/params.js';
+import { PARAMETER_TYPES, SCHEMA_PATH, configFromParams, loadParamsFile, overridePruneOptions, parameterDeclarations, valuesFromRos } from '../../src/pipeline/params.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
 import { GENERATED_FILE, generateParamsTypes } from '../../scripts/gen-params-types.js';
 
@@ -63,7 +63,32 @@ describe('node parameters', () => {
     assert.equal(carla.node.cameras[0]!.qos?.reliability, 'reliable');
     const nus = loadParamsFile(path.join(root, 'configs', 'nuscenes.yaml'));
     assert.equal(nus.node.cameras[2]!.type, 'sensor_msgs/msg/CompressedImage');
-    assert.deepEqual(loadParamsFile(path.join(root, 'configs', 'default.yaml')).node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, x0: 2.8, k0: 0.4, gamma: 0.2 });
+    // Every option besides policy and budget reaches node.prune (the engine's defaults but x0, scaled to 6 layers).
+    assert.deepEqual(loadParamsFile(path.join(root, 'configs', 'default.yaml')).node.prune, {
+      policy: 'autoprune',
+      budget: { kind: 'tokens', value: 49 },
+      x0: 2.8,
+      k0: 0.4,
+      gamma: 0.2,
+      recycle: false,
+      reindexPositions: false,
+      scoreRows: 'instruction',
+      parity: false,
+      fastvLayer: 2,
+    });
+    const set = loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_recycle: true, prune_reindex_positions: true, prune_score_rows: 'last', prune_parity: true, fastv_layer: 4, autoprune_k0: 1 });
+    assert.deepEqual(set.node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, x0: 2.8, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
+    assert.deepEqual(set.pruneOptions, { x0: 2.8, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
+    assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_score_rows: 'all' }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /prune_score_rows/.test(e.message));
+    assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { fastv_layer: 0 }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /fastv_layer/.test(e.message));
+    // Without a policy the options still load (replay and evaluate sweeps start from them); flags override them.
+    const off = loadParamsFile(path.join(root, 'configs', 'default.yaml'), { pruning_policy: 'none', budget_kind: 'none', prune_recycle: true });
+    assert.equal(off.node.prune, undefined);
+    assert.equal(off.pruneOptions.recycle, true);
+    overridePruneOptions(off, { recycle: false, scoreRows: 'tail', parity: undefined });
+    assert.deepEqual(off.pruneOptions, { ...set.pruneOptions, x0: 2.8, k0: 0.4, recycle: false, reindexPositions: false, scoreRows: 'tail', parity: false, fastvLayer: 2 });
+    overridePruneOptions(set, { recycle: false });
+    assert.equal(set.node.prune?.recycle, false);
   });
 
   it('applies defaults and rejects bad values with the parameter named', () => {

@@ -38,7 +38,8 @@ std::vector<int64_t> prune_topk(const std::vector<float>& scores, int64_t k) {
     return idx;
 }
 
-std::vector<float> prune_dpc_knn_merge(const std::vector<float>& x, int64_t m, int64_t d, int64_t c) {
+std::vector<float> prune_dpc_knn_merge(const std::vector<float>& x, int64_t m, int64_t d, int64_t c,
+                                       bool reference_ties) {
     c = std::max<int64_t>(1, std::min(c, m));
     std::vector<double> dist(static_cast<size_t>(m * m));
     const double inv_sqrt_d = 1.0 / std::sqrt(double(d));
@@ -60,7 +61,8 @@ std::vector<float> prune_dpc_knn_merge(const std::vector<float>& x, int64_t m, i
         for (int64_t j = 0; j < c; ++j) s += row[size_t(j)] * row[size_t(j)];
         rho[size_t(i)] = std::exp(-s / double(c));
     }
-    // delta: distance to the nearest denser point (ties in density: the lower index is denser)
+    // delta: distance to the nearest denser point (ties in density: the lower index is denser,
+    // or with reference_ties not denser)
     double dmax = 0;
     for (double v : dist) dmax = std::max(dmax, v);
     std::vector<double> score(static_cast<size_t>(m));
@@ -68,7 +70,8 @@ std::vector<float> prune_dpc_knn_merge(const std::vector<float>& x, int64_t m, i
         double delta = dmax;
         bool found = false;
         for (int64_t j = 0; j < m; ++j) {
-            const bool denser = rho[size_t(j)] > rho[size_t(i)] || (rho[size_t(j)] == rho[size_t(i)] && j < i);
+            const bool denser =
+                rho[size_t(j)] > rho[size_t(i)] || (!reference_ties && rho[size_t(j)] == rho[size_t(i)] && j < i);
             if (denser && (!found || dist[size_t(i * m + j)] < delta)) {
                 delta = dist[size_t(i * m + j)];
                 found = true;

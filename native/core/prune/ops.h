@@ -9,7 +9,7 @@
 
 namespace vla {
 
-// MI of one head (spec §2.2): X = probs[t, cols[v]] over n_text rows (row stride ld), base 2,
+// MI of one head (docs/autoprune.md, "Mutual information"): X = probs[t, cols[v]] over n_text rows (row stride ld), base 2,
 // eps 1e-6 inside the denominator and as the ratio's floor.
 double prune_mutual_information(const float* probs, int64_t ld, int64_t n_text, const std::vector<int64_t>& cols);
 
@@ -20,11 +20,16 @@ float prune_prior_score(float prior, float coef, float score);
 // index so runs are reproducible.
 std::vector<int64_t> prune_topk(const std::vector<float>& scores, int64_t k);
 
-// DPC-kNN merging (spec §2.5) of x [m, d] into c tokens [c, d]; deterministic (no tie noise:
-// ties broken by index).
-std::vector<float> prune_dpc_knn_merge(const std::vector<float>& x, int64_t m, int64_t d, int64_t c);
+// DPC-kNN merging (docs/autoprune.md, "Positions and recycling") of x [m, d] into c tokens [c, d];
+// deterministic, no tie noise. A token's delta is its distance to the nearest denser token.
+// Density ties (exact: every mutually-nearest pair ties when there are two clusters): by default
+// the earlier token (lower index) counts as denser, so one of a tied pair is a peak; with
+// reference_ties only strictly denser tokens count, so both are peaks, as the reference runs
+// (its 1e-6 tie noise is rounded away in fp16).
+std::vector<float> prune_dpc_knn_merge(const std::vector<float>& x, int64_t m, int64_t d, int64_t c,
+                                       bool reference_ties = false);
 
-// Token recycling (spec §2.5) when d visual rows are pruned: the best-scored M = int(0.3 d) + 1
+// Token recycling (docs/autoprune.md, "Positions and recycling") when d visual rows are pruned: the best-scored M = int(0.3 d) + 1
 // of them (0 if d == 0) merge into C = min(M / 10 + 1, M) rows.
 int64_t prune_recycle_candidates(int64_t d);  // M
 int prune_recycled_count(int64_t d);          // C

@@ -117,23 +117,25 @@ public:
         p->entering = s.n_visual;
         p->steps.assign(size_t(s.n_layers), {});
         p->reindex = o.reindex_positions;
+        p->reference_ties = o.parity;
         p->kept.assign(size_t(s.n_layers), s.n_visual);
         p->target_tokens = s.n_visual;
         return Status::OK();
     }
 };
 
-// AutoPrune (spec §2.3-2.5): layer 0 keeps N1 = floor(2.5 T) by CLS prior + 0.3 MI_0 x attention
-// of the text rows; from layer 1 the logistic curve, shaped by MI_1, keeps ceil((N1 - 1) q_l)
-// and recycles the rest. For a FLOPs cap, T is the token budget that keeps the cap reachable for
-// any complexity, and the curve's scale the largest within the cap.
+// AutoPrune (docs/autoprune.md, "Mutual information", "Schedule", "Budget"): layer 0 keeps
+// N1 = floor(2.5 T) by CLS prior + 0.3 MI_0 x attention of the scoring rows; from layer 1 the
+// logistic curve, shaped by MI_1, keeps ceil((N1 - 1) q_l) and, with recycling, merges the best of
+// the rest. For a FLOPs cap, T is the token budget that keeps the cap reachable for any
+// complexity, and the curve's scale the largest within the cap.
 class AutoPrunePolicy final : public PrunePolicyI {
 public:
     PrunePolicy id() const override { return PrunePolicy::autoprune; }
     const char* name() const override { return "autoprune"; }
     const char* description() const override {
         return "AutoPrune: CLS prior and attention at layer 0, then a logistic retention curve shaped by the "
-               "sample's complexity (MI at layer 1), with token recycling";
+               "sample's complexity (MI at layer 1)";
     }
     bool needs_prior() const override { return true; }
 
@@ -153,7 +155,7 @@ public:
         p->n1 = n1;
         for (int l = 0; l < L; ++l) {
             PruneStep& st = p->steps[size_t(l)];
-            st.rows = PruneRows::tail;
+            st.rows = prune_rows_of(o.score_rows);
             st.measure_mi = l <= 1;  // MI_0 weighs the prior; MI_1 shapes the curve
             st.keep = n1;            // layers >= 1: until learn() has the curve
             st.recycle = l > 0 && o.recycle;
@@ -182,14 +184,17 @@ public:
     }
 };
 
-// FastV: after layer K - 1, keep the visual tokens the last prompt row attends to most; RoPE
-// positions stay the original ones.
+// FastV: after layer K - 1, keep the visual tokens the sequence's last row attends to most. In
+// FastV that row is the last prompt token; in an action model whose prompt ends with action
+// queries it is the last action query (docs/autoprune.md, "Baselines"). Positions as the options
+// say; under parity the original ones, as FastV keeps them.
 class FastVPolicy final : public PrunePolicyI {
 public:
     PrunePolicy id() const override { return PrunePolicy::fastv; }
     const char* name() const override { return "fastv"; }
     const char* description() const override {
-        return "FastV: after layer K-1, the visual tokens the last prompt token attends to most (original positions)";
+        return "FastV: after layer K-1, the visual tokens the sequence's last row (the last action query) attends to "
+               "most";
     }
     Status plan(const PruneOptions& o, const PruneShape& s, PrunePlan* p) const override {
         const int L = s.n_layers, Nv = s.n_visual;
@@ -202,7 +207,7 @@ public:
         p->steps = steps(x);
         p->kept = simulate(p->steps, Nv);
         p->parameter = x;
-        p->reindex = false;
+        p->reindex = o.parity ? false : o.reindex_positions;
         return Status::OK();
     }
 };
@@ -241,14 +246,13 @@ public:
 
 // SparseVLM v1.0's fixed schedules (of 576, after layers 2, 6, 15): [300, 200, 110] for 192,
 // [303, 110, 36] for 128, [66, 30, 17] for 64. The nearest one's shape, scaled so the average
-// meets this budget exactly; scored by the text rows, with recycling.
+// meets this budget exactly; scored by the options' rows, recycling as they say.
 class SparseVlmFixedPolicy final : public PrunePolicyI {
 public:
     PrunePolicy id() const override { return PrunePolicy::sparsevlm_fixed; }
     const char* name() const override { return "sparsevlm-fixed"; }
     const char* description() const override {
-        return "SparseVLM's fixed three-stage schedule (after layers 2, 6, 15 of 32), scaled to the budget, with "
-               "token recycling";
+        return "SparseVLM's fixed three-stage schedule (after layers 2, 6, 15 of 32), scaled to the budget";
     }
     Status plan(const PruneOptions& o, const PruneShape& s, PrunePlan* p) const override {
         const int L = s.n_layers, Nv = s.n_visual;
@@ -260,7 +264,7 @@ public:
             std::vector<int> keep;
             for (size_t i = 0; i < layers.size(); ++i)
                 keep.push_back(std::min(Nv, int(std::floor(base[i] / 576.0 * Nv * f))));
-            return staged(L, layers, keep, PruneRows::tail, o.recycle);
+            return staged(L, layers, keep, prune_rows_of(o.score_rows), o.recycle);
         };
         const Solver sv{o, s};
         double x = 0;
@@ -363,7 +367,45 @@ bool prune_policy_parse(const std::string& s, PrunePolicy* out) {
     return false;
 }
 
-Status prune_plan(const PruneOptions& o, const PruneShape& s, PrunePlan* plan) {
+const char* score_rows_name(ScoreRows r) {
+    switch (r) {
+    case ScoreRows::instruction: return "instruction";
+    case ScoreRows::tail: return "tail";
+    case ScoreRows::last: return "last";
+    }
+    return "instruction";
+}
+
+bool score_rows_parse(const std::string& s, ScoreRows* out) {
+    for (ScoreRows r : {ScoreRows::instruction, ScoreRows::tail, ScoreRows::last})
+        if (s == score_rows_name(r)) {
+            *out = r;
+            return true;
+        }
+    return false;
+}
+
+PruneRows prune_rows_of(ScoreRows r) {
+    switch (r) {
+    case ScoreRows::instruction: return PruneRows::instruction;
+    case ScoreRows::tail: return PruneRows::tail;
+    case ScoreRows::last: return PruneRows::last_instruction;
+    }
+    return PruneRows::instruction;
+}
+
+PruneOptions prune_resolve(const PruneOptions& o) {
+    PruneOptions r = o;
+    if (o.parity) {
+        r.reindex_positions = o.policy != PrunePolicy::fastv;
+        r.recycle = true;
+        r.score_rows = ScoreRows::tail;
+    }
+    return r;
+}
+
+Status prune_plan(const PruneOptions& options, const PruneShape& s, PrunePlan* plan) {
+    const PruneOptions o = prune_resolve(options);
     if (s.n_layers < 1 || s.n_visual < 0 || s.n_other < 0 || !(s.hidden > 0) || !(s.ffn > 0))
         return {Code::input, "pruning shape out of range: layers " + std::to_string(s.n_layers) + ", visual tokens " +
                                  std::to_string(s.n_visual) + ", other tokens " + std::to_string(s.n_other)};
@@ -399,7 +441,8 @@ PruneAccount prune_account(const Budget& b, const PruneShape& s, const std::vect
     return a;
 }
 
-Status prune_schedule(const PruneOptions& opts, const PruneShape& shape, double mi, PruneSchedule* out) {
+Status prune_schedule(const PruneOptions& options, const PruneShape& shape, double mi, PruneSchedule* out) {
+    const PruneOptions opts = prune_resolve(options);
     PrunePlan plan;
     VLA_RETURN_IF_ERROR(prune_plan(opts, shape, &plan));
     if (plan.learn_layer >= 0) prune_policy(opts.policy).learn(opts, shape, mi, &plan);

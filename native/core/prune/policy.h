@@ -21,14 +21,19 @@ namespace vla {
 enum class PruneRows {
     none,              // no pruning step at this layer
     tail,              // every row after the last image: instruction and action queries
-    last,              // the last prompt row
+    instruction,       // the rows after the last image minus the action queries (all of the
+                       // tail when that leaves none)
+    last,              // the sequence's last row (the last action query where there are some)
     last_instruction,  // the last row before the action queries
 };
+
+// The step rows of a ScoreRows option.
+PruneRows prune_rows_of(ScoreRows r);
 
 // One layer's pruning step, after its forward pass.
 struct PruneStep {
     PruneRows rows = PruneRows::none;
-    bool measure_mi = false;  // the rows' MI (spec §2.2, summed over heads) into slot l
+    bool measure_mi = false;  // X into slot l
     double prior_mix = 0;     // > 0: scores = CLS prior + prior_mix * MI_l / rows * attention
     int keep = 0;             // visual rows kept, at most those present (all present: no compaction)
     bool recycle = false;     // the best prune_recycle_candidates() of the pruned merge into
@@ -43,7 +48,8 @@ struct PrunePlan {
                                       // pre_select best by CLS prior
     std::vector<PruneStep> steps;     // [L]
     int learn_layer = -1;             // after this layer's step measured MI the loop calls learn()
-    bool reindex = true;              // RoPE positions re-indexed after compaction and in decode
+    bool reindex = false;             // RoPE positions re-indexed after compaction and in decode
+    bool reference_ties = false;      // DPC-kNN: the reference's density-tie rule (parity)
     std::vector<int> kept;            // [L] predicted visual count after each layer (merged included)
     // What the reports show (PruneStats, PruneSchedule).
     double target_tokens = 0, parameter = 0;

@@ -1,5 +1,5 @@
-// AutoPrune's retention schedule and the prefill FLOPs accounting (AutoPrune spec §2.4,
-// §2.7-2.9). Pure host arithmetic, model-free: the autoprune policy (policies.cpp) solves its
+// AutoPrune's retention schedule and the prefill FLOPs accounting (docs/autoprune.md,
+// "Schedule" and "Budget"). Pure host arithmetic, model-free: the autoprune policy (policies.cpp) solves its
 // schedule with it once, after layer 1, from MI_1, in the prefill and in prune_schedule() alike.
 #pragma once
 #include <cstdint>

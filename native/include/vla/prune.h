@@ -24,7 +24,7 @@ const std::vector<PrunePolicyInfo>& prune_policy_list();
 const char* prune_policy_name(PrunePolicy p);
 bool prune_policy_parse(const std::string& s, PrunePolicy* out);
 
-// AutoPrune's retention curve (spec §2.4).
+// AutoPrune's retention curve (docs/autoprune.md, "Schedule").
 struct AutoPruneParams {
     double x0 = 14.9;    // logistic centre before the +k shift
     double k0 = 0.4;     // base slope
@@ -38,27 +38,52 @@ struct Budget {
     double value = 0;  // tokens: average visual tokens per decoder layer (T); flops: prefill GFLOP cap
 };
 
+// The query rows whose attention scores the visual tokens (and gives AutoPrune's MI), for the
+// policies that score with the text after the images (autoprune, sparsevlm-fixed). FastV always
+// scores with the sequence's last row, PDrop with the last prompt row (docs/autoprune.md,
+// "Baselines").
+enum class ScoreRows {
+    instruction,  // the rows after the last image minus the action queries (default)
+    tail,         // every row after the last image, action queries included (the reference's rule)
+    last,         // the last prompt row: the last row before the action queries
+};
+const char* score_rows_name(ScoreRows r);  // "instruction", "tail", "last"
+bool score_rows_parse(const std::string& s, ScoreRows* out);
+
 struct PruneOptions {
     PrunePolicy policy = PrunePolicy::none;
     Budget budget;
-    AutoPruneParams autoprune;      // x0, k0, gamma
-    bool recycle = true;            // DPC-kNN recycling of pruned tokens (autoprune, sparsevlm-fixed)
-    bool reindex_positions = true;  // re-index RoPE positions after compaction (AutoPrune parity);
-                                    // false keeps original positions (FastV's choice)
-    bool pad_mask = true;           // zero the CLS prior on letterbox padding (LLaVA-1.5 "pad")
-    int fastv_layer = 2;            // FastV's K
-    uint64_t seed = 0;              // the random policy
+    AutoPruneParams autoprune;       // x0, k0, gamma
+    // Defaults keep what the model learned (docs/autoprune.md, "Positions and recycling"): the
+    // survivors keep their original RoPE positions, and pruned tokens are dropped, not merged.
+    bool recycle = false;            // DPC-kNN recycling of pruned tokens (autoprune, sparsevlm-fixed)
+    bool reindex_positions = false;  // re-index RoPE positions 0..n-1 after every compaction
+    ScoreRows score_rows = ScoreRows::instruction;
+    // The reference's behaviour in one switch (docs/autoprune.md, "Parity with the reference"):
+    // overrides the three options above with re-indexed positions (every policy but FastV, which
+    // keeps the original ones as FastV does), recycling, tail rows, and the reference's DPC-kNN
+    // density-tie rule (tied tokens both count as peaks) instead of ours (the earlier is denser).
+    bool parity = false;
+    bool pad_mask = true;            // zero the CLS prior on letterbox padding (LLaVA-1.5 "pad")
+    int fastv_layer = 2;             // FastV's K
+    uint64_t seed = 0;               // the random policy
 };
+
+
+
+// The options a request runs with: o itself, or with parity the reference's behaviour applied.
+PruneOptions prune_resolve(const PruneOptions& o);
 
 struct PruneStats {
     PrunePolicy policy = PrunePolicy::none;
+    PruneOptions options;                         // what the prefill ran with (parity resolved)
     int n_visual = 0;                             // visual tokens entering the decoder (all views)
     std::vector<int> kept;                        // [L] visual tokens after each layer (merged included)
     std::vector<std::vector<int>> kept_per_view;  // [L][n_views] original tokens of each view kept
     std::vector<int> merged;                      // [L] recycled (merged) tokens after each layer
     double mi0 = 0, mi1 = 0, k = 0, scale = 0;    // autoprune complexity signal and curve
     double target_tokens = 0;                     // the T the schedule was solved for
-    double flops = 0, flops_unpruned = 0;         // prefill decoder FLOPs by the §2.8 formula
+    double flops = 0, flops_unpruned = 0;         // prefill decoder FLOPs (docs/autoprune.md, "Budget")
     double avg_tokens = 0;                        // mean of kept over layers
     Budget budget;
     bool budget_met = true;
@@ -69,7 +94,7 @@ struct PruneShape {
     int n_layers = 32;     // L: decoder layers
     int n_visual = 576;    // N_v: visual tokens entering the decoder (all views)
     int n_other = 75;      // tokens never pruned: prefix, instruction, action queries
-    double hidden = 4096;  // d, for the FLOPs formula (spec §2.8)
+    double hidden = 4096;  // d, for the FLOPs formula (docs/autoprune.md, "Budget")
     double ffn = 11008;    // m
 };
 
@@ -87,7 +112,7 @@ struct PruneSchedule {
     int n1 = 0;                            // autoprune: visual tokens after layer 0
     std::vector<double> keep_frac;         // autoprune: [L] s * p_l, unclipped (index 0 unused)
     double avg_tokens = 0;                 // mean of kept over layers
-    double flops = 0, flops_unpruned = 0;  // prefill decoder FLOPs by the §2.8 formula
+    double flops = 0, flops_unpruned = 0;  // prefill decoder FLOPs (docs/autoprune.md, "Budget")
     bool budget_met = true;                // as the engine judges it
 };
 

@@ -1,0 +1,98 @@
+/** `autoprune-ros calibrate`: AutoPrune's complexity signal calibrated for one model on validation drives (replay/calibrate.ts). */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+
+import type { Command } from 'commander';
+
+import { openBag } from '../bag/reader.js';
+import { Engine, type BackendName } from '../engine/engine.js';
+import { engineLoadOptions, loadParamsFile, overridePruneOptions } from '../pipeline/params.js';
+import { chooseBundledConfig } from '../replay/bundled-configs.js';
+import { calibrate, refuseTestDrives } from '../replay/calibrate.js';
+import { readDrives } from '../replay/evaluate.js';
+import { ErrorCodes, VlaError } from '../util/errors.js';
+import { logger, logLevelChosen } from '../util/logger.js';
+import { resolveModelPath } from '../util/paths.js';
+import { addPruneOptionFlags, backendOption, integerAtLeast, pruneOptionsOf, shortPath, type Io, type PruneOptionFlags, type SetExit } from './common.js';
+
+/** "33%,22%,11%" -> [0.33, 0.22, 0.11]. */
+export function parseShares(s: string): number[] {
+  return s.split(',').map((v) => {
+    const m = /^(\d+(?:\.\d+)?)%$/.exec(v.trim());
+    const share = m ? Number(m[1]) / 100 : Number.NaN;
+    if (!(share > 0 && share < 1)) throw new VlaError(ErrorCodes.ARGS, `--budgets takes shares of the visual tokens such as 33%,22%,11%, got '${v}'`);
+    return share;
+  });
+}
+
+export function registerCalibrate(program: Command, io: Io, setExit: SetExit, version: string): void {
+  const cmd = program
+    .command('calibrate')
+    .description("measure AutoPrune's complexity signal (MI_1) of a model on validation drives, normalise it so the slope varies across the model's range, and compare that adaptive schedule with the flat one (writes calibration.json)")
+    .requiredOption('--model <dir>', 'model directory')
+    .requiredOption('--drives <dir>', 'validation drives (make-test-drives --split val); test-split drives are refused')
+    .option('--budgets <shares>', 'budgets as shares of the visual tokens', '33%,22%,11%')
+    .option('--out <file>', 'where to write the calibration (default: DIR/calibration.json)')
+    .option('--config <yaml>', "node parameter file (default: the bundled config whose camera topics are in the first drive)")
+    .option('--limit <n>', 'only the first n drives', integerAtLeast('--limit', 1))
+    .addOption(backendOption('compute backend'))
+    .option('--threads <n>', 'CPU threads (0 = all cores)', integerAtLeast('--threads', 0))
+    .option('--json', 'print the calibration as one JSON object');
+  addPruneOptionFlags(cmd).action(async (o: { model: string; drives: string; budgets: string; out?: string; config?: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean } & PruneOptionFlags) => {
+    const shares = parseShares(o.budgets);
+    let drives = await readDrives(o.drives);
+    refuseTestDrives(drives);
+    if (o.limit) drives = drives.slice(0, o.limit);
+    let configFile = o.config;
+    if (!configFile) {
+      const first = await openBag((drives[0] as { dir: string }).dir);
+      await first.close();
+      configFile = chooseBundledConfig(first.info.path, first.info.topics);
+    }
+    const overrides: Record<string, unknown> = { model_path: o.model };
+    if (o.backend) overrides.backend = o.backend;
+    if (o.threads !== undefined) overrides.threads = o.threads;
+    const config = loadParamsFile(configFile, overrides);
+    config.engine.modelPath = resolveModelPath(config.engine.modelPath);
+    overridePruneOptions(config, pruneOptionsOf(o));
+    const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
+    try {
+      const out = o.out ?? path.join(config.engine.modelPath, 'calibration.json');
+      const visualTokens = engine.info.tokensPerView * engine.cameras.length;
+      const c = await calibrate({
+        drives,
+        config,
+        configPath: path.resolve(configFile),
+        engine,
+        modelPath: config.engine.modelPath,
+        layers: engine.info.textLayers,
+        visualTokens,
+        shares,
+        outDir: path.join(path.dirname(path.resolve(out)), '.calibration-work'),
+        toolVersion: version,
+        log: logger.child({ component: 'calibrate' }, logLevelChosen() ? {} : { level: 'fatal' }),
+        onProgress: (what) => {
+          if (!o.json) io.err(`calibrate: ${what} (${drives.length} drives)`);
+        },
+      });
+      await writeFile(out, JSON.stringify(c, null, 2) + '\n');
+      if (o.json) io.out(JSON.stringify(c));
+      else {
+        const pc = (v: number | null) => (v === null ? '–' : `${(100 * v).toFixed(1)} %`);
+        io.out(
+          [
+            `| budget | MI_1 p10 / median / p90 | k0, gamma (engine) | k on validation | skill flat | skill adaptive | adaptive better |`,
+            '| --- | --- | --- | --- | ---: | ---: | --- |',
+            ...c.budgets.map((b) => `| ${Math.round(b.share * 100)} % (tokens:${b.tokens}) | ${b.mi1.p10.toFixed(2)} / ${b.mi1.median.toFixed(2)} / ${b.mi1.p90.toFixed(2)} | ${b.engine.k0.toFixed(3)}, ${b.engine.gamma.toFixed(3)} | ${b.validation.kRange ? `${b.validation.kRange[0].toFixed(2)}–${b.validation.kRange[1].toFixed(2)}` : '–'} | ${pc(b.validation.flatSkill)} | ${pc(b.validation.adaptiveSkill)} | ${b.validation.adaptiveBeatsFlat === null ? '–' : b.validation.adaptiveBeatsFlat ? 'yes' : 'no'} |`),
+            '',
+            `${c.frames} validation frames of ${c.drives.length} drives in ${c.runSeconds.toFixed(1)} s; x0 ${c.budgets[0]?.engine.x0} (the reference's 14.9 of 32 layers at ${c.model.layers}); written to ${shortPath(out)}`,
+            ...c.notCovered.map((n) => `not covered: ${n}`),
+          ].join('\n'),
+        );
+      }
+      setExit(0);
+    } finally {
+      await engine.dispose();
+    }
+  });
+}

@@ -1,0 +1,73 @@
+// calibrate on a tiny subset: one short validation drive, the tiny model; test-split drives refused.
+import assert from 'node:assert/strict';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { main } from '../../src/cli/main.js';
+import { parseShares } from '../../src/cli/calibrate.js';
+import { depthScaledX0, type CalibrationFile } from '../../src/replay/calibrate.js';
+import { makeScenarioDrive } from '../../src/sample/drive.js';
+import { sampleScenario } from '../../src/sample/scenario.js';
+import { requireBuilt, root, testModels } from './helpers.js';
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(['node', 'autoprune-ros', ...args], { out: (s) => out.push(s), err: (s) => err.push(s) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('calibrate (addon, tiny model, one validation drive)', function () {
+  this.timeout(180_000);
+  let tmp: string;
+  let model: string;
+  const config = path.join(root, 'configs', 'sample-drive.yaml');
+
+  before(async () => {
+    requireBuilt();
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'calibrate-'));
+    model = path.join(tmp, 'tiny');
+    cpSync(path.join(testModels, 'tiny'), model, { recursive: true });
+    const val = path.join(tmp, 'val');
+    await makeScenarioDrive(path.join(val, 'val-500000'), sampleScenario(500_000), { odomTailS: 3 });
+    writeFileSync(path.join(val, 'drives.json'), JSON.stringify({ split: 'val', drives: [{ seed: 500_000, bag: 'val-500000', kind: sampleScenario(500_000).kind, complexity: sampleScenario(500_000).complexity }] }));
+    const test = path.join(tmp, 'test');
+    await makeScenarioDrive(path.join(test, 'test-900000'), sampleScenario(900_000), { odomTailS: 3 });
+    writeFileSync(path.join(test, 'drives.json'), JSON.stringify({ drives: [{ seed: 900_000, bag: 'test-900000' }] }));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('measures MI_1, normalises it so k varies, compares adaptive with flat, and stores it with the model', async () => {
+    const r = await cli('calibrate', '--model', model, '--drives', path.join(tmp, 'val'), '--budgets', '33%,11%', '--config', config, '--json');
+    assert.equal(r.code, 0, r.err);
+    const file = path.join(model, 'calibration.json');
+    assert.ok(existsSync(file));
+    const c = JSON.parse(readFileSync(file, 'utf8')) as CalibrationFile;
+    assert.deepEqual(JSON.parse(r.out), c);
+    assert.equal(c.format, 'autoprune-ros-calibration');
+    assert.match(c.model.weightsSha256, /^[0-9a-f]{64}$/);
+    assert.deepEqual(c.drives.map((d) => d.seed), [500_000]);
+    assert.ok(c.frames > 10);
+    assert.deepEqual(c.budgets.map((b) => b.tokens), [16, 5]);
+    for (const b of c.budgets) {
+      assert.equal(b.mi1.n, c.frames);
+      assert.ok(b.mi1.p10 <= b.mi1.median && b.mi1.median <= b.mi1.p90);
+      // k = max(k0' - gamma' MI_1, 0) is the reference's 0.4 - 0.2 z at the median (z = 0)
+      assert.ok(Math.abs(b.engine.k0 - b.engine.gamma * b.mi1.median - 0.4) < 1e-9);
+      assert.equal(b.engine.x0, depthScaledX0(c.model.layers));
+      assert.ok(b.validation.kRange && b.validation.kRange[1] > b.validation.kRange[0], 'the slope differs between frames');
+      assert.equal(typeof b.validation.adaptiveBeatsFlat === 'boolean' || b.validation.adaptiveBeatsFlat === null, true);
+    }
+    assert.ok(c.notCovered.length > 0);
+  });
+
+  it('refuses test-split drives and bad budgets', async () => {
+    const t = await cli('calibrate', '--model', model, '--drives', path.join(tmp, 'test'), '--config', config);
+    assert.equal(t.code, 2);
+    assert.match(t.err, /^VLA_E_ARGS: calibrate tunes on validation drives only; 1 of these are test-split drives \(test-900000\)/);
+    assert.throws(() => parseShares('33%,0%'), (e: Error & { code?: string }) => e.code === 'VLA_E_ARGS');
+    assert.throws(() => parseShares('49'), (e: Error & { code?: string }) => e.code === 'VLA_E_ARGS');
+    assert.deepEqual(parseShares('33%,22%,11%'), [0.33, 0.22, 0.11]);
+  });
+});

@@ -1,0 +1,137 @@
+// The prune options besides policy and budget (recycle, reindexPositions, scoreRows, parity,
+// x0/k0/gamma, fastvLayer) reach the engine on every path: the Engine API, infer, replay,
+// evaluate and the node's parameters. The engine echoes what its prefill ran with
+// (prune.options, parity resolved), so each path is checked against the engine itself.
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+import { main } from '../../src/cli/main.js';
+import type { NativeAddon, NativePruneStats } from '../../src/engine/addon-types.js';
+import { Engine, parseBudget } from '../../src/engine/engine.js';
+import { PRUNE_OPTION_DEFAULTS } from '../../src/engine/policies.js';
+import type { EvaluationReport } from '../../src/replay/evaluate.js';
+import type { ReplayReport } from '../../src/replay/report-types.js';
+import { makeSampleDrive } from '../../src/sample/drive.js';
+import { addonPath, requireBuilt, root, syntheticFrame, testModels } from './helpers.js';
+
+async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(['node', 'autoprune-ros', ...args], { out: (s) => out.push(s), err: (s) => err.push(s) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+type Options = NonNullable<NativePruneStats['options']>;
+const defaults: Options = { ...PRUNE_OPTION_DEFAULTS };
+/** Flags that change every option from its default, and what the engine must then report. */
+const FLAGS = ['--recycle', '--reindex-positions', '--score-rows', 'tail', '--x0', '1.5', '--k0', '2', '--gamma', '0.25', '--fastv-layer', '3'];
+const FLAGGED: Options = { ...defaults, recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3 };
+const PARITY: Options = { ...defaults, parity: true, recycle: true, reindexPositions: true, scoreRows: 'tail' };
+
+describe('prune options reach the engine on every path (addon, tiny model)', function () {
+  this.timeout(180_000);
+  const tiny = path.join(testModels, 'tiny');
+  const config = path.join(root, 'configs', 'sample-drive.yaml');
+  let tmp: string;
+  let drives: string;
+
+  before(async () => {
+    requireBuilt();
+    tmp = mkdtempSync(path.join(os.tmpdir(), 'prune-options-'));
+    drives = path.join(tmp, 'drives');
+    mkdirSync(drives);
+    await makeSampleDrive(path.join(drives, 'a'), { durationS: 2 });
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it("the engine's defaults are PRUNE_OPTION_DEFAULTS: positions kept, no recycling, instruction rows, no parity", () => {
+    const addon = createRequire(import.meta.url)(addonPath) as NativeAddon;
+    const { padMask, ...rest } = addon.pruneDefaults;
+    assert.equal(padMask, true);
+    assert.deepEqual(rest, defaults);
+  });
+
+  it('Engine API: defaults, each option and parity as the prefill reports them; recycling merges, scoring rows change MI', async () => {
+    const e = await Engine.load(tiny, { backend: 'cpu' });
+    try {
+      const frame = (s: number) => ({ data: syntheticFrame(48, 36, s), width: 48, height: 36, encoding: 'rgb8' as const });
+      const views = { front: frame(1), front_left: frame(2), front_right: frame(3) };
+      const run = async (extra: object) => (await e.infer({ views, instruction: 'keep lane', prune: { policy: 'autoprune', budget: parseBudget('tokens:12'), ...extra } })).prune;
+      const def = await run({});
+      assert.deepEqual(def.options, defaults);
+      assert.ok(def.merged.every((m) => m === 0));
+      const flagged = await run({ recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3 });
+      assert.deepEqual(flagged.options, FLAGGED);
+      assert.ok(flagged.merged.some((m) => m > 0));
+      assert.notEqual(flagged.mi1, def.mi1);
+      assert.ok(Math.abs(flagged.k - Math.max(2 - 0.25 * flagged.mi1, 0)) < 1e-9);
+      const parity = await run({ parity: true, recycle: false, scoreRows: 'last' });
+      assert.deepEqual(parity.options, PARITY);
+      const fastv = (await e.infer({ views, instruction: 'keep lane', prune: { policy: 'fastv', budget: parseBudget('tokens:30'), parity: true } })).prune;
+      assert.equal(fastv.options?.reindexPositions, false, 'FastV keeps its positions under parity');
+      await assert.rejects(run({ scoreRows: 'rows' }), (err: Error & { code?: string }) => err.code === 'VLA_E_INPUT' && /scoreRows/.test(err.message));
+    } finally {
+      await e.dispose();
+    }
+  });
+
+  it('infer: the flags reach the engine; --parity; options without a policy are refused', async () => {
+    const base = ['infer', '--model', tiny, '--image', `front=${path.join(root, 'assets', 'sample', 'front.jpg')}`, '--instruction', 'keep lane', '--json', '--warmup', '0', '--budget', 'tokens:6'];
+    const d = await cli(...base);
+    assert.equal(d.code, 0, d.err);
+    assert.deepEqual(JSON.parse(d.out).prune.options, defaults);
+    const f = await cli(...base, ...FLAGS);
+    assert.equal(f.code, 0, f.err);
+    assert.deepEqual(JSON.parse(f.out).prune.options, FLAGGED);
+    const p = await cli(...base, '--parity');
+    assert.equal(p.code, 0, p.err);
+    assert.deepEqual(JSON.parse(p.out).prune.options, PARITY);
+    const bad = await cli('infer', '--model', tiny, '--image', 'front=x.jpg', '--instruction', 'x', '--recycle');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /pruning options \(recycle\) need a pruning policy/);
+    const rows = await cli(...base, '--score-rows', 'all');
+    assert.equal(rows.code, 2);
+  });
+
+  it("replay: the config's options, and flags over them, in the report as the engine ran them", async () => {
+    const out1 = path.join(tmp, 'replay-config');
+    const r1 = await cli('replay', path.join(drives, 'a'), '--config', config, '--model', tiny, '--out', out1, '--budget', 'tokens:12', '--no-progress', '--no-bag', '--no-trace');
+    assert.equal(r1.code, 0, r1.err);
+    const rep1 = JSON.parse(readFileSync(path.join(out1, 'report.json'), 'utf8')) as ReplayReport;
+    // sample-drive.yaml: x0 2.8, the rest at their defaults
+    assert.deepEqual(rep1.settings[0]?.pruneOptions, { ...defaults, x0: 2.8 });
+    const out2 = path.join(tmp, 'replay-flags');
+    const r2 = await cli('replay', path.join(drives, 'a'), '--config', config, '--model', tiny, '--out', out2, '--sweep', 'policy=none,autoprune', 'budget=12', ...FLAGS, '--no-progress', '--no-bag', '--no-trace');
+    assert.equal(r2.code, 0, r2.err);
+    const rep2 = JSON.parse(readFileSync(path.join(out2, 'report.json'), 'utf8')) as ReplayReport;
+    assert.equal(rep2.settings[0]?.pruneOptions, null);
+    assert.deepEqual(rep2.settings[1]?.pruneOptions, FLAGGED);
+  });
+
+  it('evaluate: flags reach every pruned row and the report records them', async () => {
+    const out = path.join(tmp, 'evaluate');
+    const r = await cli('evaluate', drives, '--config', config, '--model', tiny, '--out', out, '--sweep', 'policy=none,autoprune', 'budget=12', '--parity', '--json');
+    assert.equal(r.code, 0, r.err);
+    const rep = JSON.parse(r.out) as EvaluationReport;
+    assert.deepEqual(rep.rows.find((x) => x.policy === 'autoprune')?.pruneOptions, { ...PARITY, x0: 2.8 });
+    assert.equal(rep.pruneOptions?.parity, true);
+    assert.match(rep.command, / --parity$/);
+  });
+
+  it('schedule: --model takes the depth and visual-token count; a budget of every token keeps every token', async () => {
+    const m = await cli('schedule', '--budget', 'tokens:49', '--model', path.join(root, 'assets', 'models', 'drive'));
+    assert.equal(m.code, 0, m.err);
+    const j = JSON.parse(m.out);
+    assert.equal(j.visualTokens, 147);
+    assert.equal(j.layers, 6);
+    assert.ok(Math.abs(j.avgTokens - 49) <= 0.5, String(j.avgTokens));
+    const all = JSON.parse((await cli('schedule', '--budget', 'tokens:576', '--visual-tokens', '576')).out);
+    assert.equal(all.avgTokens, 576);
+    assert.equal(all.prunes, false);
+    const full = JSON.parse((await cli('schedule', '--budget', 'tokens:147', '--model', path.join(root, 'assets', 'models', 'drive'))).out);
+    assert.equal(full.avgTokens, 147);
+  });
+});
