@@ -80,7 +80,7 @@ describe('closed loop: latency models', () => {
     const out = output(1, 576, Array(32).fill(576), 32 * F(636, 4096, 11008));
     const w = frameWork(L, out);
     assert.ok(Math.abs(w.visionFlops / 0.41e12 - 1) < 0.03, `vision ${w.visionFlops}`);
-    // §2.8 counts attention without the causal half: 8.45 TFLOP against the anchors' 8.34
+    // docs/autoprune.md "Budget" counts attention without the causal half: 8.45 TFLOP against the anchors' 8.34
     assert.ok(Math.abs(w.prefillFlops / 8.34e12 - 1) < 0.03, `prefill ${w.prefillFlops}`);
     const atPeak = (d: typeof DEVICE_PROFILES.orin) => deviceTime({ ...d, computeEfficiency: 1, memoryEfficiency: 1, overheadMs: 0 }, { ...w, visionFlops: 0 });
     assert.ok(Math.abs(atPeak(DEVICE_PROFILES.orin).totalMs / 196 - 1) < 0.05, `orin ${atPeak(DEVICE_PROFILES.orin).totalMs}`);
