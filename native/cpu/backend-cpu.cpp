@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "blas.h"
 #include "convert.h"
 #include "gemm.h"
 #include "backend.h"
@@ -52,7 +53,11 @@ inline const int32_t* I(const Tensor& t) { return static_cast<const int32_t*>(t.
 
 class CpuBackend final : public Backend {
 public:
-    explicit CpuBackend(const BackendOptions& o) : pool_(o.n_threads), limit_(o.max_activation_bytes) {}
+    // Half-precision weights become F32 at load where the BLAS does the products (twice their
+    // file size in memory, converted once instead of on every product); weight_dtype f16/bf16
+    // keeps them mmapped in place (the builtin kernel converts panels as it goes).
+    explicit CpuBackend(const BackendOptions& o)
+        : pool_(o.n_threads), limit_(o.max_activation_bytes), f32_weights_(o.weight_dtype == WeightDType::auto_ && blas()) {}
     const char* name() const override { return "cpu"; }
 
     Status alloc(int64_t rows, int64_t cols, Tensor* out) override {
@@ -111,6 +116,20 @@ public:
     }
 
     Status upload_weight(const TensorView& src, int64_t rows, int64_t cols, Tensor* out) override {
+        if (f32_weights_ && (src.dtype == DType::f16 || src.dtype == DType::bf16)) {
+            const int64_t n = rows * cols;
+            auto mem = std::shared_ptr<float>(new (std::nothrow) float[size_t(std::max<int64_t>(n, 1))], std::default_delete<float[]>());
+            if (!mem) return {Code::oom, "cpu: cannot allocate an F32 copy of a " + std::to_string(rows) + " x " + std::to_string(cols) + " weight"};
+            float* p = mem.get();
+            pool_.parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) { convert_to_f32(src.data, src.dtype, a, b - a, p + a); });
+            Tensor t;
+            t.data = p;
+            t.rows = rows;
+            t.cols = cols;
+            t.mem = mem;
+            *out = std::move(t);
+            return Status::OK();
+        }
         Tensor t;  // zero-copy: the mmap outlives the backend
         t.data = const_cast<uint8_t*>(src.data);
         t.dtype = src.dtype;
@@ -475,6 +494,7 @@ public:
 private:
     ThreadPool pool_;
     int64_t limit_ = 0;
+    bool f32_weights_ = false;
     std::atomic<int64_t> allocated_{0};
 };
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "convert.h"
+#include "blas.h"
 #include "gemm.h"
 #include "backend.h"
 #include "image.h"
@@ -102,7 +103,10 @@ TEST_CASE("thread pool covers every index exactly once") {
 
 TEST_CASE("gemm matches the naive loop for aligned and awkward shapes, all weight dtypes") {
     ThreadPool pool(2);
-    const int64_t shapes[][3] = {{1, 8, 4}, {1, 13, 7}, {5, 13, 7}, {4, 256, 32}, {37, 300, 65}, {9, 513, 33}, {64, 1024, 96}};
+    INFO("gemm provider: " << gemm_provider());
+    // Besides the small ones: products split over output columns (m >= n) and over rows (n > m).
+    const int64_t shapes[][3] = {{1, 8, 4}, {1, 13, 7}, {5, 13, 7}, {4, 256, 32}, {37, 300, 65}, {9, 513, 33}, {64, 1024, 96},
+                                 {300, 64, 40}, {33, 200, 301}};
     for (auto& s : shapes) {
         const int64_t n = s[0], k = s[1], m = s[2];
         auto x = randn(size_t(n * k), 1);
@@ -116,10 +120,16 @@ TEST_CASE("gemm matches the naive loop for aligned and awkward shapes, all weigh
         struct Case { const void* p; DType t; } cases[] = {{w.data(), DType::f32}, {wh.data(), DType::f16}, {wb.data(), DType::bf16}};
         for (auto& c : cases) {
             std::vector<float> y(static_cast<size_t>(n * m)), ref(size_t(n * m));
+            std::vector<float> yb(static_cast<size_t>(n * m)), y0(static_cast<size_t>(n * m));
             gemm_xwt(pool, x.data(), n, k, c.p, c.t, m, bias.data(), y.data());
+            gemm_xwt_builtin(pool, x.data(), n, k, c.p, c.t, m, bias.data(), yb.data());
+            gemm_xwt(pool, x.data(), n, k, c.p, c.t, m, nullptr, y0.data());
             gemm_xwt_naive(x.data(), n, k, c.p, c.t, m, bias.data(), ref.data());
             INFO("n=" << n << " k=" << k << " m=" << m << " dtype=" << dtype_name(c.t));
             CHECK(nmse(y, ref) < 1e-12);
+            CHECK(nmse(yb, ref) < 1e-12);
+            for (int64_t i = 0; i < n * m; ++i) y0[size_t(i)] += bias[size_t(i % m)];  // without bias, then added
+            CHECK(nmse(y0, ref) < 1e-12);
         }
     }
 }
