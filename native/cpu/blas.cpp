@@ -36,9 +36,11 @@ Blas* load() {
     if (!h) return nullptr;
     auto sgemm = reinterpret_cast<Blas::Sgemm>(dlsym(h, "cblas_sgemm"));
     if (!sgemm) return nullptr;
-    if (auto set_threads = reinterpret_cast<void (*)(int)>(dlsym(h, "openblas_set_num_threads"))) set_threads(1);
+    auto set_threads = reinterpret_cast<void (*)(int)>(dlsym(h, "openblas_set_num_threads"));
+    if (set_threads) set_threads(1);
     auto* b = new Blas;  // lives as long as the process, as the library does
     b->sgemm = sgemm;
+    b->set_threads = set_threads;
     b->name = "openblas";
     if (auto cfg = reinterpret_cast<char* (*)()>(dlsym(h, "openblas_get_config"))) {
         // "OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64": the version

@@ -23,6 +23,9 @@ struct Blas {
     using Sgemm = void (*)(int order, int trans_a, int trans_b, int m, int n, int k, float alpha, const float* a, int lda,
                            const float* b, int ldb, float beta, float* c, int ldc);
     Sgemm sgemm = nullptr;
+    // openblas_set_num_threads: the engine keeps it at 1; benchmarks time the library's own
+    // threading with it (then set it back).
+    void (*set_threads)(int) = nullptr;
     std::string name;  // e.g. "openblas 0.3.21 SkylakeX" (library, version, kernel)
 };
 constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112;
