@@ -181,6 +181,9 @@ struct BackendOptions {
     // Activation memory this backend may hold at once (0: no limit): beyond it alloc() fails
     // with Code::oom, as a full device would (Jetson's memory is shared with the rest of the car).
     int64_t max_activation_bytes = 0;
+    // cpu: matrix products and attention through the BLAS where one loads (native/cpu/blas.h);
+    // false keeps the builtin kernels (the reference the BLAS path is tested against).
+    bool cpu_blas = true;
 };
 
 // "cpu" always; "cuda" where built and a device is present. Code::backend otherwise.

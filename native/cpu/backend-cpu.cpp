@@ -57,7 +57,10 @@ public:
     // file size in memory, converted once instead of on every product); weight_dtype f16/bf16
     // keeps them mmapped in place (the builtin kernel converts panels as it goes).
     explicit CpuBackend(const BackendOptions& o)
-        : pool_(o.n_threads), limit_(o.max_activation_bytes), f32_weights_(o.weight_dtype == WeightDType::auto_ && blas()) {}
+        : pool_(o.n_threads),
+          limit_(o.max_activation_bytes),
+          blas_(o.cpu_blas ? blas() : nullptr),
+          f32_weights_(o.weight_dtype == WeightDType::auto_ && blas_) {}
     const char* name() const override { return "cpu"; }
 
     Status alloc(int64_t rows, int64_t cols, Tensor* out) override {
@@ -160,7 +163,12 @@ public:
                 bp = b.data();
             }
         }
-        gemm_xwt(pool_, F(x), x.rows, x.cols, w.data, w.dtype, w.rows, bp, F(y));
+        gemm(F(x), x.rows, x.cols, w.data, w.dtype, w.rows, bp, F(y));
+    }
+
+    void gemm(const float* x, int64_t n, int64_t k, const void* w, DType wt, int64_t m, const float* bias, float* y) {
+        if (blas_) gemm_xwt(pool_, x, n, k, w, wt, m, bias, y);
+        else gemm_xwt_builtin(pool_, x, n, k, w, wt, m, bias, y);
     }
 
     // Norm weights may be half precision: convert the row once per call.
@@ -269,6 +277,52 @@ public:
     }
 
     void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) override {
+        if (blas_ && q.rows > 1 && p.n_kv < (int64_t(1) << 31) / std::max<int64_t>(64, q.cols)) attention_gemm(q, k, v, out, p);
+        else attention_rows(q, k, v, out, p);
+    }
+
+    // Attention as two products per (head, block of up to 64 query rows): S = scale * Q K^T over
+    // the block's keys, softmax per row (a causal row's later keys zeroed), O = P V; both
+    // products single-threaded sgemm calls on strided views of q, k, v and out (no copies).
+    void attention_gemm(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) {
+        const int64_t n_q = q.rows, hd = p.head_dim;
+        const int group = p.n_head / p.n_kv_head;
+        const int64_t nb = p.causal ? 1 : p.n_batch;                 // query blocks never straddle a batch
+        const int64_t qb = p.causal ? n_q : n_q / p.n_batch, kb = p.causal ? p.n_kv : p.n_kv / p.n_batch;
+        constexpr int64_t RB = 64;
+        const int64_t blocks = (qb + RB - 1) / RB;
+        pool_.parallel_for(int64_t(p.n_head) * nb * blocks, 1, [&](int64_t t0, int64_t t1) {
+            std::vector<float> s;
+            for (int64_t t = t0; t < t1; ++t) {
+                const int h = int(t / (nb * blocks)), hk = h / group;
+                const int64_t bi = (t / blocks) % nb, rb = t % blocks;
+                const int64_t i0 = bi * qb + rb * RB, i1 = std::min(bi * qb + qb, i0 + RB), nr = i1 - i0;
+                const int64_t j0 = p.causal ? 0 : bi * kb, j1 = p.causal ? std::min(p.n_kv, p.kv_offset + i1) : j0 + kb;
+                const int64_t nk = j1 - j0;
+                s.resize(size_t(nr * nk));
+                blas_->sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, int(nr), int(nk), int(hd), p.scale,
+                             F(q) + i0 * q.cols + int64_t(h) * hd, int(q.cols), F(k) + j0 * k.cols + int64_t(hk) * hd, int(k.cols),
+                             0.f, s.data(), int(nk));
+                for (int64_t r = 0; r < nr; ++r) {
+                    float* sr = s.data() + r * nk;
+                    const int64_t lim = p.causal ? std::min(p.n_kv, p.kv_offset + i0 + r + 1) - j0 : nk;
+                    float mx = -INFINITY;
+                    for (int64_t j = 0; j < lim; ++j) mx = std::max(mx, sr[j]);
+                    double sum = 0;
+                    for (int64_t j = 0; j < lim; ++j) sum += (sr[j] = std::exp(sr[j] - mx));
+                    const float inv = float(1.0 / sum);
+                    for (int64_t j = 0; j < lim; ++j) sr[j] *= inv;
+                    std::fill(sr + lim, sr + nk, 0.f);
+                }
+                blas_->sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, int(nr), int(hd), int(nk), 1.f, s.data(), int(nk),
+                             F(v) + j0 * v.cols + int64_t(hk) * hd, int(v.cols), 0.f, F(out) + i0 * out.cols + int64_t(h) * hd,
+                             int(out.cols));
+            }
+        });
+    }
+
+    // The reference: row by row, dot products and a scaled sum of value rows.
+    void attention_rows(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) {
         const int64_t n_q = q.rows, hd = p.head_dim;
         const int group = p.n_head / p.n_kv_head;
         const int64_t qb = p.causal ? n_q : n_q / p.n_batch;    // query rows per batch block
@@ -479,14 +533,16 @@ public:
                                         size_t(P) * sizeof(float));
                 }
         std::vector<float> res(size_t(n_img) * np * w.rows);
-        gemm_xwt(pool_, cols.data(), int64_t(n_img) * np, kk, w.data, w.dtype, w.rows, nullptr, res.data());
+        gemm(cols.data(), int64_t(n_img) * np, kk, w.data, w.dtype, w.rows, nullptr, res.data());
         for (int b = 0; b < n_img; ++b)
             std::memcpy(F(out) + (int64_t(b) * (np + 1) + 1) * out.cols, res.data() + size_t(b) * np * w.rows,
                         size_t(np) * w.rows * sizeof(float));
     }
 
     Status preprocess(const ImageInput& in, const PreprocessParams& p, Tensor& out, int slot) override {
-        return image_preprocess(in, p, F(out) + int64_t(slot) * 3 * out.cols);
+        // rows of both resampling passes spread over the pool
+        return image_preprocess(in, p, F(out) + int64_t(slot) * 3 * out.cols,
+                                [this](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { pool_.parallel_for(n, 8, fn); });
     }
 
     int64_t allocated_bytes() const override { return allocated_; }
@@ -494,6 +550,7 @@ public:
 private:
     ThreadPool pool_;
     int64_t limit_ = 0;
+    const Blas* blas_ = nullptr;
     bool f32_weights_ = false;
     std::atomic<int64_t> allocated_{0};
 };

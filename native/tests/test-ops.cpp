@@ -245,23 +245,35 @@ std::vector<float> attention_ref(const std::vector<float>& q, const std::vector<
 }  // namespace
 
 TEST_CASE("attention: causal with cache offset, GQA, non-causal batches, against the naive loop") {
-    auto b = cpu();
-    struct Case { int nh, nkv, hd; int64_t nq, nkv_rows, off; bool causal; int batch; };
-    const Case cases[] = {{4, 2, 8, 5, 5, 0, true, 1},   {4, 4, 16, 7, 12, 5, true, 1}, {8, 2, 4, 1, 33, 32, true, 1},
-                          {2, 2, 8, 6, 6, 0, false, 3}, {3, 1, 5, 17, 17, 0, true, 1}, {2, 2, 16, 20, 20, 0, false, 1}};
-    for (auto& c : cases) {
-        AttentionParams p;
-        p.n_head = c.nh; p.n_kv_head = c.nkv; p.head_dim = c.hd;
-        p.n_kv = c.nkv_rows; p.kv_offset = c.off; p.causal = c.causal; p.n_batch = c.batch;
-        p.scale = 1.f / std::sqrt(float(c.hd));
-        auto qv = randn(size_t(c.nq * c.nh * c.hd), 11), kv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 12),
-             vv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 13);
-        Tensor q = make(*b, c.nq, c.nh * c.hd, qv), k = make(*b, c.nkv_rows, c.nkv * c.hd, kv),
-               v = make(*b, c.nkv_rows, c.nkv * c.hd, vv), o = make(*b, c.nq, c.nh * c.hd, {});
-        b->attention(q, k, v, o, p);
-        INFO("heads " << c.nh << "/" << c.nkv << " hd " << c.hd << " nq " << c.nq << " causal " << c.causal);
-        CHECK(nmse(get(*b, o), attention_ref(qv, kv, vv, c.nq, p)) < 1e-10);
+    // the BLAS path (where OpenBLAS loads) and the builtin row loop alike
+    for (bool use_blas : {true, false}) {
+        BackendOptions bo;
+        bo.n_threads = 2;
+        bo.cpu_blas = use_blas;
+        std::unique_ptr<Backend> b;
+        REQUIRE(backend_create("cpu", bo, &b).ok());
+        INFO("cpu_blas " << use_blas << " (" << gemm_provider() << ")");
+        struct Case { int nh, nkv, hd; int64_t nq, nkv_rows, off; bool causal; int batch; };
+        // beyond the small ones: several 64-row query blocks, a partial one, a cache offset, and view
+        // blocks of 50 rows (blocks end inside a batch)
+        const Case cases[] = {{4, 2, 8, 5, 5, 0, true, 1},   {4, 4, 16, 7, 12, 5, true, 1}, {8, 2, 4, 1, 33, 32, true, 1},
+                              {2, 2, 8, 6, 6, 0, false, 3}, {3, 1, 5, 17, 17, 0, true, 1}, {2, 2, 16, 20, 20, 0, false, 1},
+                              {4, 2, 24, 150, 150, 0, true, 1}, {2, 1, 16, 70, 100, 30, true, 1}, {4, 4, 24, 150, 150, 0, false, 3}};
+        for (auto& c : cases) {
+            AttentionParams p;
+            p.n_head = c.nh; p.n_kv_head = c.nkv; p.head_dim = c.hd;
+            p.n_kv = c.nkv_rows; p.kv_offset = c.off; p.causal = c.causal; p.n_batch = c.batch;
+            p.scale = 1.f / std::sqrt(float(c.hd));
+            auto qv = randn(size_t(c.nq * c.nh * c.hd), 11), kv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 12),
+                 vv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 13);
+            Tensor q = make(*b, c.nq, c.nh * c.hd, qv), k = make(*b, c.nkv_rows, c.nkv * c.hd, kv),
+                   v = make(*b, c.nkv_rows, c.nkv * c.hd, vv), o = make(*b, c.nq, c.nh * c.hd, {});
+            b->attention(q, k, v, o, p);
+            INFO("heads " << c.nh << "/" << c.nkv << " hd " << c.hd << " nq " << c.nq << " causal " << c.causal);
+            CHECK(nmse(get(*b, o), attention_ref(qv, kv, vv, c.nq, p)) < 1e-10);
+        }
     }
+    auto b = cpu();
     // Hand-derived: the first causal row sees only key 0, so it returns v[0].
     AttentionParams p;
     p.n_head = p.n_kv_head = 1; p.head_dim = 2; p.n_kv = 2; p.scale = 1.f;
