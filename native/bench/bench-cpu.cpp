@@ -287,33 +287,51 @@ int main(int argc, char** argv) {
             std::uniform_real_distribution<float> u(-1.f, 1.f);
             for (auto& v : x) v = u(g);
             for (auto& v : w) v = 0.05f * u(g);
-            auto time = [&](auto&& f) {
+            // Interleaved repetitions (engine, library, builtin in turn), medians of the times and
+            // of the per-repetition engine/library ratio: a shared machine's load hits all three.
+            auto once = [&](auto&& f) {
+                auto t0 = Clock::now();
                 f();
-                double best = 1e30;
-                for (int i = 0; i < 3; ++i) {
-                    auto t0 = Clock::now();
-                    f();
-                    best = std::min(best, std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-                }
-                return best;
+                return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+            };
+            auto median = [](std::vector<double> v) {
+                std::sort(v.begin(), v.end());
+                return v.empty() ? 0.0 : v[v.size() / 2];
             };
             const double fl = 2.0 * n * k * mm;
-            const double eng = time([&] { gemm_xwt(pool, x.data(), n, k, w.data(), DType::f32, mm, nullptr, y.data()); });
-            const double own = time([&] { gemm_xwt_builtin(pool, x.data(), n, k, w.data(), DType::f32, mm, nullptr, y.data()); });
-            double direct = 0;
-            if (lib && lib->set_threads) {
+            auto run_eng = [&] { gemm_xwt(pool, x.data(), n, k, w.data(), DType::f32, mm, nullptr, y.data()); };
+            auto run_own = [&] { gemm_xwt_builtin(pool, x.data(), n, k, w.data(), DType::f32, mm, nullptr, y.data()); };
+            auto run_lib = [&] {
+                lib->sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, int(n), int(mm), int(k), 1.f, x.data(), int(k), w.data(),
+                           int(k), 0.f, y.data(), int(mm));
+            };
+            // The library's own threads only around its own call (untimed switch); the engine's
+            // calls need it single-threaded.
+            auto timed_lib = [&] {
                 lib->set_threads(T);
-                direct = time([&] {
-                    lib->sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, int(n), int(mm), int(k), 1.f, x.data(), int(k), w.data(),
-                               int(k), 0.f, y.data(), int(mm));
-                });
+                const double ms = once(run_lib);
                 lib->set_threads(1);
+                return ms;
+            };
+            const bool has_lib = lib && lib->set_threads;
+            run_eng();
+            run_own();
+            if (has_lib) timed_lib();
+            std::vector<double> te, to, tl, ratio;
+            for (int r = 0; r < 7; ++r) {
+                te.push_back(once(run_eng));
+                if (has_lib) {
+                    tl.push_back(timed_lib());
+                    ratio.push_back(tl.back() / te.back());
+                }
+                if (r < 3) to.push_back(once(run_own));
             }
+            const double eng = median(te), own = median(to), direct = has_lib ? median(tl) : 0;
             std::printf("%s{\"shape\": \"%s\", \"n\": %lld, \"k\": %lld, \"m\": %lld, \"engine_gflops_per_s\": %s, "
                         "\"library_direct_gflops_per_s\": %s, \"builtin_gflops_per_s\": %s, \"engine_vs_library\": %s}",
                         first_g ? "" : ", ", sh.name, (long long)n, (long long)k, (long long)mm, json_num(fl / 1e6 / eng).c_str(),
                         direct > 0 ? json_num(fl / 1e6 / direct).c_str() : "null", json_num(fl / 1e6 / own).c_str(),
-                        direct > 0 ? json_num(direct / eng).c_str() : "null");
+                        direct > 0 ? json_num(median(ratio)).c_str() : "null");
             first_g = false;
         }
         std::printf("]");
