@@ -173,8 +173,9 @@ struct BackendOptions {
     int device = 0;     // cuda: device ordinal
     // cuda: the weights' dtype on the device. auto: F16/BF16 files keep theirs; F32 becomes F16,
     // or BF16 when a tensor's magnitude exceeds F16's range.
-    // cpu: auto converts F16/BF16 weights to F32 once at load when a BLAS does the products
-    // (native/cpu/blas.h); f16/bf16 keep the file's weights mmapped in place (less memory).
+    // cpu: auto gives F16/BF16 weight matrices an F32 copy on first use when a BLAS does the
+    // products (native/cpu/blas.h; up to half the free memory); f16/bf16 keep the file's weights
+    // mmapped in place (less memory).
     WeightDType weight_dtype = WeightDType::auto_;
     // cuda: bytes of the activation pool reserved at load (0: grow on demand, kept for reuse).
     int64_t pool_bytes = 0;

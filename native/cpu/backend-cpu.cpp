@@ -3,9 +3,13 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <random>
+#include <unordered_map>
 #include <vector>
+
+#include <unistd.h>
 
 #include "blas.h"
 #include "convert.h"
@@ -53,14 +57,16 @@ inline const int32_t* I(const Tensor& t) { return static_cast<const int32_t*>(t.
 
 class CpuBackend final : public Backend {
 public:
-    // Half-precision weights become F32 at load where the BLAS does the products (twice their
-    // file size in memory, converted once instead of on every product); weight_dtype f16/bf16
-    // keeps them mmapped in place (the builtin kernel converts panels as it goes).
+    // Half-precision weight matrices get an F32 copy on their first product where the BLAS does
+    // the products (weight_dtype auto): twice the file's size in memory, converted once instead of
+    // panel by panel on every call. Copies stop at half the memory free at creation (what does not
+    // fit stays in place, on the builtin kernel); weight_dtype f16/bf16 keeps every weight mmapped.
     explicit CpuBackend(const BackendOptions& o)
         : pool_(o.n_threads),
           limit_(o.max_activation_bytes),
           blas_(o.cpu_blas ? blas() : nullptr),
-          f32_weights_(o.weight_dtype == WeightDType::auto_ && blas_) {}
+          f32_weights_(o.weight_dtype == WeightDType::auto_ && blas_),
+          f32_budget_(f32_weights_ ? int64_t(sysconf(_SC_AVPHYS_PAGES)) * int64_t(sysconf(_SC_PAGESIZE)) / 2 : 0) {}
     const char* name() const override { return "cpu"; }
 
     Status alloc(int64_t rows, int64_t cols, Tensor* out) override {
@@ -119,20 +125,6 @@ public:
     }
 
     Status upload_weight(const TensorView& src, int64_t rows, int64_t cols, Tensor* out) override {
-        if (f32_weights_ && (src.dtype == DType::f16 || src.dtype == DType::bf16)) {
-            const int64_t n = rows * cols;
-            auto mem = std::shared_ptr<float>(new (std::nothrow) float[size_t(std::max<int64_t>(n, 1))], std::default_delete<float[]>());
-            if (!mem) return {Code::oom, "cpu: cannot allocate an F32 copy of a " + std::to_string(rows) + " x " + std::to_string(cols) + " weight"};
-            float* p = mem.get();
-            pool_.parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) { convert_to_f32(src.data, src.dtype, a, b - a, p + a); });
-            Tensor t;
-            t.data = p;
-            t.rows = rows;
-            t.cols = cols;
-            t.mem = mem;
-            *out = std::move(t);
-            return Status::OK();
-        }
         Tensor t;  // zero-copy: the mmap outlives the backend
         t.data = const_cast<uint8_t*>(src.data);
         t.dtype = src.dtype;
@@ -163,12 +155,31 @@ public:
                 bp = b.data();
             }
         }
-        gemm(F(x), x.rows, x.cols, w.data, w.dtype, w.rows, bp, F(y));
+        if (const float* wf = f32_weight(w)) gemm(F(x), x.rows, x.cols, wf, DType::f32, w.rows, bp, F(y));
+        else gemm(F(x), x.rows, x.cols, w.data, w.dtype, w.rows, bp, F(y));
     }
 
     void gemm(const float* x, int64_t n, int64_t k, const void* w, DType wt, int64_t m, const float* bias, float* y) {
         if (blas_) gemm_xwt(pool_, x, n, k, w, wt, m, bias, y);
         else gemm_xwt_builtin(pool_, x, n, k, w, wt, m, bias, y);
+    }
+
+    // The F32 copy of a half-precision weight for the BLAS (made on first use), or nullptr: F32
+    // weights, no BLAS, weight_dtype f16/bf16, or the copies' budget spent.
+    const float* f32_weight(const Tensor& w) {
+        if (!f32_weights_ || (w.dtype != DType::f16 && w.dtype != DType::bf16)) return nullptr;
+        std::lock_guard<std::mutex> lk(f32_mu_);
+        auto it = f32_.find(w.data);
+        if (it != f32_.end()) return it->second.get();
+        const int64_t n = w.numel(), bytes = n * int64_t(sizeof(float));
+        if (f32_bytes_ + bytes > f32_budget_) return nullptr;
+        auto mem = std::shared_ptr<float>(new (std::nothrow) float[size_t(std::max<int64_t>(n, 1))], std::default_delete<float[]>());
+        if (!mem) return nullptr;
+        float* p = mem.get();
+        pool_.parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) { convert_to_f32(w.data, w.dtype, a, b - a, p + a); });
+        f32_bytes_ += bytes;
+        f32_.emplace(w.data, mem);
+        return p;
     }
 
     // Norm weights may be half precision: convert the row once per call.
@@ -533,7 +544,8 @@ public:
                                         size_t(P) * sizeof(float));
                 }
         std::vector<float> res(size_t(n_img) * np * w.rows);
-        gemm(cols.data(), int64_t(n_img) * np, kk, w.data, w.dtype, w.rows, nullptr, res.data());
+        const float* wf = f32_weight(w);
+        gemm(cols.data(), int64_t(n_img) * np, kk, wf ? wf : w.data, wf ? DType::f32 : w.dtype, w.rows, nullptr, res.data());
         for (int b = 0; b < n_img; ++b)
             std::memcpy(F(out) + (int64_t(b) * (np + 1) + 1) * out.cols, res.data() + size_t(b) * np * w.rows,
                         size_t(np) * w.rows * sizeof(float));
@@ -552,6 +564,9 @@ private:
     int64_t limit_ = 0;
     const Blas* blas_ = nullptr;
     bool f32_weights_ = false;
+    int64_t f32_budget_ = 0, f32_bytes_ = 0;
+    std::mutex f32_mu_;
+    std::unordered_map<const void*, std::shared_ptr<float>> f32_;  // by the weight's data pointer
     std::atomic<int64_t> allocated_{0};
 };
 

@@ -141,15 +141,16 @@ void gemm_xwt(ThreadPool& pool, const float* x, int64_t n, int64_t k, const void
         return;
     }
     const float* wf = static_cast<const float*>(w);
-    // Blocks of the larger output dimension, about two per thread (a late thread on a shared
-    // machine does not hold the others up), each one single-threaded sgemm on a pool thread.
-    // Products below ~0.5 MFLOP run as one call on the calling thread.
-    const int64_t threads = pool.size();
+    // Blocks of the larger output dimension, each one single-threaded sgemm on a pool thread.
+    // The blocks depend on the shape only, never on the thread count: every output element is
+    // summed by the same kernel call whatever `threads` is, so results do not change with it.
+    // Up to 32 blocks of at least 32 rows/columns balance a shared machine's late threads;
+    // products below ~0.5 MFLOP run as one call on the calling thread.
     const bool small = 2 * n * k * m < (int64_t(1) << 19);
     const bool split_m = m >= n;
     const int64_t dim = split_m ? m : n;
-    int64_t block = small || threads == 1 ? dim : (dim + 2 * threads - 1) / (2 * threads);
-    block = std::min(dim, std::max<int64_t>(16, (block + 15) / 16 * 16));
+    int64_t block = small ? dim : std::max<int64_t>(32, ((dim + 31) / 32 + 15) / 16 * 16);
+    block = std::min(dim, block);
     const int64_t tasks = (dim + block - 1) / block;
     pool.parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
