@@ -3,6 +3,7 @@
 // and (--prune) every pruning policy at T = 64/128/192 on the mid model with 6 views.
 // Prints one JSON object: { tiny: {...}, mid: {...} } as bench-cpu reports them.
 //   node scripts/bench-cpu.js [--threads N] [--iters N] [--skip-mid] [--prune]
+// --peer: the engine against the PyTorch reference forward instead (scripts/bench-cpu-peer.js).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +24,16 @@ if (built.status !== 0 || !bin) {
   process.exit(1);
 }
 const { makeModel } = await import(path.join(root, 'dist', 'model', 'tiny.js'));
+if (args.includes('--peer')) {
+  const { benchPeer } = await import('./bench-cpu-peer.js');
+  try {
+    process.stdout.write(JSON.stringify(await benchPeer({ root, bin, args, opt, makeModel }), null, 2) + '\n');
+    process.exit(0);
+  } catch (err) {
+    process.stderr.write(`${err.message}\n`);
+    process.exit(1);
+  }
+}
 const models = { tiny: { preset: 'tiny', views: '1,3' }, mid: { preset: 'mid', views: '1,6' } };
 const out = {};
 for (const [name, m] of Object.entries(models)) {

@@ -177,12 +177,18 @@ struct BackendOptions {
     int device = 0;     // cuda: device ordinal
     // cuda: the weights' dtype on the device. auto: F16/BF16 files keep theirs; F32 becomes F16,
     // or BF16 when a tensor's magnitude exceeds F16's range.
+    // cpu: auto gives F16/BF16 weight matrices an F32 copy on first use when a BLAS does the
+    // products (native/cpu/blas.h; up to half the free memory); f16/bf16 keep the file's weights
+    // mmapped in place (less memory).
     WeightDType weight_dtype = WeightDType::auto_;
     // cuda: bytes of the activation pool reserved at load (0: grow on demand, kept for reuse).
     int64_t pool_bytes = 0;
     // Activation memory this backend may hold at once (0: no limit): beyond it alloc() fails
     // with Code::oom, as a full device would (Jetson's memory is shared with the rest of the car).
     int64_t max_activation_bytes = 0;
+    // cpu: matrix products and attention through the BLAS where one loads (native/cpu/blas.h);
+    // false keeps the builtin kernels (the reference the BLAS path is tested against).
+    bool cpu_blas = true;
 };
 
 // "cpu" always; "cuda" where built and a device is present. Code::backend otherwise.

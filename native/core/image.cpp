@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -132,59 +133,91 @@ ResampleTaps image_resample_taps(int in_size, int out_size) {
     return r;
 }
 
-Status image_preprocess(const ImageInput& in, const PreprocessParams& p, float* out) {
+Status image_preprocess(const ImageInput& in, const PreprocessParams& p, float* out, const ParallelFor& pf) {
     VLA_RETURN_IF_ERROR(image_validate(in, "image"));
     if (p.size <= 0 || p.size > 4096) return {Code::input, "preprocess size must be in 1..4096"};
     const int ch = pixel_format_channels(in.format);
     const int W = in.width, H = in.height, S = p.size;
     const bool bgr = in.format == PixelFormat::bgr8 || in.format == PixelFormat::bgra8;
-
-    // Source pixel (x, y) as RGB bytes.
-    auto px = [&](int x, int y, int c) -> uint8_t {
-        const uint8_t* row = in.data + size_t(y) * in.step + size_t(x) * ch;
-        if (ch == 1) return row[0];
-        return row[bgr ? 2 - c : c];
+    auto run = [&](int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+        if (pf) pf(n, fn);
+        else fn(0, n);
     };
 
     const PreprocessGeometry geo = image_preprocess_geometry(in, p);
     const int canvas_w = geo.canvas_w, canvas_h = geo.canvas_h, img_x0 = geo.img_x0, img_y0 = geo.img_y0,
               out_w = geo.out_w, out_h = geo.out_h;
     const uint8_t* fill = geo.fill;
-    auto canvas = [&](int x, int y, int c) -> uint8_t {
-        const int ix = x - img_x0, iy = y - img_y0;
-        if (ix < 0 || iy < 0 || ix >= W || iy >= H) return fill[c];
-        return px(ix, iy, c);
-    };
 
-    // Horizontal pass over every canvas row (8-bit intermediate), then vertical.
+    // Horizontal pass over every canvas row (8-bit intermediate), then vertical. Each image row
+    // is first laid out as a canvas row of RGB bytes (letterbox fill at the sides, channels in
+    // RGB order) so the taps index it directly; rows of pure padding resample to the fill colour.
+    // The sums run in the taps' order, as before this layout: results are bit for bit the same.
     const Taps tx = make_taps(canvas_w, out_w, 0.0, canvas_w);
     const Taps ty = make_taps(canvas_h, out_h, 0.0, canvas_h);
     std::vector<uint8_t> mid(size_t(canvas_h) * out_w * 3);
-    for (int y = 0; y < canvas_h; ++y) {
-        if (y < img_y0 || y >= img_y0 + H) {  // a padding row resamples to the fill colour
-            for (int x = 0; x < out_w; ++x)
-                for (int c = 0; c < 3; ++c) mid[(size_t(y) * out_w + x) * 3 + c] = fill[c];
-            continue;
-        }
-        for (int x = 0; x < out_w; ++x)
-            for (int c = 0; c < 3; ++c) {
-                float s = 0;
-                for (int t = 0; t < tx.count[x]; ++t) s += tx.w[x][t] * canvas(tx.lo[x] + t, y, c);
-                mid[(size_t(y) * out_w + x) * 3 + c] = clip8(s);
+    run(canvas_h, [&](int64_t y0, int64_t y1) {
+        std::vector<uint8_t> row(size_t(canvas_w) * 3);
+        for (int y = int(y0); y < int(y1); ++y) {
+            uint8_t* m = &mid[size_t(y) * out_w * 3];
+            if (y < img_y0 || y >= img_y0 + H) {
+                for (int x = 0; x < out_w; ++x)
+                    for (int c = 0; c < 3; ++c) m[x * 3 + c] = fill[c];
+                continue;
             }
-    }
+            const uint8_t* src = in.data + size_t(y - img_y0) * in.step;
+            const uint8_t* r;
+            if (ch == 3 && !bgr && img_x0 == 0 && canvas_w == W) {
+                r = src;  // rgb8 filling the canvas row: read in place
+            } else {
+                for (int x = 0; x < canvas_w; ++x) {
+                    const int ix = x - img_x0;
+                    uint8_t* d = &row[size_t(x) * 3];
+                    if (ix < 0 || ix >= W) {
+                        d[0] = fill[0], d[1] = fill[1], d[2] = fill[2];
+                    } else if (ch == 1) {
+                        d[0] = d[1] = d[2] = src[ix];
+                    } else {
+                        const uint8_t* q = src + size_t(ix) * ch;
+                        d[0] = q[bgr ? 2 : 0], d[1] = q[1], d[2] = q[bgr ? 0 : 2];
+                    }
+                }
+                r = row.data();
+            }
+            for (int x = 0; x < out_w; ++x) {
+                const float* w = tx.w[x].data();
+                const uint8_t* q = r + size_t(tx.lo[x]) * 3;
+                float s0 = 0, s1 = 0, s2 = 0;
+                for (int t = 0, n = tx.count[x]; t < n; ++t) {
+                    s0 += w[t] * q[3 * t];
+                    s1 += w[t] * q[3 * t + 1];
+                    s2 += w[t] * q[3 * t + 2];
+                }
+                m[x * 3] = clip8(s0), m[x * 3 + 1] = clip8(s1), m[x * 3 + 2] = clip8(s2);
+            }
+        }
+    });
     const int crop_x = geo.crop_x, crop_y = geo.crop_y;
-    for (int y = 0; y < S; ++y) {
-        const int oy = y + crop_y;
-        for (int x = 0; x < S; ++x) {
-            const int ox = x + crop_x;
-            for (int c = 0; c < 3; ++c) {
-                float s = 0;
-                for (int t = 0; t < ty.count[oy]; ++t) s += ty.w[oy][t] * mid[(size_t(ty.lo[oy] + t) * out_w + ox) * 3 + c];
-                out[size_t(c) * S * S + size_t(y) * S + x] = (clip8(s) / 255.f - p.mean[c]) / p.std[c];
+    run(S, [&](int64_t y0, int64_t y1) {
+        for (int y = int(y0); y < int(y1); ++y) {
+            const int oy = y + crop_y;
+            const float* w = ty.w[oy].data();
+            const int n = ty.count[oy];
+            const uint8_t* base = &mid[(size_t(ty.lo[oy]) * out_w + crop_x) * 3];
+            const size_t ld = size_t(out_w) * 3;
+            for (int x = 0; x < S; ++x) {
+                const uint8_t* q = base + size_t(x) * 3;
+                float s0 = 0, s1 = 0, s2 = 0;
+                for (int t = 0; t < n; ++t) {
+                    s0 += w[t] * q[t * ld];
+                    s1 += w[t] * q[t * ld + 1];
+                    s2 += w[t] * q[t * ld + 2];
+                }
+                const float s[3] = {s0, s1, s2};
+                for (int c = 0; c < 3; ++c) out[size_t(c) * S * S + size_t(y) * S + x] = (clip8(s[c]) / 255.f - p.mean[c]) / p.std[c];
             }
         }
-    }
+    });
     return Status::OK();
 }
 

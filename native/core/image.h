@@ -1,6 +1,7 @@
 // Host image preprocessing (the CPU backend's op, and the reference for other backends).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "backend.h"
@@ -15,7 +16,9 @@ Status image_validate(const ImageInput& in, const char* label);
 // filled with round(mean * 255) (expand2square); crop mode resizes the short side to p.size;
 // both resize with PIL-style antialiased bicubic (a = -0.5), rounding to 8 bits after each pass
 // as PIL does for 8-bit images, then centre-crop, rescale by 1/255 and normalise.
-Status image_preprocess(const ImageInput& in, const PreprocessParams& p, float* out);
+// pf, when given, runs the row loops of both passes in parallel (the CPU backend's pool).
+using ParallelFor = std::function<void(int64_t n, const std::function<void(int64_t, int64_t)>& fn)>;
+Status image_preprocess(const ImageInput& in, const PreprocessParams& p, float* out, const ParallelFor& pf = {});
 
 // The pieces of image_preprocess a device backend reuses, so both resample identically.
 // Geometry: the canvas (letterbox square or the image), where the image sits in it, the

@@ -3,10 +3,15 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <random>
+#include <unordered_map>
 #include <vector>
 
+#include <unistd.h>
+
+#include "blas.h"
 #include "convert.h"
 #include "gemm.h"
 #include "backend.h"
@@ -52,7 +57,16 @@ inline const int32_t* I(const Tensor& t) { return static_cast<const int32_t*>(t.
 
 class CpuBackend final : public Backend {
 public:
-    explicit CpuBackend(const BackendOptions& o) : pool_(o.n_threads), limit_(o.max_activation_bytes) {}
+    // Half-precision weight matrices get an F32 copy on their first product where the BLAS does
+    // the products (weight_dtype auto): twice the file's size in memory, converted once instead of
+    // panel by panel on every call. Copies stop at half the memory free at creation (what does not
+    // fit stays in place, on the builtin kernel); weight_dtype f16/bf16 keeps every weight mmapped.
+    explicit CpuBackend(const BackendOptions& o)
+        : pool_(o.n_threads),
+          limit_(o.max_activation_bytes),
+          blas_(o.cpu_blas ? blas() : nullptr),
+          f32_weights_(o.weight_dtype == WeightDType::auto_ && blas_),
+          f32_budget_(f32_weights_ ? int64_t(sysconf(_SC_AVPHYS_PAGES)) * int64_t(sysconf(_SC_PAGESIZE)) / 2 : 0) {}
     const char* name() const override { return "cpu"; }
 
     Status alloc(int64_t rows, int64_t cols, Tensor* out) override {
@@ -141,7 +155,31 @@ public:
                 bp = b.data();
             }
         }
-        gemm_xwt(pool_, F(x), x.rows, x.cols, w.data, w.dtype, w.rows, bp, F(y));
+        if (const float* wf = f32_weight(w)) gemm(F(x), x.rows, x.cols, wf, DType::f32, w.rows, bp, F(y));
+        else gemm(F(x), x.rows, x.cols, w.data, w.dtype, w.rows, bp, F(y));
+    }
+
+    void gemm(const float* x, int64_t n, int64_t k, const void* w, DType wt, int64_t m, const float* bias, float* y) {
+        if (blas_) gemm_xwt(pool_, x, n, k, w, wt, m, bias, y);
+        else gemm_xwt_builtin(pool_, x, n, k, w, wt, m, bias, y);
+    }
+
+    // The F32 copy of a half-precision weight for the BLAS (made on first use), or nullptr: F32
+    // weights, no BLAS, weight_dtype f16/bf16, or the copies' budget spent.
+    const float* f32_weight(const Tensor& w) {
+        if (!f32_weights_ || (w.dtype != DType::f16 && w.dtype != DType::bf16)) return nullptr;
+        std::lock_guard<std::mutex> lk(f32_mu_);
+        auto it = f32_.find(w.data);
+        if (it != f32_.end()) return it->second.get();
+        const int64_t n = w.numel(), bytes = n * int64_t(sizeof(float));
+        if (f32_bytes_ + bytes > f32_budget_) return nullptr;
+        auto mem = std::shared_ptr<float>(new (std::nothrow) float[size_t(std::max<int64_t>(n, 1))], std::default_delete<float[]>());
+        if (!mem) return nullptr;
+        float* p = mem.get();
+        pool_.parallel_for(n, 1 << 16, [&](int64_t a, int64_t b) { convert_to_f32(w.data, w.dtype, a, b - a, p + a); });
+        f32_bytes_ += bytes;
+        f32_.emplace(w.data, mem);
+        return p;
     }
 
     // Norm weights may be half precision: convert the row once per call.
@@ -250,6 +288,52 @@ public:
     }
 
     void attention(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) override {
+        if (blas_ && q.rows > 1 && p.n_kv < (int64_t(1) << 31) / std::max<int64_t>(64, q.cols)) attention_gemm(q, k, v, out, p);
+        else attention_rows(q, k, v, out, p);
+    }
+
+    // Attention as two products per (head, block of up to 64 query rows): S = scale * Q K^T over
+    // the block's keys, softmax per row (a causal row's later keys zeroed), O = P V; both
+    // products single-threaded sgemm calls on strided views of q, k, v and out (no copies).
+    void attention_gemm(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) {
+        const int64_t n_q = q.rows, hd = p.head_dim;
+        const int group = p.n_head / p.n_kv_head;
+        const int64_t nb = p.causal ? 1 : p.n_batch;                 // query blocks never straddle a batch
+        const int64_t qb = p.causal ? n_q : n_q / p.n_batch, kb = p.causal ? p.n_kv : p.n_kv / p.n_batch;
+        constexpr int64_t RB = 64;
+        const int64_t blocks = (qb + RB - 1) / RB;
+        pool_.parallel_for(int64_t(p.n_head) * nb * blocks, 1, [&](int64_t t0, int64_t t1) {
+            std::vector<float> s;
+            for (int64_t t = t0; t < t1; ++t) {
+                const int h = int(t / (nb * blocks)), hk = h / group;
+                const int64_t bi = (t / blocks) % nb, rb = t % blocks;
+                const int64_t i0 = bi * qb + rb * RB, i1 = std::min(bi * qb + qb, i0 + RB), nr = i1 - i0;
+                const int64_t j0 = p.causal ? 0 : bi * kb, j1 = p.causal ? std::min(p.n_kv, p.kv_offset + i1) : j0 + kb;
+                const int64_t nk = j1 - j0;
+                s.resize(size_t(nr * nk));
+                blas_->sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, int(nr), int(nk), int(hd), p.scale,
+                             F(q) + i0 * q.cols + int64_t(h) * hd, int(q.cols), F(k) + j0 * k.cols + int64_t(hk) * hd, int(k.cols),
+                             0.f, s.data(), int(nk));
+                for (int64_t r = 0; r < nr; ++r) {
+                    float* sr = s.data() + r * nk;
+                    const int64_t lim = p.causal ? std::min(p.n_kv, p.kv_offset + i0 + r + 1) - j0 : nk;
+                    float mx = -INFINITY;
+                    for (int64_t j = 0; j < lim; ++j) mx = std::max(mx, sr[j]);
+                    double sum = 0;
+                    for (int64_t j = 0; j < lim; ++j) sum += (sr[j] = std::exp(sr[j] - mx));
+                    const float inv = float(1.0 / sum);
+                    for (int64_t j = 0; j < lim; ++j) sr[j] *= inv;
+                    std::fill(sr + lim, sr + nk, 0.f);
+                }
+                blas_->sgemm(kCblasRowMajor, kCblasNoTrans, kCblasNoTrans, int(nr), int(hd), int(nk), 1.f, s.data(), int(nk),
+                             F(v) + j0 * v.cols + int64_t(hk) * hd, int(v.cols), 0.f, F(out) + i0 * out.cols + int64_t(h) * hd,
+                             int(out.cols));
+            }
+        });
+    }
+
+    // The reference: row by row, dot products and a scaled sum of value rows.
+    void attention_rows(const Tensor& q, const Tensor& k, const Tensor& v, Tensor& out, const AttentionParams& p) {
         const int64_t n_q = q.rows, hd = p.head_dim;
         const int group = p.n_head / p.n_kv_head;
         const int64_t qb = p.causal ? n_q : n_q / p.n_batch;    // query rows per batch block
@@ -460,14 +544,17 @@ public:
                                         size_t(P) * sizeof(float));
                 }
         std::vector<float> res(size_t(n_img) * np * w.rows);
-        gemm_xwt(pool_, cols.data(), int64_t(n_img) * np, kk, w.data, w.dtype, w.rows, nullptr, res.data());
+        const float* wf = f32_weight(w);
+        gemm(cols.data(), int64_t(n_img) * np, kk, wf ? wf : w.data, wf ? DType::f32 : w.dtype, w.rows, nullptr, res.data());
         for (int b = 0; b < n_img; ++b)
             std::memcpy(F(out) + (int64_t(b) * (np + 1) + 1) * out.cols, res.data() + size_t(b) * np * w.rows,
                         size_t(np) * w.rows * sizeof(float));
     }
 
     Status preprocess(const ImageInput& in, const PreprocessParams& p, Tensor& out, int slot) override {
-        return image_preprocess(in, p, F(out) + int64_t(slot) * 3 * out.cols);
+        // rows of both resampling passes spread over the pool
+        return image_preprocess(in, p, F(out) + int64_t(slot) * 3 * out.cols,
+                                [this](int64_t n, const std::function<void(int64_t, int64_t)>& fn) { pool_.parallel_for(n, 8, fn); });
     }
 
     int64_t allocated_bytes() const override { return allocated_; }
@@ -475,6 +562,11 @@ public:
 private:
     ThreadPool pool_;
     int64_t limit_ = 0;
+    const Blas* blas_ = nullptr;
+    bool f32_weights_ = false;
+    int64_t f32_budget_ = 0, f32_bytes_ = 0;
+    std::mutex f32_mu_;
+    std::unordered_map<const void*, std::shared_ptr<float>> f32_;  // by the weight's data pointer
     std::atomic<int64_t> allocated_{0};
 };
 

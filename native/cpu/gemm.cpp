@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "blas.h"
 #include "convert.h"
 
 namespace vla {
@@ -67,8 +68,8 @@ inline float dot_tail(const float* x, const float* w, int64_t kc) {
 
 }  // namespace
 
-void gemm_xwt(ThreadPool& pool, const float* x, int64_t n, int64_t k, const void* w, DType wt, int64_t m,
-              const float* bias, float* y) {
+void gemm_xwt_builtin(ThreadPool& pool, const float* x, int64_t n, int64_t k, const void* w, DType wt, int64_t m,
+                      const float* bias, float* y) {
     const int64_t m_tasks = (m + MC - 1) / MC;
     // Each task owns MC output columns for all rows: the w panel is converted once per k-panel
     // and reused across every row of x.
@@ -123,6 +124,42 @@ void gemm_xwt(ThreadPool& pool, const float* x, int64_t n, int64_t k, const void
                     for (; j < mc; ++j) y[i * m + j0 + j] += dot_tail(xp, wp + j * ldw, kc);
                 }
             }
+        }
+    });
+}
+
+void gemm_xwt(ThreadPool& pool, const float* x, int64_t n, int64_t k, const void* w, DType wt, int64_t m,
+              const float* bias, float* y) {
+    const Blas* b = blas();
+    // BLAS for F32 weights (the CPU backend converts half ones at load unless asked to keep them
+    // in place); dimensions past int's range stay on the builtin kernel (LP64 cblas).
+    constexpr int64_t kIntMax = 2147483647;
+    // A row or a few (decoding) stay on the builtin kernel too: OpenBLAS's sgemm is 3x slower
+    // than it there (8 against 26 GFLOP/s at 1 x 96 x 192 on 2 threads).
+    if (!b || wt != DType::f32 || n < 4 || m <= 0 || k <= 0 || n * k > kIntMax || m * k > kIntMax || n * m > kIntMax) {
+        gemm_xwt_builtin(pool, x, n, k, w, wt, m, bias, y);
+        return;
+    }
+    const float* wf = static_cast<const float*>(w);
+    // Blocks of the larger output dimension, each one single-threaded sgemm on a pool thread.
+    // The blocks depend on the shape only, never on the thread count: every output element is
+    // summed by the same kernel call whatever `threads` is, so results do not change with it.
+    // Up to 32 blocks of at least 32 rows/columns balance a shared machine's late threads;
+    // products below ~0.5 MFLOP run as one call on the calling thread.
+    const bool small = 2 * n * k * m < (int64_t(1) << 19);
+    const bool split_m = m >= n;
+    const int64_t dim = split_m ? m : n;
+    int64_t block = small ? dim : std::max<int64_t>(32, ((dim + 31) / 32 + 15) / 16 * 16);
+    block = std::min(dim, block);
+    const int64_t tasks = (dim + block - 1) / block;
+    pool.parallel_for(tasks, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            const int64_t i0 = split_m ? 0 : t * block, j0 = split_m ? t * block : 0;
+            const int64_t nb = split_m ? n : std::min(block, n - i0), mb = split_m ? std::min(block, m - j0) : m;
+            if (bias)
+                for (int64_t i = i0; i < i0 + nb; ++i) std::copy(bias + j0, bias + j0 + mb, y + i * m + j0);
+            b->sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans, int(nb), int(mb), int(k), 1.f, x + i0 * k, int(k),
+                     wf + j0 * k, int(k), bias ? 1.f : 0.f, y + i0 * m + j0, int(m));
         }
     });
 }

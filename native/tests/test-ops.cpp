@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "convert.h"
+#include "blas.h"
 #include "gemm.h"
 #include "backend.h"
 #include "image.h"
@@ -102,7 +103,10 @@ TEST_CASE("thread pool covers every index exactly once") {
 
 TEST_CASE("gemm matches the naive loop for aligned and awkward shapes, all weight dtypes") {
     ThreadPool pool(2);
-    const int64_t shapes[][3] = {{1, 8, 4}, {1, 13, 7}, {5, 13, 7}, {4, 256, 32}, {37, 300, 65}, {9, 513, 33}, {64, 1024, 96}};
+    INFO("gemm provider: " << gemm_provider());
+    // Besides the small ones: products split over output columns (m >= n) and over rows (n > m).
+    const int64_t shapes[][3] = {{1, 8, 4}, {1, 13, 7}, {5, 13, 7}, {4, 256, 32}, {37, 300, 65}, {9, 513, 33}, {64, 1024, 96},
+                                 {300, 64, 40}, {33, 200, 301}};
     for (auto& s : shapes) {
         const int64_t n = s[0], k = s[1], m = s[2];
         auto x = randn(size_t(n * k), 1);
@@ -116,10 +120,16 @@ TEST_CASE("gemm matches the naive loop for aligned and awkward shapes, all weigh
         struct Case { const void* p; DType t; } cases[] = {{w.data(), DType::f32}, {wh.data(), DType::f16}, {wb.data(), DType::bf16}};
         for (auto& c : cases) {
             std::vector<float> y(static_cast<size_t>(n * m)), ref(size_t(n * m));
+            std::vector<float> yb(static_cast<size_t>(n * m)), y0(static_cast<size_t>(n * m));
             gemm_xwt(pool, x.data(), n, k, c.p, c.t, m, bias.data(), y.data());
+            gemm_xwt_builtin(pool, x.data(), n, k, c.p, c.t, m, bias.data(), yb.data());
+            gemm_xwt(pool, x.data(), n, k, c.p, c.t, m, nullptr, y0.data());
             gemm_xwt_naive(x.data(), n, k, c.p, c.t, m, bias.data(), ref.data());
             INFO("n=" << n << " k=" << k << " m=" << m << " dtype=" << dtype_name(c.t));
             CHECK(nmse(y, ref) < 1e-12);
+            CHECK(nmse(yb, ref) < 1e-12);
+            for (int64_t i = 0; i < n * m; ++i) y0[size_t(i)] += bias[size_t(i % m)];  // without bias, then added
+            CHECK(nmse(y0, ref) < 1e-12);
         }
     }
 }
@@ -235,23 +245,35 @@ std::vector<float> attention_ref(const std::vector<float>& q, const std::vector<
 }  // namespace
 
 TEST_CASE("attention: causal with cache offset, GQA, non-causal batches, against the naive loop") {
-    auto b = cpu();
-    struct Case { int nh, nkv, hd; int64_t nq, nkv_rows, off; bool causal; int batch; };
-    const Case cases[] = {{4, 2, 8, 5, 5, 0, true, 1},   {4, 4, 16, 7, 12, 5, true, 1}, {8, 2, 4, 1, 33, 32, true, 1},
-                          {2, 2, 8, 6, 6, 0, false, 3}, {3, 1, 5, 17, 17, 0, true, 1}, {2, 2, 16, 20, 20, 0, false, 1}};
-    for (auto& c : cases) {
-        AttentionParams p;
-        p.n_head = c.nh; p.n_kv_head = c.nkv; p.head_dim = c.hd;
-        p.n_kv = c.nkv_rows; p.kv_offset = c.off; p.causal = c.causal; p.n_batch = c.batch;
-        p.scale = 1.f / std::sqrt(float(c.hd));
-        auto qv = randn(size_t(c.nq * c.nh * c.hd), 11), kv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 12),
-             vv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 13);
-        Tensor q = make(*b, c.nq, c.nh * c.hd, qv), k = make(*b, c.nkv_rows, c.nkv * c.hd, kv),
-               v = make(*b, c.nkv_rows, c.nkv * c.hd, vv), o = make(*b, c.nq, c.nh * c.hd, {});
-        b->attention(q, k, v, o, p);
-        INFO("heads " << c.nh << "/" << c.nkv << " hd " << c.hd << " nq " << c.nq << " causal " << c.causal);
-        CHECK(nmse(get(*b, o), attention_ref(qv, kv, vv, c.nq, p)) < 1e-10);
+    // the BLAS path (where OpenBLAS loads) and the builtin row loop alike
+    for (bool use_blas : {true, false}) {
+        BackendOptions bo;
+        bo.n_threads = 2;
+        bo.cpu_blas = use_blas;
+        std::unique_ptr<Backend> b;
+        REQUIRE(backend_create("cpu", bo, &b).ok());
+        INFO("cpu_blas " << use_blas << " (" << gemm_provider() << ")");
+        struct Case { int nh, nkv, hd; int64_t nq, nkv_rows, off; bool causal; int batch; };
+        // beyond the small ones: several 64-row query blocks, a partial one, a cache offset, and view
+        // blocks of 50 rows (blocks end inside a batch)
+        const Case cases[] = {{4, 2, 8, 5, 5, 0, true, 1},   {4, 4, 16, 7, 12, 5, true, 1}, {8, 2, 4, 1, 33, 32, true, 1},
+                              {2, 2, 8, 6, 6, 0, false, 3}, {3, 1, 5, 17, 17, 0, true, 1}, {2, 2, 16, 20, 20, 0, false, 1},
+                              {4, 2, 24, 150, 150, 0, true, 1}, {2, 1, 16, 70, 100, 30, true, 1}, {4, 4, 24, 150, 150, 0, false, 3}};
+        for (auto& c : cases) {
+            AttentionParams p;
+            p.n_head = c.nh; p.n_kv_head = c.nkv; p.head_dim = c.hd;
+            p.n_kv = c.nkv_rows; p.kv_offset = c.off; p.causal = c.causal; p.n_batch = c.batch;
+            p.scale = 1.f / std::sqrt(float(c.hd));
+            auto qv = randn(size_t(c.nq * c.nh * c.hd), 11), kv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 12),
+                 vv = randn(size_t(c.nkv_rows * c.nkv * c.hd), 13);
+            Tensor q = make(*b, c.nq, c.nh * c.hd, qv), k = make(*b, c.nkv_rows, c.nkv * c.hd, kv),
+                   v = make(*b, c.nkv_rows, c.nkv * c.hd, vv), o = make(*b, c.nq, c.nh * c.hd, {});
+            b->attention(q, k, v, o, p);
+            INFO("heads " << c.nh << "/" << c.nkv << " hd " << c.hd << " nq " << c.nq << " causal " << c.causal);
+            CHECK(nmse(get(*b, o), attention_ref(qv, kv, vv, c.nq, p)) < 1e-10);
+        }
     }
+    auto b = cpu();
     // Hand-derived: the first causal row sees only key 0, so it returns v[0].
     AttentionParams p;
     p.n_head = p.n_kv_head = 1; p.head_dim = 2; p.n_kv = 2; p.scale = 1.f;

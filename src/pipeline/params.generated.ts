@@ -24,7 +24,7 @@ export interface AutopruneRosNodeParameters {
    */
   cuda_device?: number;
   /**
-   * cuda: weight matrices on the GPU; auto keeps a half-precision file's dtype, F32 files become F16.
+   * cuda: weight matrices on the GPU; auto keeps a half-precision file's dtype, F32 files become F16. cpu: auto gives half-precision weights an F32 copy on first use when OpenBLAS is present (up to twice the memory, faster products); f16/bf16 keep the file's weights mmapped in place.
    */
   weight_dtype?: 'auto' | 'f16' | 'bf16';
   /**

@@ -19,6 +19,8 @@ struct EngineOptions {
     std::string backend = "cpu";  // "cpu", "cuda", "auto" (cuda when available, else cpu)
     int n_threads = 0;            // cpu: 0 = all hardware threads
     std::string weight_dtype = "auto";  // cuda: "auto" (file's half dtype, F32 -> F16), "f16", "bf16"
+                                        // cpu: "auto" (half weights -> F32 copies on first use, for the BLAS),
+                                        // "f16"/"bf16": the file's weights mmapped in place
     int device = 0;               // cuda: device ordinal
     int64_t pool_bytes = 0;       // cuda: activation memory reserved at load (0: grown on first use, then kept)
     int64_t max_activation_bytes = 0;  // activations held at once (0: no limit); beyond: VLA_E_OOM
