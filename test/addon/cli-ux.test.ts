@@ -9,7 +9,7 @@ import path from 'node:path';
 import { main } from '../../src/cli/main.js';
 import type { ReplayReport } from '../../src/replay/report-types.js';
 import { makeSampleDrive } from '../../src/sample/drive.js';
-import { requireBuilt, root, testModels } from './helpers.js';
+import { requireBuilt, requireBuiltCli, root, testModels } from './helpers.js';
 
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
@@ -149,10 +149,7 @@ describe('the CLI for people (addon, tiny model)', function () {
   describe('log lines and errors on stderr (built CLI)', () => {
     const bin = path.join(root, 'bin', 'autoprune-ros.js');
     before(function () {
-      if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) {
-        console.log('      skipped: dist/cli/main.js not built (npm run build:ts)');
-        this.skip();
-      }
+      requireBuiltCli();
     });
     const run = (args: string[], env: Record<string, string> = {}) => {
       const { LOG_LEVEL: _l, LOG_FORMAT: _f, ...rest } = process.env;

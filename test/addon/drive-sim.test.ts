@@ -15,7 +15,7 @@ import { sampleScenario } from '../../src/sample/scenario.js';
 import { runDrive, type DriveOptions } from '../../src/sim/drive.js';
 import { modelArithFromDir, parseLatency } from '../../src/sim/latency.js';
 import type { DriveReport, SweepReport } from '../../src/sim/types.js';
-import { requireBuilt, root } from './helpers.js';
+import { requireBuilt, requireBuiltCli, root } from './helpers.js';
 
 const CONFIG = path.join(root, 'configs', 'sample-drive.yaml');
 const MODEL = path.join(root, 'assets', 'models', 'drive');
@@ -142,10 +142,7 @@ describe('closed loop with the bundled model', function () {
   });
 
   it('n shard processes merged give the report one process writes (built CLI)', async function () {
-    if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) {
-      console.log('      skipped: dist/cli/main.js not built (npm run build:ts)');
-      this.skip();
-    }
+    requireBuiltCli();
     const sweep = ['drive', '--sweep', 'policy=none', '--scenarios', '900004,900006', '--timeout', '2', '--width', '96', '--height', '54', '--no-progress', '--latency', 'fixed:40'];
     const one = path.join(tmp, 'sweep-one');
     const shards = [0, 1, 2].map((i) => path.join(tmp, `sweep-shard-${i}`));
@@ -164,10 +161,7 @@ describe('closed loop with the bundled model', function () {
   });
 
   it('Ctrl-C on the command line: exit 130 and a partial report (built CLI)', async function () {
-    if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) {
-      console.log('      skipped: dist/cli/main.js not built (npm run build:ts)');
-      this.skip();
-    }
+    requireBuiltCli();
     const out = path.join(tmp, 'sigint');
     const child = spawn(process.execPath, [BIN, 'drive', '--scenario', '900001', '--out', out, '--no-animation'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';

@@ -12,6 +12,13 @@ export function requireBuilt(): void {
   if (!existsSync(path.join(testModels, 'tiny', 'config.json'))) throw new Error(`test models missing in ${testModels}: run \`npm run test:models\``);
 }
 
+export const builtCli = path.join(root, 'dist', 'cli', 'main.js');
+
+/** Tests of the command line as users run it (bin/autoprune-ros.js) need the built TypeScript too. */
+export function requireBuiltCli(): void {
+  if (!existsSync(builtCli)) throw new Error(`${builtCli} missing: run \`npm run build\``);
+}
+
 /** A deterministic rgb8 frame with a horizon and a road-like trapezoid. */
 export function syntheticFrame(width: number, height: number, seed: number): Uint8Array {
   const data = new Uint8Array(width * height * 3);

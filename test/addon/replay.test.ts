@@ -17,7 +17,7 @@ import { readTrace, diffTraces } from '../../src/replay/trace.js';
 import { EgoPath, HORIZONS_S, planningErrors, scoreFrame } from '../../src/replay/score.js';
 import { makeSampleDrive, simulateEgo, SAMPLE_TOPICS } from '../../src/sample/drive.js';
 import { ErrorCodes } from '../../src/util/errors.js';
-import { requireBuilt, root, testModels } from './helpers.js';
+import { requireBuilt, requireBuiltCli, root, testModels } from './helpers.js';
 
 const codec = new MessageCodec();
 const CONFIG = path.join(root, 'configs', 'sample-drive.yaml');
@@ -459,10 +459,7 @@ describe('replay of the sample drive (addon, tiny model)', function () {
 
   it('Ctrl-C on the command line: exit 130, report.json marked interrupted (built CLI)', async function () {
     const bin = path.join(root, 'bin', 'autoprune-ros.js');
-    if (!existsSync(path.join(root, 'dist', 'cli', 'main.js'))) {
-      console.log('      skipped: dist/cli/main.js not built (npm run build:ts)');
-      this.skip();
-    }
+    requireBuiltCli();
     const out = path.join(tmp, 'sigint');
     const child = spawn(process.execPath, [bin, 'replay', drive, '--config', CONFIG, '--model', model, '--out', out, '--rate', '0.5', '--no-progress'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
