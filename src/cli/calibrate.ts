@@ -6,14 +6,13 @@ import type { Command } from 'commander';
 
 import { openBag } from '../bag/reader.js';
 import { Engine, type BackendName } from '../engine/engine.js';
-import { engineLoadOptions, loadParamsFile, overridePruneOptions } from '../pipeline/params.js';
+import { engineLoadOptions } from '../pipeline/params.js';
 import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { calibrate, refuseTestDrives } from '../replay/calibrate.js';
 import { readDrives } from '../replay/evaluate.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
-import { resolveModelPath } from '../util/paths.js';
-import { addPruneOptionFlags, backendOption, integerAtLeast, pruneOptionsOf, shortPath, type Io, type PruneOptionFlags, type SetExit } from './common.js';
+import { addPruneOptionFlags, backendOption, integerAtLeast, loadCliConfig, shortPath, type Io, type PruneOptionFlags, type SetExit } from './common.js';
 
 /** "33%,22%,11%" -> [0.33, 0.22, 0.11]. */
 export function parseShares(s: string): number[] {
@@ -49,12 +48,7 @@ export function registerCalibrate(program: Command, io: Io, setExit: SetExit, ve
       await first.close();
       configFile = chooseBundledConfig(first.info.path, first.info.topics);
     }
-    const overrides: Record<string, unknown> = { model_path: o.model };
-    if (o.backend) overrides.backend = o.backend;
-    if (o.threads !== undefined) overrides.threads = o.threads;
-    const config = loadParamsFile(configFile, overrides);
-    config.engine.modelPath = resolveModelPath(config.engine.modelPath);
-    overridePruneOptions(config, pruneOptionsOf(o));
+    const config = loadCliConfig(configFile, o);
     const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
     try {
       const out = o.out ?? path.join(config.engine.modelPath, 'calibration.json');

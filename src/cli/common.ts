@@ -11,8 +11,9 @@ import type { NativePruneOptions } from '../engine/addon-types.js';
 import { parseBudget } from '../engine/engine.js';
 import { PRUNE_POLICIES, SCORE_ROWS, type PrunePolicyName, type ScoreRowsName } from '../engine/policies.js';
 import { makeModel } from '../model/tiny.js';
+import { loadParamsFile, overridePruneOptions, type NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
-import { DEFAULT_MODEL_DIR } from '../util/paths.js';
+import { DEFAULT_MODEL_DIR, resolveModelPath } from '../util/paths.js';
 
 /** Where a command writes: stdout for results, stderr for errors and progress lines. */
 export interface Io {
@@ -124,17 +125,11 @@ export function shortPath(p: string): string {
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : path.resolve(p);
 }
 
+/** The engine's prune options besides policy and budget that the commands take as flags. */
+const PRUNE_OPTION_KEYS = ['x0', 'k0', 'gamma', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer'] as const;
+
 /** The prune-option flags as commander parses them (undefined: not given). */
-export interface PruneOptionFlags {
-  x0?: number;
-  k0?: number;
-  gamma?: number;
-  recycle?: boolean;
-  reindexPositions?: boolean;
-  scoreRows?: ScoreRowsName;
-  parity?: boolean;
-  fastvLayer?: number;
-}
+export type PruneOptionFlags = Pick<NativePruneOptions, (typeof PRUNE_OPTION_KEYS)[number]>;
 
 /**
  * The options besides policy and budget that reach the engine (docs/autoprune.md): on infer,
@@ -157,6 +152,21 @@ export function addPruneOptionFlags(cmd: Command): Command {
 /** The prune options the flags set (only those given). */
 export function pruneOptionsOf(o: PruneOptionFlags): Partial<NativePruneOptions> {
   const r: Partial<NativePruneOptions> = {};
-  for (const k of ['x0', 'k0', 'gamma', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer'] as const) if (o[k] !== undefined) (r as Record<string, unknown>)[k] = o[k];
+  for (const k of PRUNE_OPTION_KEYS) if (o[k] !== undefined) (r as Record<string, unknown>)[k] = o[k];
   return r;
+}
+
+/**
+ * A node parameter file as replay, evaluate and calibrate run it: --model, --backend and
+ * --threads over the file's values, the model path resolved, then the prune-option flags.
+ */
+export function loadCliConfig(configFile: string, o: PruneOptionFlags & { model?: string; backend?: string; threads?: number }): NodeConfig {
+  const overrides: Record<string, unknown> = {};
+  if (o.model) overrides.model_path = o.model;
+  if (o.backend) overrides.backend = o.backend;
+  if (o.threads !== undefined) overrides.threads = o.threads;
+  const config = loadParamsFile(configFile, overrides);
+  config.engine.modelPath = resolveModelPath(config.engine.modelPath);
+  overridePruneOptions(config, pruneOptionsOf(o));
+  return config;
 }

@@ -6,15 +6,15 @@ import type { Command } from 'commander';
 import type { NativePruneOptions } from '../engine/addon-types.js';
 import { Engine, type BackendName } from '../engine/engine.js';
 import { PRUNE_POLICIES } from '../engine/policies.js';
-import { engineLoadOptions, loadParamsFile, overridePruneOptions } from '../pipeline/params.js';
+import { engineLoadOptions } from '../pipeline/params.js';
 import { openBag } from '../bag/reader.js';
 import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { evaluateDrives, evaluationCaveats, evaluationTable, readDrives, writeEvaluation } from '../replay/evaluate.js';
 import { parseSweep, type ReplaySetting } from '../replay/replay.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
-import { packageRoot, resolveModelPath } from '../util/paths.js';
-import { addPruneOptionFlags, backendOption, integerAtLeast, pruneOptionsOf, shortPath, type Io, type PruneOptionFlags, type SetExit } from './common.js';
+import { packageRoot } from '../util/paths.js';
+import { addPruneOptionFlags, backendOption, integerAtLeast, loadCliConfig, pruneOptionsOf, shortPath, type Io, type PruneOptionFlags, type SetExit } from './common.js';
 
 /** The prune-option flags as the user would type them (for the report's command line). */
 function pruneFlagsText(o: Partial<NativePruneOptions>): string {
@@ -69,13 +69,7 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
         configFile = chooseBundledConfig(first.info.path, first.info.topics);
         if (!o.json) io.err(`config: ${shortPath(configFile)} (its camera topics are the drives'; --config FILE to choose another)`);
       }
-      const overrides: Record<string, unknown> = {};
-      if (o.model) overrides.model_path = o.model;
-      if (o.backend) overrides.backend = o.backend;
-      if (o.threads !== undefined) overrides.threads = o.threads;
-      const config = loadParamsFile(configFile, overrides);
-      config.engine.modelPath = resolveModelPath(config.engine.modelPath);
-      overridePruneOptions(config, pruneOptionsOf(o));
+      const config = loadCliConfig(configFile, o);
       const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
       try {
         const visualTokens = engine.info.tokensPerView * engine.cameras.length;

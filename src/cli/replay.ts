@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { openBag } from '../bag/reader.js';
 import { Engine, parseBudget, type BackendName } from '../engine/engine.js';
 import type { PrunePolicyName } from '../engine/policies.js';
-import { engineLoadOptions, loadParamsFile, overridePruneOptions } from '../pipeline/params.js';
+import { engineLoadOptions } from '../pipeline/params.js';
 import { checkWithEngine } from '../pipeline/runner.js';
 import { chooseBundledConfig } from '../replay/bundled-configs.js';
 import { constantVelocityPlanner } from '../replay/evaluate.js';
@@ -18,8 +18,7 @@ import { parseSweep, replayBag, settingLabel, type ReplayProgress, type ReplaySe
 import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
-import { resolveModelPath } from '../util/paths.js';
-import { addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, pruneOptionsOf, shortPath, threadsOption, type Io, type PruneOptionFlags, type SetExit } from './common.js';
+import { addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, loadCliConfig, shortPath, threadsOption, type Io, type PruneOptionFlags, type SetExit } from './common.js';
 
 interface ReplayCliOptions extends PruneOptionFlags {
   /** Default: the bundled config whose camera topics are in the bag (bundled-configs.ts). */
@@ -73,13 +72,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   await probe.close();
   const configFile = o.config ?? chooseBundledConfig(bag, topics, remaps);
   if (!o.config && !o.json) io.err(`config: ${shortPath(configFile)} (its camera topics are the bag's; --config FILE to choose another)`);
-  const overrides: Record<string, unknown> = {};
-  if (o.model) overrides.model_path = o.model;
-  if (o.backend) overrides.backend = o.backend;
-  if (o.threads !== undefined) overrides.threads = o.threads;
-  const config = loadParamsFile(configFile, overrides);
-  config.engine.modelPath = resolveModelPath(config.engine.modelPath);
-  overridePruneOptions(config, pruneOptionsOf(o));
+  const config = loadCliConfig(configFile, o);
   let settings: Array<ReplaySetting | 'config'> = ['config'];
   if (o.sweep) settings = parseSweep(o.sweep);
   else if (o.policy || o.budget) {
