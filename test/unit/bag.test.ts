@@ -13,6 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { MessageCodec } from '../../src/msgs/codec.js';
 import { QOS_LATCHED, QOS_SENSOR_DATA, QOS_DEFAULT } from '../../src/msgs/port.js';
 import { bagInfoJson, formatBagInfo, openBag, type BagMessage } from '../../src/bag/reader.js';
+import { collect } from './bag-collect.js';
 import { BagWriter } from '../../src/bag/writer.js';
 import { qosProfilesYaml } from '../../src/bag/metadata.js';
 import { ErrorCodes, isVlaError, type ErrorCode } from '../../src/util/errors.js';
@@ -32,19 +33,6 @@ async function readAll(bag: string, codec = new MessageCodec()): Promise<Array<B
   for await (const m of r.messages()) out.push({ ...m, msg: codec.decode(m.type, m.data) });
   await r.close();
   return out;
-}
-
-async function collect(bag: string): Promise<{ got: BagMessage[]; err: unknown }> {
-  const r = await openBag(bag);
-  const got: BagMessage[] = [];
-  try {
-    for await (const m of r.messages()) got.push(m);
-    return { got, err: undefined };
-  } catch (err) {
-    return { got, err };
-  } finally {
-    await r.close();
-  }
 }
 
 const coded = (code: ErrorCode, re?: RegExp) => (e: unknown) => isVlaError(e, code) && (!re || re.test((e as Error).message));

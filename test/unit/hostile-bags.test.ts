@@ -12,8 +12,9 @@ import path from 'node:path';
 
 import initSqlJs from 'sql.js';
 
-import { DEFAULT_BAG_LIMITS, bagLimits } from '../../src/bag/limits.js';
+import { bagLimits } from '../../src/bag/limits.js';
 import { openBag, type BagMessage } from '../../src/bag/reader.js';
+import { collect } from './bag-collect.js';
 import { BagWriter } from '../../src/bag/writer.js';
 import { MessageCodec } from '../../src/msgs/codec.js';
 import { QOS_LATCHED } from '../../src/msgs/port.js';
@@ -32,17 +33,6 @@ const coded = (code: ErrorCode, re?: RegExp) => (e: unknown) => {
   if (re) assert.match((e as Error).message, re);
   return true;
 };
-
-async function collect(bag: string, limits = DEFAULT_BAG_LIMITS): Promise<{ got: BagMessage[]; err: unknown }> {
-  const r = await openBag(bag, { limits });
-  const got: BagMessage[] = [];
-  try {
-    for await (const m of r.messages()) got.push(m);
-    return { got, err: undefined };
-  } catch (err) {
-    return { got, err };
-  }
-}
 
 /** A small bag: /s (std_msgs/String) with n messages of `size` bytes each, 10 ms apart. */
 async function writeBag(dir: string, n: number, o: { compression?: 'none' | 'zstd' | 'lz4'; size?: number; chunkSizeBytes?: number } = {}): Promise<void> {
@@ -283,7 +273,7 @@ describe('hostile bags (issue 16)', function () {
       const lines = full.split('\n');
       for (let i = 0; i < lines.length; i++) {
         writeFileSync(path.join(dir, 'metadata.yaml'), lines.slice(0, i).join('\n'));
-        const r = await openBag(dir).then((b) => collect(b.info.path), (err: unknown) => ({ got: [] as BagMessage[], err }));
+        const r = await openBag(dir).then(async (b) => { await b.close(); return collect(b.info.path); }, (err: unknown) => ({ got: [] as BagMessage[], err }));
         if (r.err !== undefined) assert.ok(isVlaError(r.err) && r.err.code !== ErrorCodes.INTERNAL, `line ${i}: ${String(r.err)}`);
         else assert.equal(r.got.length, 7, `cut at line ${i} read ${r.got.length} messages without an error`);
       }
