@@ -11,7 +11,7 @@ import { Option, type Command } from 'commander';
 
 import { bagInfoJson } from '../bag/reader.js';
 import { makeModel } from '../model/tiny.js';
-import { makeDataset, SPLIT_SEED_BASE, splitSeeds } from '../sample/dataset.js';
+import { makeDataset, RECOVERY_DEFAULTS, SPLIT_SEED_BASE, splitSeeds } from '../sample/dataset.js';
 import { makeSampleDrive, makeScenarioDrive, TEST_DRIVE_ODOM_TAIL_S } from '../sample/drive.js';
 import { SCENARIO_KINDS, sampleScenario } from '../sample/scenario.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
@@ -132,9 +132,12 @@ export function registerMakeDataset(program: Command, io: Io): void {
     .option('--frames-per-episode <k>', 'instants per episode', count('--frames-per-episode'), 2)
     .option('--width <px>', 'image width', count('--width'), 320)
     .option('--height <px>', 'image height', count('--height'), 180)
+    .option('--recovery-per-episode <k>', 'training split: extra samples per episode with the ego displaced off the expert path and the path back as target (0: none)', count('--recovery-per-episode'), 0)
+    .option('--recovery-lateral <m>', 'largest lateral displacement of a recovery sample, m', Number, RECOVERY_DEFAULTS.maxLateralM)
+    .option('--recovery-heading <rad>', 'largest heading error of a recovery sample, rad', Number, RECOVERY_DEFAULTS.maxHeadingRad)
     .option('--no-progress', 'no progress bar')
     .option('--json', 'print one JSON object')
-    .action(async (o: { out: string; train: number; val: number; test: number; framesPerEpisode: number; width: number; height: number; progress?: boolean; json?: boolean }, cmd: Command) => {
+    .action(async (o: { out: string; train: number; val: number; test: number; framesPerEpisode: number; width: number; height: number; recoveryPerEpisode: number; recoveryLateral: number; recoveryHeading: number; progress?: boolean; json?: boolean }, cmd: Command) => {
       const showBar = o.progress !== false && !o.json && process.stderr.isTTY === true;
       const bar = showBar ? new cliProgress.SingleBar({ stream: process.stderr, format: 'episodes |{bar}| {value}/{total} | ETA {eta_formatted}', hideCursor: true }, cliProgress.Presets.shades_classic) : undefined;
       try {
@@ -146,6 +149,7 @@ export function registerMakeDataset(program: Command, io: Io): void {
           framesPerEpisode: o.framesPerEpisode,
           width: o.width,
           height: o.height,
+          ...(o.recoveryPerEpisode > 0 ? { recovery: { perEpisode: o.recoveryPerEpisode, maxLateralM: o.recoveryLateral, maxHeadingRad: o.recoveryHeading } } : {}),
           command: commandLine(cmd),
           onProgress: (done) => bar?.update(done),
         });

@@ -19,7 +19,7 @@ import { IMAGE_TOKEN, writeTokenizer } from '../model/tokenizer-builder.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { encodeJpeg, JPEG_QUALITY } from './drive.js';
 import { CAMERA_YAW_DEG, renderView, type CameraName } from './render.js';
-import { egoAt, futureWaypoints, renderOptionsAt, sampleScenario, seededRandom, simulateScenario, type Complexity, type ScenarioKind } from './scenario.js';
+import { egoAt, futureWaypoints, recoveryWaypoints, renderOptionsAt, renderOptionsFor, sampleScenario, seededRandom, simulateScenario, trafficAt, type Complexity, type ScenarioKind } from './scenario.js';
 
 export type Split = 'train' | 'val' | 'test';
 export const SPLITS: readonly Split[] = Object.freeze(['train', 'val', 'test']);
@@ -52,7 +52,24 @@ export interface DatasetOptions {
   command?: string[];
   /** Called after each episode. */
   onProgress?: (episodesDone: number, episodes: number) => void;
+  /**
+   * Recovery samples (training split only): per episode this many extra instants with the ego
+   * displaced off the expert's pose and the path back as the target (recoveryWaypoints in
+   * scenario.ts). Default 0: the expert's frames only.
+   */
+  recovery?: Partial<RecoveryOptions> & { perEpisode: number };
 }
+
+export interface RecoveryOptions {
+  perEpisode: number;
+  /** The lateral displacement is uniform in [-maxLateralM, maxLateralM], m. */
+  maxLateralM: number;
+  /** The heading error is uniform in [-maxHeadingRad, maxHeadingRad]. */
+  maxHeadingRad: number;
+  /** The displacement is gone after this long, s. */
+  horizonS: number;
+}
+export const RECOVERY_DEFAULTS: Readonly<Omit<RecoveryOptions, 'perEpisode'>> = Object.freeze({ maxLateralM: 1.2, maxHeadingRad: 0.1, horizonS: 2 });
 
 export interface DatasetSample {
   split: Split;
@@ -70,6 +87,8 @@ export interface DatasetSample {
   waypoints: Array<[number, number]>;
   /** [offset, length] in frames.bin per camera, in `cameras` order. */
   frames: Array<[number, number]>;
+  /** A recovery sample: how far the views' ego is displaced from the expert's pose (absent: on it). */
+  recovery?: { lateralM: number; headingRad: number };
 }
 
 export interface DatasetIndex {
@@ -109,6 +128,16 @@ export function episodeInstants(seed: number, durationS: number, count: number):
   return Array.from({ length: count }, () => Math.round(r() * durationS * 1000) / 1000).sort((a, b) => a - b);
 }
 
+function checkRecovery(r: DatasetOptions['recovery']): RecoveryOptions | undefined {
+  if (r === undefined) return undefined;
+  const o = { ...RECOVERY_DEFAULTS, ...r };
+  if (!Number.isInteger(o.perEpisode) || o.perEpisode < 0 || o.perEpisode > 100) throw new VlaError(ErrorCodes.ARGS, `recovery samples per episode must be an integer in [0, 100], got ${o.perEpisode}`);
+  if (!(o.maxLateralM >= 0 && o.maxLateralM <= 3)) throw new VlaError(ErrorCodes.ARGS, `recovery lateral displacement must be in [0, 3] m, got ${o.maxLateralM}`);
+  if (!(o.maxHeadingRad >= 0 && o.maxHeadingRad <= 0.5)) throw new VlaError(ErrorCodes.ARGS, `recovery heading error must be in [0, 0.5] rad, got ${o.maxHeadingRad}`);
+  if (!(o.horizonS > 0 && o.horizonS <= 3)) throw new VlaError(ErrorCodes.ARGS, `recovery horizon must be in (0, 3] s, got ${o.horizonS}`);
+  return o.perEpisode > 0 ? o : undefined;
+}
+
 function checkOptions(o: DatasetOptions): { width: number; height: number; cameras: CameraName[] } {
   if (!o || typeof o !== 'object') throw new VlaError(ErrorCodes.ARGS, 'dataset options must be an object');
   for (const split of SPLITS) splitSeeds(split, o[split]); // validates the counts
@@ -139,6 +168,7 @@ const IN_FLIGHT_SAMPLES = 8;
 export async function makeDataset(outDir: string, opts: DatasetOptions): Promise<DatasetResult> {
   const t0 = performance.now();
   const { width, height, cameras } = checkOptions(opts);
+  const recovery = checkRecovery(opts.recovery);
   const dir = path.resolve(outDir);
   const indexFile = path.join(dir, 'index.json');
   const io = (err: unknown, file: string) => new VlaError(ErrorCodes.IO, `${file}: ${(err as Error).message}`, { file }, { cause: err });
@@ -186,16 +216,28 @@ export async function makeDataset(outDir: string, opts: DatasetOptions): Promise
   try {
     for (const split of SPLITS) {
       const seeds = splitSeeds(split, opts[split]);
-      splits[split] = { seeds, episodes: seeds.length, samples: seeds.length * opts.framesPerEpisode };
+      const perEpisode = opts.framesPerEpisode + (recovery && split === 'train' ? recovery.perEpisode : 0);
+      splits[split] = { seeds, episodes: seeds.length, samples: seeds.length * perEpisode };
       for (const seed of seeds) {
         const sc = sampleScenario(seed);
         const sim = simulateScenario(sc);
         if (sc.instruction.length > MAX_INSTRUCTION_CHARS || sc.instruction.includes(IMAGE_TOKEN)) throw new VlaError(ErrorCodes.INTERNAL, `scenario ${seed}: instruction the engine would refuse`);
-        for (const tS of episodeInstants(seed, sc.durationS, opts.framesPerEpisode)) {
+        // the expert's instants, then (training split only) the recovery samples of the episode
+        const instants: Array<{ tS: number; lateralM?: number; headingRad?: number }> = episodeInstants(seed, sc.durationS, opts.framesPerEpisode).map((tS) => ({ tS }));
+        if (recovery && split === 'train') {
+          const r = seededRandom(seed, 7_001); // its own stream: the expert samples stay as they were
+          for (let i = 0; i < recovery.perEpisode; i++) {
+            const tS = Math.round(r() * sc.durationS * 1000) / 1000;
+            instants.push({ tS, lateralM: round4((2 * r() - 1) * recovery.maxLateralM), headingRad: round4((2 * r() - 1) * recovery.maxHeadingRad) });
+          }
+        }
+        for (const at of instants) {
+          const tS = at.tS;
           const speedMps = egoAt(sim, tS).v;
           const instr = modelInstruction(sc.instruction, speedMps);
           // as src/engine/engine.ts: buildPrompt with the model's prompt fields, then encode with BOS
           const inputIds = Array.from(tok.encode(buildPrompt(DRIVING_PROMPT, instr, cameras.length), { addBos: true }));
+          const rec = at.lateralM !== undefined && recovery ? recoveryWaypoints(sim, tS, at.lateralM, at.headingRad ?? 0, NUM_WAYPOINTS, WAYPOINT_DT_S, recovery.horizonS) : undefined;
           const sample: DatasetSample = {
             split,
             episodeSeed: seed,
@@ -206,10 +248,13 @@ export async function makeDataset(outDir: string, opts: DatasetOptions): Promise
             modelInstruction: instr,
             speedMps,
             inputIds,
-            waypoints: futureWaypoints(sim, tS, NUM_WAYPOINTS, WAYPOINT_DT_S).map(([x, y]) => [round4(x), round4(y)]),
+            waypoints: (rec ? rec.waypoints : futureWaypoints(sim, tS, NUM_WAYPOINTS, WAYPOINT_DT_S)).map(([x, y]) => [round4(x), round4(y)]),
             frames: [],
+            ...(rec ? { recovery: { lateralM: at.lateralM as number, headingRad: at.headingRad as number } } : {}),
           };
-          const jpegs = Promise.all(cameras.map((camera) => encodeJpeg(renderView(renderOptionsAt(sc, sim, tS, camera, width, height)), JPEG_QUALITY)));
+          const view = (camera: CameraName) =>
+            rec ? renderOptionsFor(sc, rec.pose, (j) => trafficAt(sim, j, tS), tS, camera, width, height) : renderOptionsAt(sc, sim, tS, camera, width, height);
+          const jpegs = Promise.all(cameras.map((camera) => encodeJpeg(renderView(view(camera)), JPEG_QUALITY)));
           jpegs.catch(() => undefined); // awaited in order by flushOne
           pending.push({ sample, jpegs });
           if (pending.length >= IN_FLIGHT_SAMPLES) await flushOne();
@@ -228,7 +273,7 @@ export async function makeDataset(outDir: string, opts: DatasetOptions): Promise
     generator: {
       tool: 'autoprune-ros make-dataset',
       command: opts.command ?? null,
-      options: { train: opts.train, val: opts.val, test: opts.test, framesPerEpisode: opts.framesPerEpisode, width, height, cameras, jpegQuality: JPEG_QUALITY, tokenizer: TOKENIZER },
+      options: { train: opts.train, val: opts.val, test: opts.test, framesPerEpisode: opts.framesPerEpisode, width, height, cameras, jpegQuality: JPEG_QUALITY, tokenizer: TOKENIZER, ...(recovery ? { recovery } : {}) },
     },
     cameras,
     width,

@@ -562,6 +562,39 @@ export function futureWaypoints(sim: ScenarioSim, tS: number, n = 6, dtS = 0.5):
   return out;
 }
 
+/**
+ * A recovery sample: the ego displaced from the expert's pose at tS by `lateralM` across the road
+ * (left positive) and turned by `headingRad`, and the path back. The waypoints (ego frame of the
+ * displaced pose, at tS + dtS .. tS + n dtS) are the expert's own future positions with the
+ * displacement fading out as (1 - t / horizonS)^2: the car is back on the expert's path after
+ * horizonS. Training on these teaches a planner trained on expert frames to steer back when its
+ * own errors have moved it off the path (the closed-loop drift that open-loop data never shows).
+ */
+export function recoveryWaypoints(
+  sim: ScenarioSim,
+  tS: number,
+  lateralM: number,
+  headingRad: number,
+  n = 6,
+  dtS = 0.5,
+  horizonS = 2,
+): { pose: { s: number; l: number; psi: number }; waypoints: Array<[number, number]> } {
+  if (!(horizonS > 0)) throw new VlaError(ErrorCodes.ARGS, `recovery horizon must be > 0 s, got ${horizonS}`);
+  const e = egoAt(sim, tS);
+  const theta = e.yaw - e.psi; // the road's tangent where the ego is
+  const dx = -lateralM * Math.sin(theta), dy = lateralM * Math.cos(theta);
+  const px = e.x + dx, py = e.y + dy, pyaw = e.yaw + headingRad;
+  const c = Math.cos(pyaw), sn = Math.sin(pyaw);
+  const waypoints: Array<[number, number]> = [];
+  for (let i = 1; i <= n; i++) {
+    const f = egoAt(sim, tS + i * dtS);
+    const w = (1 - Math.min(1, (i * dtS) / horizonS)) ** 2;
+    const qx = f.x + dx * w - px, qy = f.y + dy * w - py;
+    waypoints.push([qx * c + qy * sn, -qx * sn + qy * c]);
+  }
+  return { pose: { s: e.s, l: e.l + lateralM, psi: e.psi + headingRad }, waypoints };
+}
+
 /** Brightness at tS. */
 export function lightAt(sc: Scenario, tS: number): number {
   return sc.light + sc.lightWave * Math.cos(tS / 3);

@@ -13,7 +13,7 @@ import { openBag } from '../../src/bag/reader.js';
 import { makeDataset, type DatasetIndex } from '../../src/sample/dataset.js';
 import { encodeJpeg, SAMPLE_TOPICS } from '../../src/sample/drive.js';
 import { renderView } from '../../src/sample/render.js';
-import { INSTRUCTIONS, renderOptionsAt, sampleScenario, simulateScenario } from '../../src/sample/scenario.js';
+import { futureWaypoints, INSTRUCTIONS, recoveryWaypoints, renderOptionsAt, sampleScenario, simulateScenario } from '../../src/sample/scenario.js';
 import { ErrorCodes, VlaError } from '../../src/util/errors.js';
 
 async function cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -107,6 +107,43 @@ describe('training dataset writer', function () {
     const again = path.join(tmp, 'again');
     await makeDataset(again, { train: 2, val: 1, test: 1, framesPerEpisode: 2, width: W, height: H });
     for (const f of ['index.json', 'frames.bin', 'tokenizer.json', 'tokenizer_config.json']) assert.ok(readFileSync(path.join(dir, f)).equals(readFileSync(path.join(again, f))), f);
+  });
+
+  it('recovery samples: training split only, displaced views, and targets that lead back to the expert path', async () => {
+    const rec = path.join(tmp, 'recovery');
+    await makeDataset(rec, { train: 2, val: 1, test: 0, framesPerEpisode: 2, width: W, height: H, recovery: { perEpisode: 2 } });
+    const idx = JSON.parse(readFileSync(path.join(rec, 'index.json'), 'utf8')) as DatasetIndex;
+    const frames = readFileSync(path.join(rec, 'frames.bin'));
+    // the expert samples are the ones the plain dataset has, byte for byte
+    const plain = index.samples.filter((s) => s.split !== 'test');
+    const expert = idx.samples.filter((s) => !s.recovery);
+    assert.deepEqual(expert.map((s) => [s.episodeSeed, s.tS, s.waypoints]), plain.map((s) => [s.episodeSeed, s.tS, s.waypoints]));
+    const recs = idx.samples.filter((s) => s.recovery);
+    assert.equal(recs.length, 4, 'two per training episode');
+    assert.ok(recs.every((s) => s.split === 'train'), 'validation stays on the expert path');
+    assert.equal(idx.splits.train.samples, 8);
+    assert.equal((idx.generator.options.recovery as { perEpisode: number }).perEpisode, 2);
+    for (const s of recs) {
+      const r = s.recovery as { lateralM: number; headingRad: number };
+      assert.ok(Math.abs(r.lateralM) <= 1.2 && Math.abs(r.headingRad) <= 0.1);
+      const sim = simulateScenario(sampleScenario(s.episodeSeed));
+      const ref = futureWaypoints(sim, s.tS);
+      // by 2 s the displacement is gone: the last waypoints are the expert's, seen from the displaced pose
+      const want = recoveryWaypoints(sim, s.tS, r.lateralM, r.headingRad).waypoints;
+      assert.deepEqual(s.waypoints, want.map(([x, y]) => [Math.round(x * 1e4) / 1e4, Math.round(y * 1e4) / 1e4]));
+      const back = recoveryWaypoints(sim, s.tS, 0, 0).waypoints;
+      for (let i = 0; i < 6; i++) for (let j = 0; j < 2; j++) assert.ok(Math.abs((back[i] as number[])[j] as number - ((ref[i] as number[])[j] as number)) < 1e-9, 'no displacement: the expert path');
+      // the front view is rendered from the displaced pose, not the expert's
+      const [off, len] = s.frames[0] as [number, number];
+      const got = await sharp(frames.subarray(off, off + len)).raw().toBuffer();
+      const onPath = await sharp(await encodeJpeg(renderView(renderOptionsAt(sampleScenario(s.episodeSeed), sim, s.tS, 'front', W, H)), 85)).raw().toBuffer();
+      let diff = 0;
+      for (let i = 0; i < got.length; i++) diff += Math.abs((got[i] as number) - (onPath[i] as number));
+      assert.ok(diff / got.length > 1, `front view differs from the expert's (mean abs ${diff / got.length})`);
+    }
+    const args = (e: unknown) => e instanceof VlaError && e.code === ErrorCodes.ARGS;
+    await assert.rejects(makeDataset(path.join(tmp, 'never2'), { train: 1, val: 0, test: 0, framesPerEpisode: 1, recovery: { perEpisode: 1, maxLateralM: -1 } }), args);
+    await assert.rejects(makeDataset(path.join(tmp, 'never2'), { train: 1, val: 0, test: 0, framesPerEpisode: 1, recovery: { perEpisode: 1.5 } }), args);
   });
 
   it('rejects bad options with VLA_E_ARGS', async () => {

@@ -50,7 +50,7 @@ def main():
     ap.add_argument('--model', required=True)
     ap.add_argument('--dataset', help='dataset directory (test split samples are the inputs)')
     ap.add_argument('--out', help='golden JSON to write')
-    ap.add_argument('--cases', type=int, default=6)
+    ap.add_argument('--cases', type=int, default=7)  # one per instruction kind
     ap.add_argument('--check', help='golden JSON whose inputs to recompute; prints max abs differences as JSON')
     a = ap.parse_args()
     torch.set_num_threads(1)

@@ -246,7 +246,7 @@ def main():
     ap.add_argument('--out', required=True, help='model directory to write')
     ap.add_argument('--cache', help='where preprocessed views are cached (default DATASET/cache)')
     ap.add_argument('--seed', type=int, default=7)
-    ap.add_argument('--steps', type=int, default=1100)
+    ap.add_argument('--steps', type=int, default=1400)
     ap.add_argument('--batch', type=int, default=32)
     ap.add_argument('--lr', type=float, default=1.5e-3)
     ap.add_argument('--weight-decay', type=float, default=0.02)
