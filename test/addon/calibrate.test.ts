@@ -38,14 +38,16 @@ describe('calibrate (addon, tiny model, one validation drive)', function () {
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('measures MI_1, normalises it so k varies, compares adaptive with flat, and stores it with the model', async () => {
-    const r = await cli('calibrate', '--model', model, '--drives', path.join(tmp, 'val'), '--budgets', '33%,11%', '--config', config, '--json');
+  it('measures MI_1, normalises it so k varies, searches every policy with the same search budget, and stores it with the model', async () => {
+    const r = await cli('calibrate', '--model', model, '--drives', path.join(tmp, 'val'), '--budgets', '33%,11%', '--config', config, '--search-budget', '2', '--json');
     assert.equal(r.code, 0, r.err);
     const file = path.join(model, 'calibration.json');
     assert.ok(existsSync(file));
     const c = JSON.parse(readFileSync(file, 'utf8')) as CalibrationFile;
     assert.deepEqual(JSON.parse(r.out), c);
     assert.equal(c.format, 'autoprune-ros-calibration');
+    assert.equal(c.version, 2);
+    assert.equal(c.searchBudget, 2);
     assert.match(c.model.weightsSha256, /^[0-9a-f]{64}$/);
     assert.deepEqual(c.drives.map((d) => d.seed), [500_000]);
     assert.ok(c.frames > 10);
@@ -58,6 +60,21 @@ describe('calibrate (addon, tiny model, one validation drive)', function () {
       assert.equal(b.engine.x0, depthScaledX0(c.model.layers));
       assert.ok(b.validation.kRange && b.validation.kRange[1] > b.validation.kRange[0], 'the slope differs between frames');
       assert.equal(typeof b.validation.adaptiveBeatsFlat === 'boolean' || b.validation.adaptiveBeatsFlat === null, true);
+      assert.deepEqual(Object.keys(b.policies).sort(), ['autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed']);
+      for (const [policy, p] of Object.entries(b.policies)) {
+        const ran = p.candidates.filter((x) => !x.skipped);
+        // the same number of evaluated settings for every policy (each exposes at least two)
+        assert.equal(ran.length, 2, policy);
+        for (const x of ran) assert.ok(Number.isFinite(x.l2At3sM), policy);
+        // the chosen setting is the best candidate tried (lowest L2@3s: the highest skill on these frames)
+        const best = Math.min(...ran.map((x) => x.l2At3sM as number));
+        assert.deepEqual(p.chosen, ran.find((x) => x.l2At3sM === best)?.options, policy);
+      }
+      // autoprune's two first candidates: the adaptive and the flat shape at the reference x0
+      const [adaptive, flat] = b.policies.autoprune!.candidates;
+      assert.deepEqual(flat!.options, { x0: b.engine.x0, k0: 0, gamma: 0, scoreRows: 'instruction' });
+      assert.deepEqual(adaptive!.options, { ...b.engine, scoreRows: 'instruction' });
+      assert.equal(b.validation.adaptiveBeatsFlat, (adaptive!.l2At3sM as number) < (flat!.l2At3sM as number));
     }
     assert.ok(c.notCovered.length > 0);
   });
