@@ -159,7 +159,9 @@ export function resolvePrune(
   const tuned = TUNED_OPTIONS[policy] ?? [];
   const free = tuned.filter((k) => !given.has(k));
   const stored = calibration && o.share !== null ? nearestBudget(calibration.budgets, o.share) : undefined;
-  const fromFile = stored ? storedOptions(stored, policy) : undefined;
+  // A policy whose search ran nothing has an empty choice: the reference's then.
+  const chosen = stored ? storedOptions(stored, policy) : undefined;
+  const fromFile = chosen && Object.keys(chosen).length ? chosen : undefined;
   const applied: CalibrationUse['applied'] = {};
   let source: CalibrationUse['source'];
   let reason: string | undefined;
