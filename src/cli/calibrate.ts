@@ -1,5 +1,6 @@
 /** `autoprune-ros calibrate`: AutoPrune's complexity signal calibrated for one model on validation drives (replay/calibrate.ts). */
-import { writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 
 import type { Command } from 'commander';
@@ -60,6 +61,7 @@ export function registerCalibrate(program: Command, io: Io, setExit: SetExit, ve
     const config = loadCliConfig(configFile, o);
     // The candidates are run as they are: never through an earlier calibration of this model.
     const engine = await Engine.load(config.engine.modelPath, { ...engineLoadOptions(config.engine), calibration: false });
+    const work = await mkdtemp(path.join(os.tmpdir(), 'autoprune-calibrate-'));
     try {
       const out = o.out ?? path.join(config.engine.modelPath, 'calibration.json');
       const visualTokens = engine.info.tokensPerView * engine.cameras.length;
@@ -74,7 +76,8 @@ export function registerCalibrate(program: Command, io: Io, setExit: SetExit, ve
         shares,
         searchBudget: o.searchBudget,
         ...(o.policies ? { policies: o.policies } : {}),
-        outDir: path.join(path.dirname(path.resolve(out)), '.calibration-work'),
+        // the runs' replay reports are scratch: never beside the model, where they could be committed
+        outDir: work,
         toolVersion: version,
         log: logger.child({ component: 'calibrate' }, logLevelChosen() ? {} : { level: 'fatal' }),
         onProgress: (what) => {
@@ -103,6 +106,7 @@ export function registerCalibrate(program: Command, io: Io, setExit: SetExit, ve
       }
       setExit(0);
     } finally {
+      await rm(work, { recursive: true, force: true });
       await engine.dispose();
     }
   });
