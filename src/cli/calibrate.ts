@@ -1,5 +1,5 @@
 /** `autoprune-ros calibrate`: AutoPrune's complexity signal calibrated for one model on validation drives (replay/calibrate.ts). */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -64,6 +64,7 @@ export function registerCalibrate(program: Command, io: Io, setExit: SetExit, ve
     const work = await mkdtemp(path.join(os.tmpdir(), 'autoprune-calibrate-'));
     try {
       const out = o.out ?? path.join(config.engine.modelPath, 'calibration.json');
+      await mkdir(path.dirname(path.resolve(out)), { recursive: true });
       const visualTokens = engine.info.tokensPerView * engine.cameras.length;
       const c = await calibrate({
         drives,

@@ -134,7 +134,8 @@ export function nearestBudget<B extends { share: number }>(budgets: readonly B[]
 export function storedOptions(b: StoredBudget, policy: PrunePolicyName): Partial<Record<PruneOptionKey, number | boolean | string>> | undefined {
   const p = b.policies?.[policy];
   if (p) return p.chosen;
-  if (policy === 'autoprune' && b.engine) return { x0: b.engine.x0, k0: b.engine.k0, gamma: b.engine.gamma };
+  // version 1 (no policies): its normalised curve; in version 2 `engine` is only a record, and a policy not searched is not calibrated
+  if (policy === 'autoprune' && b.engine && !b.policies) return { x0: b.engine.x0, k0: b.engine.k0, gamma: b.engine.gamma };
   return undefined;
 }
 

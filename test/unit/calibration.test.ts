@@ -62,10 +62,14 @@ describe('calibration at inference', () => {
     assert.deepEqual(f.prune, { policy: 'fastv', budget: { kind: 'tokens', value: 48 }, fastvLayer: 3, reindexPositions: true });
     assert.deepEqual(f.use.applied, { fastvLayer: 3, reindexPositions: true });
     // a policy whose search ran nothing stored an empty choice: the reference's values
-    const empty: LoadedCalibration = { ...calibration, budgets: [{ share: 0.33, tokens: 49, policies: { fastv: { chosen: {}, skill: null, candidates: [] } } }] };
+    const empty: LoadedCalibration = { ...calibration, budgets: [{ share: 0.33, tokens: 49, engine: { x0: 2.8, k0: 9, gamma: 3 }, policies: { fastv: { chosen: {}, skill: null, candidates: [] } } }] };
     const e = resolvePrune({ policy: 'fastv', budget: { kind: 'tokens', value: 48 }, fastvLayer: 2, explicit: [] }, empty, { layers: 6, share: 48 / 147, reason: '' });
     assert.equal(e.use.source, 'reference');
     assert.equal(e.prune.fastvLayer, 2);
+    // version 2 without an autoprune search: its `engine` record is not applied
+    const a = resolvePrune({ policy: 'autoprune', budget: { kind: 'tokens', value: 48 }, explicit: [] }, empty, { layers: 6, share: 48 / 147, reason: '' });
+    assert.equal(a.use.source, 'reference');
+    assert.equal(a.prune.x0, 2.8);
   });
 
   it('lets explicit options win over the file', async () => {
