@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 
 import type { NativePruneOptions } from '../engine/addon-types.js';
+import { PRUNE_OPTION_KEYS } from '../engine/calibration.js';
 import { parseBudget } from '../engine/engine.js';
 import { PRUNE_POLICIES, SCORE_ROWS, type PrunePolicyName, type ScoreRowsName } from '../engine/policies.js';
 import { makeModel } from '../model/tiny.js';
@@ -125,8 +126,6 @@ export function shortPath(p: string): string {
   return rel && !rel.startsWith('..') && !path.isAbsolute(rel) ? rel : path.resolve(p);
 }
 
-/** The engine's prune options besides policy and budget that the commands take as flags. */
-const PRUNE_OPTION_KEYS = ['x0', 'k0', 'gamma', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer'] as const;
 
 /** The prune-option flags as commander parses them (undefined: not given). */
 export type PruneOptionFlags = Pick<NativePruneOptions, (typeof PRUNE_OPTION_KEYS)[number]>;
@@ -149,6 +148,19 @@ export function addPruneOptionFlags(cmd: Command): Command {
     .option('--fastv-layer <K>', "FastV's K: one drop after layer K-1", integerAtLeast('--fastv-layer', 1));
 }
 
+/** --no-calibration (commander: calibration false when given). */
+export interface CalibrationFlag {
+  calibration?: boolean;
+}
+
+/**
+ * --no-calibration: the model's calibration.json is not read and the options the user leaves
+ * unset take the reference's values (x0 scaled to the depth), for parity runs.
+ */
+export function addCalibrationFlag(cmd: Command): Command {
+  return cmd.option('--no-calibration', "do not take unset prune options from the model's calibration.json: the reference's values (parity runs)");
+}
+
 /** The prune options the flags set (only those given). */
 export function pruneOptionsOf(o: PruneOptionFlags): Partial<NativePruneOptions> {
   const r: Partial<NativePruneOptions> = {};
@@ -157,11 +169,12 @@ export function pruneOptionsOf(o: PruneOptionFlags): Partial<NativePruneOptions>
 }
 
 /**
- * A node parameter file as replay, evaluate and calibrate run it: --model, --backend and
- * --threads over the file's values, the model path resolved, then the prune-option flags.
+ * A node parameter file as replay, evaluate and calibrate run it: --model, --backend,
+ * --threads and --no-calibration over the file's values, the model path resolved, then the prune-option flags.
  */
-export function loadCliConfig(configFile: string, o: PruneOptionFlags & { model?: string; backend?: string; threads?: number }): NodeConfig {
+export function loadCliConfig(configFile: string, o: PruneOptionFlags & CalibrationFlag & { model?: string; backend?: string; threads?: number }): NodeConfig {
   const overrides: Record<string, unknown> = {};
+  if (o.calibration === false) overrides.use_calibration = false;
   if (o.model) overrides.model_path = o.model;
   if (o.backend) overrides.backend = o.backend;
   if (o.threads !== undefined) overrides.threads = o.threads;

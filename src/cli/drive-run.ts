@@ -8,7 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import { packageRoot, resolveModelPath } from '../util/paths.js';
-import type { NativePruneOptions } from '../engine/addon-types.js';
+import type { PruneRequest } from '../engine/calibration.js';
 import { Engine, parseBudget } from '../engine/engine.js';
 import { engineLoadOptions, loadParamsFile, type NodeConfig } from '../pipeline/params.js';
 import { resolveShareBudgets } from './evaluate.js';
@@ -71,6 +71,7 @@ async function setup(o: DriveCliOptions, needModel: boolean): Promise<Setup> {
   if (o.model) overrides.model_path = o.model;
   if (o.backend) overrides.backend = o.backend;
   if (o.threads !== undefined) overrides.threads = o.threads;
+  if (o.calibration === false) overrides.use_calibration = false;
   const config = loadParamsFile(o.config, overrides);
   config.engine.modelPath = resolveModel(config.engine.modelPath);
   const latency = parseLatency(o.latency);
@@ -92,7 +93,7 @@ function onInterrupt(): { signal: AbortSignal; dispose: () => void } {
 }
 
 function driveOptions(s: Setup, o: DriveCliOptions, scenario: Scenario, source: string, planner: PlannerKind, setting: ReplaySetting | 'config', outDir: string, artifacts: { bag: boolean; animation: boolean; svg: boolean }, signal: AbortSignal | undefined, quiet = false): DriveOptions {
-  let prune: NativePruneOptions | undefined;
+  let prune: PruneRequest | undefined;
   let deadline = false;
   let label: string = planner === 'expert' ? 'expert' : planner === 'constant-velocity' ? 'constant velocity' : '';
   if (planner === 'model') {
@@ -101,7 +102,7 @@ function driveOptions(s: Setup, o: DriveCliOptions, scenario: Scenario, source: 
       deadline = s.config.node.deadlineMs !== undefined;
       label = deadline ? `${prune?.policy ?? 'autoprune'} latency:${s.config.node.deadlineMs}ms` : settingLabel({ policy: prune?.policy ?? 'none', ...(prune?.budget ? { budget: prune.budget } : {}) });
     } else {
-      prune = setting.policy === 'none' ? undefined : { ...(s.config.node.prune ?? {}), policy: setting.policy, ...(setting.budget ? { budget: setting.budget } : {}) };
+      prune = setting.policy === 'none' ? undefined : { ...s.config.pruneOptions, ...(s.config.node.prune ?? {}), explicit: s.config.explicitPruneOptions, policy: setting.policy, ...(setting.budget ? { budget: setting.budget } : {}) };
       label = settingLabel(setting);
     }
   }

@@ -19,6 +19,8 @@ export const DEFAULT_CONFIG = SAMPLE_CONFIG;
 export const DEFAULT_SWEEP = ['policy=none,autoprune,fastv,pdrop,sparsevlm-fixed,cls-prior,random', 'budget=33%,22%,11%'];
 
 export interface DriveCliOptions {
+  /** false: --no-calibration. */
+  calibration?: boolean;
   scenario?: number;
   scenarioFile?: string;
   out: string;
@@ -91,6 +93,7 @@ export function registerDriveCommands(program: Command, io: Io, setExit: SetExit
     .option('--shard <i/n>', 'sweep: run only jobs i, i+n, i+2n, ... (merge the shards with `merge`)')
     .option('--all-artifacts', 'sweep: also write every drive\'s bag and animation')
     .option('--no-progress', 'no progress lines')
+    .option('--no-calibration', "do not take unset prune options from the model's calibration.json: the reference's values (parity runs)")
     .option('--json', 'print the report as one JSON object')
     .action(async (o: DriveCliOptions) => {
       const c = await import('./drive-run.js');

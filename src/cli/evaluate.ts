@@ -14,7 +14,7 @@ import { parseSweep, type ReplaySetting } from '../replay/replay.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
 import { packageRoot } from '../util/paths.js';
-import { addPruneOptionFlags, backendOption, integerAtLeast, loadCliConfig, pruneOptionsOf, shortPath, type Io, type PruneOptionFlags, type SetExit } from './common.js';
+import { addCalibrationFlag, addPruneOptionFlags, backendOption, integerAtLeast, loadCliConfig, pruneOptionsOf, shortPath, type Io, type CalibrationFlag, type PruneOptionFlags, type SetExit } from './common.js';
 
 /** The prune-option flags as the user would type them (for the report's command line). */
 function pruneFlagsText(o: Partial<NativePruneOptions>): string {
@@ -59,7 +59,7 @@ export function registerEvaluate(program: Command, io: Io, setExit: SetExit): vo
     .option('--timing-every <n>', 'time every n-th frame of each setting with repeats', integerAtLeast('--timing-every', 1), 10)
     .option('--timing-repeats <r>', 'warm repeats of a timed frame (the median is its wall time; 0: no repeats)', integerAtLeast('--timing-repeats', 0), 3)
     .option('--json', 'print the evaluation as one JSON object');
-  addPruneOptionFlags(cmd).action(async (drivesDir: string, o: { config?: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean; timingEvery: number; timingRepeats: number } & PruneOptionFlags) => {
+  addCalibrationFlag(addPruneOptionFlags(cmd)).action(async (drivesDir: string, o: { config?: string; model?: string; sweep: string[]; out: string; limit?: number; backend?: BackendName; threads?: number; json?: boolean; timingEvery: number; timingRepeats: number } & PruneOptionFlags & CalibrationFlag) => {
       let drives = await readDrives(drivesDir);
       if (o.limit) drives = drives.slice(0, o.limit);
       let configFile = o.config;

@@ -13,7 +13,7 @@ import { percentile } from '../replay/latency.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { readRegularFile } from '../util/fsafe.js';
 import { DEFAULT_MODEL_DIR, SAMPLE_FRAMES_DIR } from '../util/paths.js';
-import { addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, finiteNumber, integerAtLeast, nonNegativeInt, policyOption, pruneOf, threadsOption, type Io, type PruneOptionFlags } from './common.js';
+import { addCalibrationFlag, addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, finiteNumber, integerAtLeast, nonNegativeInt, policyOption, pruneOf, threadsOption, type Io, type CalibrationFlag, type PruneOptionFlags } from './common.js';
 
 /** A compressed frame is at most this large (a 8192x8192 PNG of noise is ~200 MB). */
 const MAX_IMAGE_FILE_BYTES = 256 << 20;
@@ -107,6 +107,8 @@ function formatResult(r: InferOutput, instruction: string, model: string, st: Ti
         (p.policy === 'autoprune' ? `, MI ${p.mi1.toFixed(3)}, k ${p.k.toFixed(3)}` : ''),
     );
     lines.push(`kept per layer: ${p.kept.join(' ')}`);
+    const c = r.calibration;
+    if (c) lines.push(`prune options: ${c.source}${c.path ? ` (${c.path}, budget ${(100 * (c.storedShare ?? 0)).toFixed(0)} % for ${c.budgetShare === null ? '?' : (100 * c.budgetShare).toFixed(1)} %)` : c.reason ? ` (${c.reason})` : ''}${Object.keys(c.applied).length ? `: ${Object.entries(c.applied).map(([k, v]) => `${k} ${typeof v === 'number' ? Number(v.toFixed(4)) : v}`).join(', ')}` : ''}`);
   }
   return lines.join('\n');
 }
@@ -126,6 +128,7 @@ function resultJson(r: InferOutput, model: string, backend: string, instruction:
     timingStats: st,
     tokens: r.tokens,
     prune: r.prune,
+    calibration: r.calibration ?? null,
   };
 }
 
@@ -141,6 +144,8 @@ interface InferRunOptions {
   head?: 'waypoints' | 'text';
   maxNewTokens?: number;
   prune?: NativePruneOptions;
+  /** false: --no-calibration. */
+  calibration?: boolean;
   repeat: number;
   warmup: number;
 }
@@ -152,7 +157,7 @@ async function runInfer(io: Io, opts: InferRunOptions): Promise<void> {
     views[name] = await readImageFile(file);
   }
   const instruction = modelInstruction(opts.instruction, opts.speed);
-  const engine = await Engine.load(opts.model, { backend: opts.backend, threads: opts.threads });
+  const engine = await Engine.load(opts.model, { backend: opts.backend, threads: opts.threads, calibration: opts.calibration !== false });
   try {
     const input = { views, instruction, head: opts.head, maxNewTokens: opts.maxNewTokens, prune: opts.prune };
     // Warm-up runs are not timed: the first inference pays for page faults of the weights and cold caches.
@@ -175,11 +180,11 @@ const repeatOption = () => new Option('--repeat <n>', 'timed runs; timings are p
 const warmupOption = () => new Option('--warmup <n>', 'untimed runs first (the first inference pays for page faults and cold caches)').argParser(nonNegativeInt('--warmup')).default(1);
 
 /** The bundled default: the tiny model (generated on first use) on the sample frames. */
-async function runDemo(io: Io, opts: { json?: boolean; backend: BackendName; threads: number; prune?: NativePruneOptions; repeat: number; warmup: number }): Promise<void> {
+async function runDemo(io: Io, opts: { json?: boolean; backend: BackendName; threads: number; prune?: NativePruneOptions; calibration?: boolean; repeat: number; warmup: number }): Promise<void> {
   await ensureDefaultModel(DEFAULT_MODEL_DIR);
   const instruction = (await readFile(path.join(SAMPLE_FRAMES_DIR, 'instruction.txt'), 'utf8')).trim();
   const images: Array<[string, string]> = ['front', 'front_left', 'front_right'].map((c) => [c, path.join(SAMPLE_FRAMES_DIR, `${c}.jpg`)]);
-  await runInfer(io, { model: DEFAULT_MODEL_DIR, images, instruction, json: opts.json, backend: opts.backend, threads: opts.threads, prune: opts.prune, repeat: opts.repeat, warmup: opts.warmup });
+  await runInfer(io, { model: DEFAULT_MODEL_DIR, images, instruction, json: opts.json, backend: opts.backend, threads: opts.threads, prune: opts.prune, ...(opts.calibration === false ? { calibration: false } : {}), repeat: opts.repeat, warmup: opts.warmup });
 }
 
 export function registerDemo(program: Command, io: Io): void {
@@ -193,7 +198,7 @@ export function registerDemo(program: Command, io: Io): void {
     .addOption(budgetOption())
     .addOption(repeatOption())
     .addOption(warmupOption());
-  addPruneOptionFlags(cmd).action(async (o: { json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number } & PruneOptionFlags) => runDemo(io, { ...o, prune: pruneOf(o) }));
+  addCalibrationFlag(addPruneOptionFlags(cmd)).action(async (o: { json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number } & PruneOptionFlags & CalibrationFlag) => runDemo(io, { ...o, prune: pruneOf(o) }));
 }
 
 export function registerInfer(program: Command, io: Io): void {
@@ -213,8 +218,8 @@ export function registerInfer(program: Command, io: Io): void {
     .addOption(budgetOption())
     .addOption(repeatOption())
     .addOption(warmupOption());
-  addPruneOptionFlags(cmd).action(
-    async (o: { model: string; image: string[]; instruction: string; speed?: number; head?: 'waypoints' | 'text'; maxNewTokens?: number; json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number } & PruneOptionFlags) =>
+  addCalibrationFlag(addPruneOptionFlags(cmd)).action(
+    async (o: { model: string; image: string[]; instruction: string; speed?: number; head?: 'waypoints' | 'text'; maxNewTokens?: number; json?: boolean; backend: BackendName; threads: number; policy?: PrunePolicyName; budget?: string; repeat: number; warmup: number } & PruneOptionFlags & CalibrationFlag) =>
       runInfer(io, { ...o, images: parseImageArgs(o.image), prune: pruneOf(o) }),
   );
 }

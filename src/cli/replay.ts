@@ -18,9 +18,9 @@ import { parseSweep, replayBag, settingLabel, type ReplayProgress, type ReplaySe
 import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
-import { addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, loadCliConfig, shortPath, threadsOption, type Io, type PruneOptionFlags, type SetExit } from './common.js';
+import { addCalibrationFlag, addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, loadCliConfig, shortPath, threadsOption, type Io, type CalibrationFlag, type PruneOptionFlags, type SetExit } from './common.js';
 
-interface ReplayCliOptions extends PruneOptionFlags {
+interface ReplayCliOptions extends PruneOptionFlags, CalibrationFlag {
   /** Default: the bundled config whose camera topics are in the bag (bundled-configs.ts). */
   config?: string;
   out?: string;
@@ -206,5 +206,5 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
     .addOption(maxChunkOption())
     .addOption(maxMessageOption())
     .addOption(maxDb3Option());
-  addPruneOptionFlags(cmd).action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
+  addCalibrationFlag(addPruneOptionFlags(cmd)).action(async (bag: string, o: ReplayCliOptions) => setExit(await runReplay(io, bag, o)));
 }

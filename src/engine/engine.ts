@@ -7,7 +7,8 @@ import { componentLogger, type Logger } from '../util/logger.js';
 import { buildPrompt, DEFAULT_PROMPT, type PromptConfig } from '../model/prompt.js';
 import { loadTokenizer, type VlaTokenizer } from '../model/tokenizer.js';
 import { loadAddon } from './addon.js';
-import type { BudgetSpec, HeadKind, NativeEngine, NativeModelInfo, NativePruneOptions, NativePruneStats, NativeResult, NativeView } from './addon-types.js';
+import type { BudgetSpec, HeadKind, NativeEngine, NativeModelInfo, NativePruneStats, NativeResult, NativeView } from './addon-types.js';
+import { loadCalibration, resolvePrune, type CalibrationUse, type LoadedCalibration, type PruneRequest } from './calibration.js';
 import { toNativeView, type ImageInput } from './image.js';
 
 export type BackendName = 'cpu' | 'cuda' | 'auto';
@@ -28,6 +29,11 @@ export interface EngineOptions {
   maxQueue?: number;
   /** Where JPEG frames are decoded: in the addon's worker thread when it has libjpeg (default), or with sharp. */
   jpegDecoder?: 'native' | 'sharp';
+  /**
+   * Read `<dir>/calibration.json` and take its prune options where a request does not set them
+   * explicitly (default true); false: the reference's values (parity runs).
+   */
+  calibration?: boolean;
   logger?: Logger;
 }
 
@@ -39,8 +45,11 @@ export interface InferInput {
   maxNewTokens?: number;
   returnLogits?: boolean;
   returnHidden?: boolean;
-  /** Visual-token pruning for this inference; default none. */
-  prune?: NativePruneOptions;
+  /**
+   * Visual-token pruning for this inference; default none. Options not listed in `explicit`
+   * (when it is given) come from the model's calibration for this policy and budget.
+   */
+  prune?: PruneRequest;
 }
 
 export interface Waypoint {
@@ -80,6 +89,8 @@ export interface InferOutput {
   tokens: { prompt: number; visual: number; text: number; generated: number };
   /** What pruning did: kept tokens per layer and view, MI, slope, FLOPs against the budget. */
   prune: NativePruneStats;
+  /** Where the prune options came from (null without pruning): calibration file, reference or the user's. */
+  calibration?: CalibrationUse | null;
   /** Backend memory: the most activation bytes held during the inference; device-to-host reads in the prefill. */
   memory: { peakActivationBytes: number; prefillHostReads: number };
   logits?: Float32Array;
@@ -113,6 +124,8 @@ export class Engine {
     log: Logger,
     /** JPEG bytes go to the addon undecoded. */
     private readonly nativeJpeg: boolean,
+    /** The model's calibration (null: none usable, or turned off; `reason` says which). */
+    readonly calibration: { calibration: LoadedCalibration | null; reason: string },
   ) {
     this.native = native;
     this.log = log;
@@ -152,7 +165,10 @@ export class Engine {
       }
       log.info({ backend: nativeInfo.backend, params: nativeInfo.nParams, cameras: nativeInfo.cameras, head: nativeInfo.head, loadMs: Math.round(performance.now() - t0) }, 'model loaded');
       const nativeJpeg = options.jpegDecoder !== 'sharp' && addon.features?.jpeg === true;
-      return new Engine(native, tokenizer, info, Int32Array.from(stops), options.maxQueue ?? 8, log, nativeJpeg);
+      let calibration: { calibration: LoadedCalibration | null; reason: string } = { calibration: null, reason: 'disabled' };
+      if (options.calibration === false) log.info({ event: 'calibration', source: 'reference', path: null, reason: 'disabled' }, "calibration turned off: the reference's prune options are used (x0 scaled to the depth)");
+      else calibration = await loadCalibration(dir, log);
+      return new Engine(native, tokenizer, info, Int32Array.from(stops), options.maxQueue ?? 8, log, nativeJpeg, calibration);
     } catch (err) {
       native.dispose();
       throw VlaError.from(err, ErrorCodes.CONFIG);
@@ -207,6 +223,24 @@ export class Engine {
       this.log.debug('disposed');
     });
     return this.closed;
+  }
+
+  /**
+   * A request's budget as a share of its visual tokens: tokens directly; a FLOP cap as the
+   * tokens the flat AutoPrune schedule keeps under it (null when no schedule meets it).
+   */
+  private budgetShare(prune: PruneRequest, views: number, promptIds: number): number | null {
+    const b = prune.budget;
+    const visual = this.info.tokensPerView * views;
+    if (!b || visual <= 0) return null;
+    if (b.kind === 'tokens') return Math.min(1, b.value / visual);
+    try {
+      const queries = this.info.head === 'waypoints' ? this.info.numWaypoints : 0;
+      const s = loadAddon().schedule({ policy: 'autoprune', layers: this.info.textLayers, visualTokens: visual, budgetFlops: b.value, k0: 0, gamma: 0, hidden: this.info.hidden, ffn: this.info.intermediate, prefixTokens: promptIds - views + queries, textTokens: 0 });
+      return Math.min(1, s.avgTokens / visual);
+    } catch {
+      return null;
+    }
   }
 
   private orderViews(views: InferInput['views']): { names: string[]; images: ImageInput[] } {
@@ -271,6 +305,17 @@ export class Engine {
     const inputIds = this.tokenizer.encode(text, { addBos: true });
     const tokenizeMs = performance.now() - tTok;
 
+    let prune: PruneRequest | undefined = input.prune;
+    let calibration: CalibrationUse | null = null;
+    if (prune && prune.policy && prune.policy !== 'none') {
+      const resolved = resolvePrune(prune, this.calibration.calibration, { layers: this.info.textLayers, share: this.budgetShare(prune, views.length, inputIds.length), reason: this.calibration.reason });
+      prune = resolved.prune;
+      calibration = resolved.use;
+    } else if (prune) {
+      const { explicit: _explicit, ...native } = prune;
+      prune = native;
+    }
+
     let r: NativeResult;
     try {
       r = await native.infer({
@@ -281,7 +326,7 @@ export class Engine {
         stopIds: this.stopIds,
         returnLogits: input.returnLogits,
         returnHidden: input.returnHidden,
-        prune: input.prune,
+        prune,
       });
     } catch (err) {
       throw VlaError.from(err);
@@ -304,6 +349,7 @@ export class Engine {
       },
       tokens: { prompt: r.nPromptTokens, visual: r.nVisualTokens, text: r.nTextTokens, generated: r.nGenerated },
       prune: r.prune,
+      calibration,
       memory: { peakActivationBytes: r.peakActivationBytes, prefillHostReads: r.prefillHostReads },
     };
     const dt = this.info.waypointDtS;

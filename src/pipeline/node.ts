@@ -5,7 +5,7 @@
  * in replay. Bad input is logged with its code, counted and reported; the node keeps running.
  */
 import { modelInstruction } from '../model/prompt.js';
-import type { NativePruneOptions } from '../engine/addon-types.js';
+import type { PruneRequest } from '../engine/calibration.js';
 import type { InferInput, InferOutput } from '../engine/engine.js';
 import type { ImageInput } from '../engine/image.js';
 import { MessageCodec } from '../msgs/codec.js';
@@ -54,7 +54,8 @@ export interface NodeParams {
   latencyWarnMs: number;
   maxInstructionChars: number;
   modelName: string;
-  prune?: NativePruneOptions;
+  /** The prune request (its `explicit` keys win over the model's calibration). */
+  prune?: PruneRequest;
   /** Deadline mode: the token budget is set between frames to keep the p95 latency under this, ms. */
   deadlineMs?: number;
   /** nav_msgs/Odometry: the ego speed goes into the prompt while fresh (maxAgeMs). */

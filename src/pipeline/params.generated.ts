@@ -120,15 +120,15 @@ export interface AutopruneRosNodeParameters {
    */
   budget_value?: number;
   /**
-   * AutoPrune logistic centre.
+   * AutoPrune logistic centre. Unset: the model's calibration, else the reference's 14.9 of 32 layers scaled to the depth.
    */
   autoprune_x0?: number;
   /**
-   * AutoPrune base slope.
+   * AutoPrune base slope. Unset: the model's calibration, else the reference's 0.4.
    */
   autoprune_k0?: number;
   /**
-   * AutoPrune MI sensitivity.
+   * AutoPrune MI sensitivity. Unset: the model's calibration, else the reference's 0.2.
    */
   autoprune_gamma?: number;
   /**
@@ -151,6 +151,10 @@ export interface AutopruneRosNodeParameters {
    * FastV's K: it prunes once, after layer K-1 (clamped to the model's depth).
    */
   fastv_layer?: number;
+  /**
+   * Take the prune options the parameters leave unset (autoprune_x0/_k0/_gamma, prune_score_rows, prune_recycle, prune_reindex_positions, fastv_layer) from the model's calibration.json, at the calibrated budget nearest to this one; false: the reference's values (parity runs). A parameter set in the file, or on the live node to a value other than its default, always wins.
+   */
+  use_calibration?: boolean;
   /**
    * Configure and activate at start (plain use). false: the node waits unconfigured for a lifecycle manager (nav2 lifecycle_manager, Autoware) to drive its transitions. Read at start only.
    */

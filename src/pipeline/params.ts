@@ -11,6 +11,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { parse as parseYaml } from 'yaml';
 
 import type { NativePruneOptions } from '../engine/addon-types.js';
+import { TUNED_OPTIONS, type PruneOptionKey, type PruneRequest } from '../engine/calibration.js';
 import type { BackendName } from '../engine/engine.js';
 import { PRUNE_POLICIES, SCORE_ROWS, type PrunePolicyName, type ScoreRowsName } from '../engine/policies.js';
 import type { ImageType } from '../msgs/convert.js';
@@ -100,10 +101,28 @@ export function valuesFromRos(params: Iterable<{ name: string; value: unknown }>
     if (!(p.name in PARAMETER_TYPES)) continue;
     const v = typeof p.value === 'bigint' ? Number(p.value) : p.value;
     if (v === '' || (Array.isArray(v) && v.length === 0 && SCHEMA.required.includes(p.name))) continue;
+    // A live node declares every parameter with its default, so a calibrated option still at its
+    // default cannot be told from one left unset: it is treated as unset (calibration may set it).
+    if (CALIBRATED_PARAMS.has(p.name) && v === SCHEMA.properties[p.name]?.default) continue;
     out[p.name] = v;
   }
   return out;
 }
+
+/** The node parameter of each prune option. */
+export const PRUNE_OPTION_PARAMS: Readonly<Record<PruneOptionKey, keyof RawParams>> = Object.freeze({
+  x0: 'autoprune_x0',
+  k0: 'autoprune_k0',
+  gamma: 'autoprune_gamma',
+  recycle: 'prune_recycle',
+  reindexPositions: 'prune_reindex_positions',
+  scoreRows: 'prune_score_rows',
+  parity: 'prune_parity',
+  fastvLayer: 'fastv_layer',
+});
+
+/** The parameters calibration can set (those of some policy's tuned options). */
+const CALIBRATED_PARAMS: ReadonlySet<string> = new Set(Object.values(TUNED_OPTIONS).flatMap((keys) => keys.map((k) => PRUNE_OPTION_PARAMS[k])));
 
 export interface NodeConfig {
   raw: RawParams;
@@ -114,6 +133,11 @@ export interface NodeConfig {
    * policy prunes): replay and evaluate sweeps start from them, CLI flags override them.
    */
   pruneOptions: PruneOptionSet;
+  /**
+   * The prune options the user set (a parameter present in the file, a CLI flag): they win over
+   * the model's calibration, which sets the others (docs/autoprune.md, "Calibration").
+   */
+  explicitPruneOptions: PruneOptionKey[];
 }
 
 /** The prune options besides policy and budget that every path can set (PRUNE_OPTION_DEFAULTS). */
@@ -123,7 +147,8 @@ export type PruneOptionSet = Required<Pick<NativePruneOptions, 'x0' | 'k0' | 'ga
 export function overridePruneOptions(config: NodeConfig, o: Partial<NativePruneOptions>): void {
   const set = Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<PruneOptionSet>;
   config.pruneOptions = { ...config.pruneOptions, ...set };
-  if (config.node.prune) config.node.prune = { ...config.node.prune, ...set };
+  config.explicitPruneOptions = [...new Set([...config.explicitPruneOptions, ...(Object.keys(set) as PruneOptionKey[])])];
+  if (config.node.prune) config.node.prune = { ...config.node.prune, ...set, explicit: config.explicitPruneOptions };
 }
 
 /** What Engine.load needs from the parameters. */
@@ -134,11 +159,13 @@ export interface EngineConfig {
   device: number;
   weightDtype: RawParams['weight_dtype'];
   maxActivationMiB: number;
+  /** Take unset prune options from the model's calibration.json (use_calibration). */
+  calibration: boolean;
 }
 
 /** The Engine.load options of a configuration. */
-export function engineLoadOptions(e: EngineConfig): { backend: BackendName; threads: number; device: number; weightDtype: RawParams['weight_dtype']; maxActivationMiB: number } {
-  return { backend: e.backend, threads: e.threads, device: e.device, weightDtype: e.weightDtype, maxActivationMiB: e.maxActivationMiB };
+export function engineLoadOptions(e: EngineConfig): { backend: BackendName; threads: number; device: number; weightDtype: RawParams['weight_dtype']; maxActivationMiB: number; calibration: boolean } {
+  return { backend: e.backend, threads: e.threads, device: e.device, weightDtype: e.weightDtype, maxActivationMiB: e.maxActivationMiB, calibration: e.calibration };
 }
 
 let validator: ReturnType<Ajv['compile']> | undefined;
@@ -191,7 +218,8 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
     parity: raw.prune_parity,
     fastvLayer: raw.fastv_layer,
   };
-  const prune: NativePruneOptions | undefined =
+  const explicitPruneOptions = (Object.keys(PRUNE_OPTION_PARAMS) as PruneOptionKey[]).filter((k) => values[PRUNE_OPTION_PARAMS[k]] !== undefined);
+  const prune: PruneRequest | undefined =
     raw.pruning_policy === 'none'
       ? undefined
       : {
@@ -199,11 +227,12 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
           // deadline mode: the controller sets a tokens budget per frame
           ...(latency ? {} : { budget: { kind: raw.budget_kind as 'tokens' | 'flops', value: raw.budget_value } }),
           ...pruneOptions,
+          explicit: explicitPruneOptions,
         };
   const qos = { ...QOS_SENSOR_DATA, reliability: raw.camera_reliability, depth: raw.camera_qos_depth };
   return {
     raw,
-    engine: { modelPath: raw.model_path, backend: raw.backend, threads: raw.threads, device: raw.cuda_device, weightDtype: raw.weight_dtype, maxActivationMiB: raw.max_activation_mib },
+    engine: { modelPath: raw.model_path, backend: raw.backend, threads: raw.threads, device: raw.cuda_device, weightDtype: raw.weight_dtype, maxActivationMiB: raw.max_activation_mib, calibration: raw.use_calibration },
     node: {
       cameras: raw.camera_names.map((camera, i) => ({
         camera,
@@ -228,6 +257,7 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
       ...(latency ? { deadlineMs: raw.budget_value } : {}),
     },
     pruneOptions,
+    explicitPruneOptions,
   };
 }
 

@@ -35,7 +35,7 @@ export type ChangeResult = { successful: true; reason: '' } | { successful: fals
 
 /** The engine's share of the parameters; any difference loads a new engine. */
 export function engineChanged(a: EngineConfig, b: EngineConfig): boolean {
-  return a.modelPath !== b.modelPath || a.backend !== b.backend || a.threads !== b.threads || a.device !== b.device || a.weightDtype !== b.weightDtype || a.maxActivationMiB !== b.maxActivationMiB;
+  return a.modelPath !== b.modelPath || a.backend !== b.backend || a.threads !== b.threads || a.device !== b.device || a.weightDtype !== b.weightDtype || a.maxActivationMiB !== b.maxActivationMiB || a.calibration !== b.calibration;
 }
 
 /** Parameters whose values differ between two validated sets. */

@@ -80,6 +80,8 @@ export interface EvaluationRow {
   complexitySignal?: Record<string, ComplexitySignal>;
   /** The prune options the engine ran with (its echo); null without pruning. */
   pruneOptions?: SettingResult['pruneOptions'];
+  /** Where the options came from (the first drive's): calibration file, reference, the user's. */
+  calibration?: SettingResult['calibration'];
   all: PooledPlanning;
   byComplexity: Record<string, PooledPlanning>;
   byKind: Record<string, PooledPlanning>;
@@ -239,7 +241,7 @@ export interface EvaluateOptions {
 /** Replays every drive with every setting (and the constant-velocity baseline) and pools the results. */
 export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationReport> {
   const labels: string[] = [];
-  const meta = new Map<string, { policy: string; budget: string | null; pruneOptions?: SettingResult['pruneOptions'] }>();
+  const meta = new Map<string, { policy: string; budget: string | null; pruneOptions?: SettingResult['pruneOptions']; calibration?: SettingResult['calibration'] }>();
   const pools = new Map<string, { all: Acc; byC: Map<string, Acc>; byK: Map<string, Acc> }>();
   const pool = (label: string) => {
     let p = pools.get(label);
@@ -273,7 +275,7 @@ export async function evaluateDrives(o: EvaluateOptions): Promise<EvaluationRepo
     }
     drives.push({ ...d, dir: path.relative(process.cwd(), d.dir) || d.dir, frames: runs[0]?.planning.n ?? 0 });
     for (const s of runs) {
-      meta.set(s.label, { policy: s.policy, budget: s.budget, pruneOptions: s.pruneOptions ?? null });
+      meta.set(s.label, { policy: s.policy, budget: s.budget, pruneOptions: s.pruneOptions ?? null, calibration: s.calibration ?? null });
       const p = pool(s.label);
       accumulate(p.all, s);
       accumulate(sub(p.byC, d.complexity ?? 'unknown'), s);

@@ -19,7 +19,8 @@ import path from 'node:path';
 import type { BagLimits } from '../bag/limits.js';
 import { ReadAhead } from '../bag/read-ahead.js';
 import { openBag, type BagInfo, type BagReader } from '../bag/reader.js';
-import type { BudgetSpec, NativePruneOptions } from '../engine/addon-types.js';
+import type { BudgetSpec } from '../engine/addon-types.js';
+import type { PruneRequest } from '../engine/calibration.js';
 import type { Waypoint } from '../engine/engine.js';
 import { isPrunePolicy, PRUNE_POLICIES, type PrunePolicyName } from '../engine/policies.js';
 import { MessageCodec } from '../msgs/codec.js';
@@ -239,7 +240,7 @@ export async function replayBag(opts: ReplayOptions): Promise<{ report: ReplayRe
     for (let si = 0; si < settings.length; si++) {
       if (opts.signal?.aborted) break;
       const setting = settings[si] as ReplaySetting | 'config';
-      const prune: NativePruneOptions | undefined = setting === 'config' ? opts.config.node.prune : setting.policy === 'none' ? undefined : { ...(opts.config.pruneOptions ?? {}), ...(opts.config.node.prune ?? {}), policy: setting.policy, ...(setting.budget ? { budget: setting.budget } : {}) };
+      const prune: PruneRequest | undefined = setting === 'config' ? opts.config.node.prune : setting.policy === 'none' ? undefined : { ...(opts.config.pruneOptions ?? {}), ...(opts.config.node.prune ?? {}), explicit: opts.config.explicitPruneOptions ?? [], policy: setting.policy, ...(setting.budget ? { budget: setting.budget } : {}) };
       const label =
         setting === 'config'
           ? opts.config.node.deadlineMs !== undefined
@@ -330,7 +331,7 @@ async function runSetting(
   reader: BagReader,
   info: BagInfo,
   codec: MessageCodec,
-  s: { label: string; prune: NativePruneOptions | undefined; deadline: boolean },
+  s: { label: string; prune: PruneRequest | undefined; deadline: boolean },
   dir: string,
   index: number,
   count: number,

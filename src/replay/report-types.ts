@@ -3,6 +3,7 @@
  * charts beside it are rendered from it (report.ts). Units are in the field names.
  */
 import type { NativePruneStats } from '../engine/addon-types.js';
+import type { CalibrationUse } from '../engine/calibration.js';
 
 /** Order statistics of one latency series, ms. Null fields when n = 0. */
 export interface LatencyStats {
@@ -67,6 +68,8 @@ export interface SettingResult {
   budget: string | null;
   /** The prune options the engine ran with (its own echo, parity resolved); null without pruning. */
   pruneOptions?: NativePruneStats['options'] | null;
+  /** Where those options came from (calibration file, reference, the user's), from the first frame; null without pruning. */
+  calibration?: CalibrationUse | null;
   frames: {
     framesIn: number;
     setsInferred: number;

@@ -18,7 +18,7 @@ import path from 'node:path';
 
 import { TrackingController, checkPlan, type ControlCommand, type PlanPoint, type TrackerGains } from '../control/tracker.js';
 import { checkVehicleParams, SYNTHETIC_CAR, type VehicleParams } from '../control/vehicle.js';
-import type { NativePruneOptions } from '../engine/addon-types.js';
+import type { PruneRequest } from '../engine/calibration.js';
 import type { InferInput, InferOutput } from '../engine/engine.js';
 import { VlaNodeLogic, type EngineLike } from '../pipeline/node.js';
 import type { NodeConfig } from '../pipeline/params.js';
@@ -62,7 +62,7 @@ export interface DriveOptions {
   waypoints?: { count: number; dtS: number };
   config: NodeConfig;
   configLabel: string;
-  prune: NativePruneOptions | undefined;
+  prune: PruneRequest | undefined;
   /** Keep the config's latency deadline (budget_kind latency) instead of `prune`. */
   deadline: boolean;
   label: string;

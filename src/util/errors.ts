@@ -29,6 +29,7 @@ export const ErrorCodes = {
   OUTPUT: 'VLA_E_OUTPUT',
   TIMEOUT: 'VLA_E_TIMEOUT',
   NO_FRAMES: 'VLA_E_NO_FRAMES',
+  CALIBRATION: 'VLA_E_CALIBRATION',
   // bags, replay and traces
   BAG: 'VLA_E_BAG',
   BAG_MAGIC: 'VLA_E_BAG_MAGIC',

@@ -10,6 +10,7 @@ import path from 'node:path';
 
 import { main } from '../../src/cli/main.js';
 import type { NativeAddon, NativePruneStats } from '../../src/engine/addon-types.js';
+import { depthScaledX0 } from '../../src/engine/calibration.js';
 import { Engine, parseBudget } from '../../src/engine/engine.js';
 import { PRUNE_OPTION_DEFAULTS } from '../../src/engine/policies.js';
 import type { EvaluationReport } from '../../src/replay/evaluate.js';
@@ -30,6 +31,12 @@ const defaults: Options = { ...PRUNE_OPTION_DEFAULTS };
 const FLAGS = ['--recycle', '--reindex-positions', '--score-rows', 'tail', '--x0', '1.5', '--k0', '2', '--gamma', '0.25', '--fastv-layer', '3'];
 const FLAGGED: Options = { ...defaults, recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3 };
 const PARITY: Options = { ...defaults, parity: true, recycle: true, reindexPositions: true, scoreRows: 'tail' };
+/**
+ * What a request without x0 runs with on a model without calibration.json: the reference's
+ * values, x0 (14.9 of 32 layers) scaled to the tiny model's depth (docs/autoprune.md, "Calibration").
+ */
+const REFERENCE_X0 = depthScaledX0(3);
+const REFERENCE: Options = { ...defaults, x0: REFERENCE_X0 };
 
 describe('prune options reach the engine on every path (addon, tiny model)', function () {
   this.timeout(180_000);
@@ -61,7 +68,8 @@ describe('prune options reach the engine on every path (addon, tiny model)', fun
       const views = { front: frame(1), front_left: frame(2), front_right: frame(3) };
       const run = async (extra: object) => (await e.infer({ views, instruction: 'keep lane', prune: { policy: 'autoprune', budget: parseBudget('tokens:12'), ...extra } })).prune;
       const def = await run({});
-      assert.deepEqual(def.options, defaults);
+      assert.deepEqual(def.options, REFERENCE);
+      assert.equal((await run({ x0: 14.9 })).options?.x0, 14.9, 'an x0 given is the caller\'s');
       assert.ok(def.merged.every((m) => m === 0));
       const flagged = await run({ recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3 });
       assert.deepEqual(flagged.options, FLAGGED);
@@ -69,7 +77,7 @@ describe('prune options reach the engine on every path (addon, tiny model)', fun
       assert.notEqual(flagged.mi1, def.mi1);
       assert.ok(Math.abs(flagged.k - Math.max(2 - 0.25 * flagged.mi1, 0)) < 1e-9);
       const parity = await run({ parity: true, recycle: false, scoreRows: 'last' });
-      assert.deepEqual(parity.options, PARITY);
+      assert.deepEqual(parity.options, { ...PARITY, x0: REFERENCE_X0 });
       const fastv = (await e.infer({ views, instruction: 'keep lane', prune: { policy: 'fastv', budget: parseBudget('tokens:30'), parity: true } })).prune;
       assert.equal(fastv.options?.reindexPositions, false, 'FastV keeps its positions under parity');
       await assert.rejects(run({ scoreRows: 'rows' }), (err: Error & { code?: string }) => err.code === 'VLA_E_INPUT' && /scoreRows/.test(err.message));
@@ -82,13 +90,13 @@ describe('prune options reach the engine on every path (addon, tiny model)', fun
     const base = ['infer', '--model', tiny, '--image', `front=${path.join(root, 'assets', 'sample', 'front.jpg')}`, '--instruction', 'keep lane', '--json', '--warmup', '0', '--budget', 'tokens:6'];
     const d = await cli(...base);
     assert.equal(d.code, 0, d.err);
-    assert.deepEqual(JSON.parse(d.out).prune.options, defaults);
+    assert.deepEqual(JSON.parse(d.out).prune.options, REFERENCE);
     const f = await cli(...base, ...FLAGS);
     assert.equal(f.code, 0, f.err);
     assert.deepEqual(JSON.parse(f.out).prune.options, FLAGGED);
     const p = await cli(...base, '--parity');
     assert.equal(p.code, 0, p.err);
-    assert.deepEqual(JSON.parse(p.out).prune.options, PARITY);
+    assert.deepEqual(JSON.parse(p.out).prune.options, { ...PARITY, x0: REFERENCE_X0 });
     const bad = await cli('infer', '--model', tiny, '--image', 'front=x.jpg', '--instruction', 'x', '--recycle');
     assert.equal(bad.code, 2);
     assert.match(bad.err, /pruning options \(recycle\) need a pruning policy/);
@@ -101,8 +109,9 @@ describe('prune options reach the engine on every path (addon, tiny model)', fun
     const r1 = await cli('replay', path.join(drives, 'a'), '--config', config, '--model', tiny, '--out', out1, '--budget', 'tokens:12', '--no-progress', '--no-bag', '--no-trace');
     assert.equal(r1.code, 0, r1.err);
     const rep1 = JSON.parse(readFileSync(path.join(out1, 'report.json'), 'utf8')) as ReplayReport;
-    // sample-drive.yaml: x0 2.8, the rest at their defaults
-    assert.deepEqual(rep1.settings[0]?.pruneOptions, { ...defaults, x0: 2.8 });
+    // sample-drive.yaml leaves the tuned options unset and the tiny model has no calibration: the reference's
+    assert.deepEqual(rep1.settings[0]?.pruneOptions, REFERENCE);
+    assert.deepEqual(rep1.settings[0]?.calibration, { source: 'reference', path: null, budgetShare: 12 / 48, storedShare: null, applied: { x0: REFERENCE_X0, k0: 0.4, gamma: 0.2, scoreRows: 'instruction' }, reason: 'missing' });
     const out2 = path.join(tmp, 'replay-flags');
     const r2 = await cli('replay', path.join(drives, 'a'), '--config', config, '--model', tiny, '--out', out2, '--sweep', 'policy=none,autoprune', 'budget=12', ...FLAGS, '--no-progress', '--no-bag', '--no-trace');
     assert.equal(r2.code, 0, r2.err);
@@ -116,7 +125,7 @@ describe('prune options reach the engine on every path (addon, tiny model)', fun
     const r = await cli('evaluate', drives, '--config', config, '--model', tiny, '--out', out, '--sweep', 'policy=none,autoprune', 'budget=12', '--parity', '--json');
     assert.equal(r.code, 0, r.err);
     const rep = JSON.parse(r.out) as EvaluationReport;
-    assert.deepEqual(rep.rows.find((x) => x.policy === 'autoprune')?.pruneOptions, { ...PARITY, x0: 2.8 });
+    assert.deepEqual(rep.rows.find((x) => x.policy === 'autoprune')?.pruneOptions, { ...PARITY, x0: REFERENCE_X0 });
     assert.equal(rep.pruneOptions?.parity, true);
     assert.match(rep.command, / --parity$/);
   });

@@ -63,11 +63,13 @@ describe('node parameters', () => {
     assert.equal(carla.node.cameras[0]!.qos?.reliability, 'reliable');
     const nus = loadParamsFile(path.join(root, 'configs', 'nuscenes.yaml'));
     assert.equal(nus.node.cameras[2]!.type, 'sensor_msgs/msg/CompressedImage');
-    // Every option besides policy and budget reaches node.prune (the engine's defaults but x0, scaled to 6 layers).
+    // Every option besides policy and budget reaches node.prune; the shipped configs leave the tuned
+    // ones unset (the model's calibration or the reference's fill them): only prune_parity is explicit.
     assert.deepEqual(loadParamsFile(path.join(root, 'configs', 'default.yaml')).node.prune, {
       policy: 'autoprune',
       budget: { kind: 'tokens', value: 49 },
-      x0: 2.8,
+      explicit: ['parity'],
+      x0: 14.9,
       k0: 0.4,
       gamma: 0.2,
       recycle: false,
@@ -77,8 +79,8 @@ describe('node parameters', () => {
       fastvLayer: 2,
     });
     const set = loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_recycle: true, prune_reindex_positions: true, prune_score_rows: 'last', prune_parity: true, fastv_layer: 4, autoprune_k0: 1 });
-    assert.deepEqual(set.node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, x0: 2.8, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
-    assert.deepEqual(set.pruneOptions, { x0: 2.8, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
+    assert.deepEqual(set.node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, explicit: ['k0', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer'], x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
+    assert.deepEqual(set.pruneOptions, { x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
     assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_score_rows: 'all' }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /prune_score_rows/.test(e.message));
     assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { fastv_layer: 0 }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /fastv_layer/.test(e.message));
     // Without a policy the options still load (replay and evaluate sweeps start from them); flags override them.
@@ -86,7 +88,7 @@ describe('node parameters', () => {
     assert.equal(off.node.prune, undefined);
     assert.equal(off.pruneOptions.recycle, true);
     overridePruneOptions(off, { recycle: false, scoreRows: 'tail', parity: undefined });
-    assert.deepEqual(off.pruneOptions, { ...set.pruneOptions, x0: 2.8, k0: 0.4, recycle: false, reindexPositions: false, scoreRows: 'tail', parity: false, fastvLayer: 2 });
+    assert.deepEqual(off.pruneOptions, { ...set.pruneOptions, x0: 14.9, k0: 0.4, recycle: false, reindexPositions: false, scoreRows: 'tail', parity: false, fastvLayer: 2 });
     overridePruneOptions(set, { recycle: false });
     assert.equal(set.node.prune?.recycle, false);
   });
