@@ -2,7 +2,7 @@ import type { BagMessage } from './reader.js';
 
 /**
  * Pulls from an async iterator into a bounded queue (by count and bytes) on its own, so parsing
- * happens while the consumer waits on something else. An error is delivered after the messages
+ * happens while the consumer waits on something else (while it has messages queued, only then). An error is delivered after the messages
  * queued before it, as the iterator produced them.
  */
 export class ReadAhead {
@@ -27,6 +27,10 @@ export class ReadAhead {
     try {
       for (;;) {
         while (!this.stopped && (this.queue.length >= this.maxCount || this.bytes >= this.maxBytes)) await new Promise<void>((r) => (this.wakeProducer = r));
+        if (this.stopped) return;
+        // While the consumer has messages to take, parse only when the event loop is otherwise
+        // idle (a macrotask turn): in a replay that is while the model runs, not between sets.
+        if (this.queue.length) await new Promise<void>((r) => setImmediate(r));
         if (this.stopped) return;
         const r = await this.it.next();
         if (r.done) break;

@@ -48,6 +48,26 @@ function splitType(type: string): [string, string] {
   throw new VlaError(ErrorCodes.MSG_TYPE, `'${type}' is not a message type name (pkg/msg/Type)`);
 }
 
+/**
+ * Reader and writer by full definition text, shared by every codec of the process: a replay
+ * makes a codec per run, and parsing the definitions again each time cost milliseconds.
+ * Both are stateless between calls (the reader's last length is read right after its call).
+ */
+const compiledCache = new Map<string, { reader: MessageReader; writer: CdrMessageWriter }>();
+const COMPILED_MAX = 512;
+
+function compiled(text: string, defs: ReturnType<typeof parse> | undefined): { reader: MessageReader; writer: CdrMessageWriter } {
+  let c = compiledCache.get(text);
+  if (!c) {
+    const d = defs ?? parse(text, { ros2: true });
+    c = { reader: new MessageReader(d), writer: new CdrMessageWriter(d) };
+    // Bags bring their own texts: bounded, oldest first out.
+    if (compiledCache.size >= COMPILED_MAX) compiledCache.delete(compiledCache.keys().next().value as string);
+    compiledCache.set(text, c);
+  }
+  return c;
+}
+
 interface Entry {
   reader: MessageReader;
   writer: CdrMessageWriter;
@@ -102,11 +122,11 @@ export class MessageCodec {
     const [pkg, name] = splitType(type);
     let defs;
     try {
-      defs = parse(fullText, { ros2: true });
+      defs = compiledCache.has(fullText) ? undefined : parse(fullText, { ros2: true });
     } catch (err) {
       throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse the bag's definition: ${(err as Error).message}`, { type }, { cause: err });
     }
-    this.bagEntries.set(`${pkg}/${name}`, { reader: new MessageReader(defs), writer: new CdrMessageWriter(defs), text: fullText });
+    this.bagEntries.set(`${pkg}/${name}`, { ...compiled(fullText, defs), text: fullText });
   }
 
   /**
@@ -139,11 +159,11 @@ export class MessageCodec {
     const text = blocks.join(`\n${SEPARATOR}\n`);
     let defs;
     try {
-      defs = parse(text, { ros2: true });
+      defs = compiledCache.has(text) ? undefined : parse(text, { ros2: true });
     } catch (err) {
       throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse its definition: ${(err as Error).message}`, undefined, { cause: err });
     }
-    const e: Entry = { reader: new MessageReader(defs), writer: new CdrMessageWriter(defs), text };
+    const e: Entry = { ...compiled(text, defs), text };
     this.entries.set(key, e);
     return e;
   }

@@ -13,11 +13,23 @@ export interface Pacing {
   advanceTo(logTimeNs: bigint): Promise<void>;
 }
 
-/** Every-set: at each timer that started an inference, run idle() and wait for the inference. */
+/**
+ * Every-set: at each timer that started an inference, run idle() and wait for the inference.
+ * idle() runs from setImmediate: the engine hands the set to its threads a few microtasks after
+ * the timer, and work done before that would delay the inference instead of overlapping it.
+ */
 export function everySetPacing(port: ReplayPort, busy: () => Promise<void> | undefined, idle: () => void): Pacing {
+  let idleQueued = false;
+  const runIdle = () => {
+    idleQueued = false;
+    idle();
+  };
   const waitBusy = () => {
     const b = busy();
-    if (b) idle();
+    if (b && !idleQueued) {
+      idleQueued = true;
+      setImmediate(runIdle);
+    }
     return b;
   };
   return { mode: 'every-set', advanceTo: (logTimeNs) => port.advanceTo(logTimeNs, waitBusy) };

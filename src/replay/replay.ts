@@ -446,7 +446,8 @@ async function runSetting(
         if (cameraTopics.has(m.topic)) recorder.cameraMessage(m.topic, m.data, m.logTimeNs);
         await pacing.advanceTo(m.logTimeNs);
         port.deliver(m.topic, m.type, m.data);
-        flush(false);
+        // Every-set mode scores and traces in idle(), while the model runs.
+        if (pacing.mode === 'rate') flush(false);
         if (pacing.mode === 'rate' || recorder.queued > 64) recorder.drain();
         const nowMs = performance.now();
         if (nowMs - lastProgress > 100) {
