@@ -19,6 +19,8 @@ export class ReadAhead {
     private readonly it: AsyncGenerator<BagMessage>,
     private readonly maxCount: number,
     private readonly maxBytes: number,
+    /** Called on each message as it is queued (replay decodes it there, ahead of need). */
+    private readonly prepare?: (m: BagMessage) => void,
   ) {
     this.pump = this.run();
   }
@@ -34,6 +36,7 @@ export class ReadAhead {
         if (this.stopped) return;
         const r = await this.it.next();
         if (r.done) break;
+        this.prepare?.(r.value);
         this.queue.push(r.value);
         this.bytes += r.value.data.byteLength;
         this.wakeConsumer?.();
@@ -46,15 +49,21 @@ export class ReadAhead {
     }
   }
 
+  /** The next message if one is queued, without waiting (no promise to settle per message). */
+  poll(): BagMessage | undefined {
+    const m = this.queue.shift();
+    if (m) {
+      this.bytes -= m.data.byteLength;
+      this.wakeProducer?.();
+    }
+    return m;
+  }
+
   /** The next message; undefined at the end; throws the reader's error once the queue is drained. */
   async next(): Promise<BagMessage | undefined> {
     for (;;) {
-      const m = this.queue.shift();
-      if (m) {
-        this.bytes -= m.data.byteLength;
-        this.wakeProducer?.();
-        return m;
-      }
+      const m = this.poll();
+      if (m) return m;
       if (this.done) {
         if (this.error !== undefined) {
           const e = this.error;

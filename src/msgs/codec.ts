@@ -79,6 +79,8 @@ export class MessageCodec {
   private readonly entries = new Map<string, Entry>();
   /** Definitions a bag carried (addDefinition); tried before the built-in ones when decoding. */
   private readonly bagEntries = new Map<string, Entry>();
+  /** predecode()'s results, by the bytes they came from; each is taken once. */
+  private readonly predecoded = new WeakMap<Uint8Array, { type: string; value: unknown }>();
 
   constructor(private readonly stdDir: string = standardMsgDir(), ownDir: string = OWN_MSG_DIR, extDir: string = EXT_MSG_DIR) {
     const add = (pkg: string, dir: string) => {
@@ -183,6 +185,11 @@ export class MessageCodec {
    * (recorders have stored abridged definitions); otherwise the built-in one decodes it.
    */
   decode<T = Record<string, unknown>>(type: string, bytes: Uint8Array): T {
+    const pre = this.predecoded.get(bytes);
+    if (pre && pre.type === type) {
+      this.predecoded.delete(bytes);
+      return pre.value as T;
+    }
     if (bytes.byteLength < 4) throw new VlaError(ErrorCodes.CDR, `cannot decode ${type}: ${bytes.byteLength} bytes is shorter than the CDR header`);
     const [pkg, name] = splitType(type);
     const bag = this.bagEntries.get(`${pkg}/${name}`);
@@ -200,6 +207,20 @@ export class MessageCodec {
       }
     }
     return this.read<T>(this.entry(type), type, bytes, false);
+  }
+
+  /**
+   * Decodes ahead of need (replay's read-ahead, while the model runs): the next decode() of the
+   * same bytes as the same type returns this result instead of decoding again. A failure is
+   * left for that decode() to report.
+   */
+  predecode(type: string, bytes: Uint8Array): void {
+    try {
+      const value = this.decode(type, bytes);
+      this.predecoded.set(bytes, { type, value });
+    } catch {
+      // decode() throws it again, where the caller handles it
+    }
   }
 
   private read<T>(e: Entry, type: string, bytes: Uint8Array, exact: boolean): T {

@@ -9,8 +9,8 @@ import type { ReplayPort } from './port.js';
 
 export interface Pacing {
   readonly mode: 'every-set' | 'rate';
-  /** Brings the port's clock to a message's log time, firing the node's timers on the way. */
-  advanceTo(logTimeNs: bigint): Promise<void>;
+  /** Brings the port's clock to a message's log time, firing the node's timers on the way (undefined: done already). */
+  advanceTo(logTimeNs: bigint): Promise<void> | undefined;
 }
 
 /**
@@ -32,7 +32,7 @@ export function everySetPacing(port: ReplayPort, busy: () => Promise<void> | und
     }
     return b;
   };
-  return { mode: 'every-set', advanceTo: (logTimeNs) => port.advanceTo(logTimeNs, waitBusy) };
+  return { mode: 'every-set', advanceTo: (logTimeNs) => port.advance(logTimeNs, waitBusy) };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
