@@ -119,8 +119,12 @@ export class CdrMessageWriter {
     return d;
   }
 
+  /** Each definition's fields without its constants, made once (write() runs per nested message). */
+  private readonly dataFields = new WeakMap<Field[], Field[]>();
+
   private write(def: Field[], msg: Obj, w: CdrWriter): void {
-    const fields = def.filter((f) => f.isConstant !== true);
+    let fields = this.dataFields.get(def);
+    if (!fields) this.dataFields.set(def, (fields = def.filter((f) => f.isConstant !== true)));
     if (!fields.length) {
       // An empty message is one uint8 in ROS 2's IDL (structure_needs_at_least_one_member).
       w.uint8(0);
