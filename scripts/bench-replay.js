@@ -4,7 +4,7 @@
 // replays it in every-set mode --runs times per model, and prints one JSON object with each run's
 // wall, inference and overhead (fraction of the wall time, and ms per camera set), and the
 // medians (target: a fraction under 0.05).
-//   node scripts/bench-replay.js [--runs 3] [--models tiny,mid] [--bag DIR] [--duration 12]
+//   node scripts/bench-replay.js [--runs 3] [--models tiny,bundled,mid] [--bag DIR] [--duration 12]
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,7 +39,8 @@ const config = path.join(root, 'configs', 'sample-drive.yaml');
 const out = { bag, runs: {}, machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model ?? '', loadAvg1m: os.loadavg()[0] } };
 try {
   for (const preset of opt('--models', 'tiny').split(',')) {
-    const dir = path.join(root, 'build', 'models', preset === 'tiny' ? 'tiny' : `bench-${preset}-3cam`);
+    // `bundled`: the trained model the quick start uses (assets/models/drive); the others are made.
+    const dir = preset === 'bundled' ? path.join(root, 'assets', 'models', 'drive') : path.join(root, 'build', 'models', preset === 'tiny' ? 'tiny' : `bench-${preset}-3cam`);
     if (!existsSync(path.join(dir, 'config.json'))) await makeModel(dir, { preset, cameras: ['front', 'front_left', 'front_right'] });
     const cfg = loadParamsFile(config, { model_path: dir });
     const engine = await Engine.load(dir, { backend: cfg.engine.backend, threads: cfg.engine.threads });
