@@ -20,9 +20,16 @@ export interface Pacing {
  */
 export function everySetPacing(port: ReplayPort, busy: () => Promise<void> | undefined, idle: () => void): Pacing {
   let idleQueued = false;
+  // An error of idle() (the trace's file failing) is thrown from the next advanceTo, into the
+  // replay's loop as before, not left uncaught in the setImmediate callback.
+  let idleError: { err: unknown } | undefined;
   const runIdle = () => {
     idleQueued = false;
-    idle();
+    try {
+      idle();
+    } catch (err) {
+      idleError ??= { err };
+    }
   };
   const waitBusy = () => {
     const b = busy();
@@ -32,7 +39,17 @@ export function everySetPacing(port: ReplayPort, busy: () => Promise<void> | und
     }
     return b;
   };
-  return { mode: 'every-set', advanceTo: (logTimeNs) => port.advance(logTimeNs, waitBusy) };
+  return {
+    mode: 'every-set',
+    advanceTo: (logTimeNs) => {
+      if (idleError) {
+        const { err } = idleError;
+        idleError = undefined;
+        throw err;
+      }
+      return port.advance(logTimeNs, waitBusy);
+    },
+  };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { MessageCodec } from '../../src/msgs/codec.js';
 import { cdrHeaderStampNs } from '../../src/msgs/convert.js';
 import { ReplayPort, resolveTopic } from '../../src/replay/port.js';
+import { everySetPacing } from '../../src/replay/pacing.js';
 import { parseSweep } from '../../src/replay/replay.js';
 import { EgoPath, constantVelocityPlan, planDistance, plannedAt, planningErrors, scoreFrame, yawFromQuaternion } from '../../src/replay/score.js';
 import { diffTraces, readTrace, scoreTrace, TraceWriter, type TraceFrame, type TraceHeader } from '../../src/replay/trace.js';
@@ -118,6 +119,31 @@ describe('replay: port, sweep, CDR stamps', () => {
     assert.ok(q instanceof Promise);
     await q;
     assert.equal(fresh.now(), 1_000n);
+  });
+
+  it('every-set pacing: idle work runs once the inference is under way; its error comes out of the next advance', async () => {
+    const port = new ReplayPort(0n);
+    port.timer(10, () => undefined);
+    let release: () => void = () => undefined;
+    const inference = new Promise<void>((r) => (release = r));
+    const order: string[] = [];
+    let fail = false;
+    const pacing = everySetPacing(port, () => inference, () => {
+      order.push('idle');
+      if (fail) throw new Error('trace file failed');
+    });
+    const p = pacing.advanceTo(15_000_000n) as Promise<void>;
+    order.push('timer returned');
+    await new Promise<void>((r) => setImmediate(r));
+    release();
+    await p;
+    assert.deepEqual(order, ['timer returned', 'idle']);
+    fail = true;
+    const q = pacing.advanceTo(25_000_000n) as Promise<void>;
+    await new Promise<void>((r) => setImmediate(r));
+    await q;
+    assert.throws(() => pacing.advanceTo(26_000_000n), /trace file failed/);
+    assert.equal(pacing.advanceTo(27_000_000n), undefined); // thrown once
   });
 
   it('delivers only to subscribers of the same type and reports what the node advertised', () => {
