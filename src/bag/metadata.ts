@@ -100,8 +100,8 @@ class Fields {
  * A file cut short (no relative_file_paths) is an error, not an empty bag.
  */
 export function parseMetadata(text: string, file: string): BagMetadata {
-  let doc: unknown;
-  try {
+  let doc: unknown = yamlSubset(text);
+  if (doc === undefined) try {
     const d = parseDocument(text, { intAsBigInt: true });
     if (d.errors.length) throw d.errors[0];
     doc = d.toJS({ maxAliasCount: 100 });
@@ -157,6 +157,112 @@ export function parseMetadata(text: string, file: string): BagMetadata {
   };
 }
 
+const KEY_LINE = /^( *)([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?$/;
+const SAFE_INT = /^(?:0|-?[1-9][0-9]*)$/;
+
+/** A one-line value of the subset (see yamlSubset); undefined when it is outside it. */
+function subsetScalar(v: string): unknown {
+  if (v === '""' || v === "''") return '';
+  if (v === '{}') return {};
+  if (v === '[]') return [];
+  if (SAFE_INT.test(v)) return BigInt(v);
+  return /^[A-Za-z_/][A-Za-z0-9_/.-]*$/.test(v) && !RESERVED.test(v) ? v : undefined;
+}
+
+class NotSubset extends Error {}
+
+/**
+ * The document as the YAML library's parse (intAsBigInt) would give it, for the plain layout
+ * metadataYaml writes: block mappings and sequences, `|-` blocks, "" and plain words and
+ * integers. Undefined for anything else (quoted or folded strings, comments, flow collections,
+ * anchors...), which the library then parses: it took milliseconds on a cold start, a
+ * noticeable part of a short replay. bag.test.ts checks that both agree.
+ */
+export function yamlSubset(text: string): unknown {
+  const lines = text.split('\n');
+  if (lines[lines.length - 1] === '') lines.pop();
+  let i = 0;
+  const indentOf = (l: string) => l.length - l.trimStart().length;
+  const fail = (): never => {
+    throw new NotSubset();
+  };
+  const block = (n: number): string => {
+    const first = lines[i];
+    const bi = first === undefined ? 0 : indentOf(first);
+    if (bi <= n) fail();
+    const out: string[] = [];
+    while (i < lines.length && indentOf(lines[i] as string) > n) {
+      const l = lines[i] as string;
+      if (indentOf(l) < bi || l.trim() === '' || /\s$/.test(l) || l.includes('\t')) fail();
+      out.push(l.slice(bi));
+      i++;
+    }
+    return out.join('\n');
+  };
+  const value = (n: number): unknown => {
+    const l = lines[i];
+    if (l === undefined) return fail();
+    const ind = indentOf(l);
+    if (ind !== n) fail();
+    return l.startsWith('- ', n) ? seq(n) : map(n, l);
+  };
+  const map = (n: number, firstLine: string): Record<string, unknown> => {
+    const o: Record<string, unknown> = {};
+    let line: string | undefined = firstLine;
+    for (;;) {
+      const m = KEY_LINE.exec(line);
+      if (!m || (m[1] as string).length !== n) fail();
+      const key = (m as RegExpExecArray)[2] as string;
+      const v = (m as RegExpExecArray)[3];
+      if (key === '__proto__' || Object.prototype.hasOwnProperty.call(o, key)) fail();
+      i++;
+      if (v === '|-') o[key] = block(n);
+      else if (v !== undefined) {
+        const x = subsetScalar(v);
+        if (x === undefined) fail();
+        o[key] = x;
+      } else {
+        const next = lines[i];
+        if (next !== undefined && indentOf(next) > n) o[key] = value(indentOf(next));
+        else if (next !== undefined && indentOf(next) === n && next.startsWith('- ', n)) o[key] = seq(n);
+        else o[key] = null;
+      }
+      line = lines[i];
+      if (line === undefined || indentOf(line) < n) return o;
+      if (indentOf(line) > n || line.startsWith('- ', n)) {
+        if (line.startsWith('- ', n)) return o;
+        fail();
+      }
+    }
+  };
+  const seq = (n: number): unknown[] => {
+    const a: unknown[] = [];
+    while (i < lines.length && indentOf(lines[i] as string) === n && (lines[i] as string).startsWith('- ', n)) {
+      const rest = (lines[i] as string).slice(n + 2);
+      if (KEY_LINE.test(rest)) {
+        // "- key: v" opens a mapping whose keys sit two columns in.
+        const line = ' '.repeat(n + 2) + rest;
+        lines[i] = line;
+        a.push(map(n + 2, line));
+      } else {
+        const x = subsetScalar(rest);
+        if (x === undefined) fail();
+        a.push(x);
+        i++;
+      }
+    }
+    return a;
+  };
+  try {
+    if (!lines.length) return undefined;
+    const doc = value(0);
+    return i === lines.length && typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? doc : undefined;
+  } catch (err) {
+    if (err instanceof NotSubset) return undefined;
+    throw err;
+  }
+}
+
 export async function readMetadata(file: string): Promise<BagMetadata> {
   // Only a regular file, bounded: a FIFO or /dev/zero in its place must not hang or fill memory.
   const bytes = await readRegularFile(file, MAX_METADATA_BYTES, { missing: ErrorCodes.BAG, other: ErrorCodes.IO });
@@ -190,6 +296,11 @@ export function qosProfilesYaml(q: QosProfile): string {
 
 /** metadata.yaml as rosbag2 (Jazzy, version 9) writes it. */
 export function metadataYaml(m: BagMetadata): string {
+  return metadataYamlDirect(m) ?? metadataYamlLibrary(m);
+}
+
+/** The same document through the YAML library: any string, quoted as YAML needs it. */
+export function metadataYamlLibrary(m: BagMetadata): string {
   const doc = {
     rosbag2_bagfile_information: {
       version: 9,
@@ -216,4 +327,69 @@ export function metadataYaml(m: BagMetadata): string {
     },
   };
   return stringify(doc, { lineWidth: 0 });
+}
+
+/** Words a YAML reader could take for something other than a string: never written plain here. */
+const RESERVED = /^(?:true|false|null|yes|no|on|off|y|n)$/i;
+
+/** A string as the YAML library writes it, where that is plain or "" (undefined: let the library decide). */
+function plainScalar(s: string): string | undefined {
+  if (s === '') return '""';
+  return /^[A-Za-z_/][A-Za-z0-9_/.-]*$/.test(s) && !RESERVED.test(s) ? s : undefined;
+}
+
+/** A multi-line string as a `|-` block at `indent`, where the library would write it so. */
+function blockScalar(s: string, indent: string): string | undefined {
+  if (!s.includes('\n')) return plainScalar(s);
+  const lines = s.split('\n');
+  // Printable ASCII, no blank line, no line ending in a space, no first line starting with one:
+  // the cases where the library still writes a plain |- block.
+  if (!lines.every((l) => l !== '' && /^[ -~]*[!-~]$/.test(l)) || (lines[0] as string).startsWith(' ')) return undefined;
+  return `|-\n${lines.map((l) => indent + l).join('\n')}`;
+}
+
+/**
+ * metadata.yaml written directly, for the strings the library would write plain: the library
+ * took milliseconds per document on a cold start, a noticeable part of a short replay.
+ * Undefined when a string needs the library's quoting; bag.test.ts checks both agree.
+ */
+function metadataYamlDirect(m: BagMetadata): string | undefined {
+  const out: string[] = ['rosbag2_bagfile_information:', '  version: 9'];
+  const str = (key: string, v: string, indent: string): boolean => {
+    const t = plainScalar(v);
+    if (t === undefined) return false;
+    out.push(`${indent}${key}: ${t}`);
+    return true;
+  };
+  if (!str('storage_identifier', m.storageIdentifier, '  ')) return undefined;
+  out.push('  duration:', `    nanoseconds: ${m.durationNs}`, '  starting_time:', `    nanoseconds_since_epoch: ${m.startNs}`, `  message_count: ${m.messageCount}`);
+  if (!m.topics.length) out.push('  topics_with_message_count: []');
+  else out.push('  topics_with_message_count:');
+  for (const t of m.topics) {
+    out.push('    - topic_metadata:');
+    if (!str('name', t.name, '        ') || !str('type', t.type, '        ') || !str('serialization_format', t.serializationFormat, '        ')) return undefined;
+    const qos = blockScalar(t.offeredQosProfiles, '          ');
+    if (qos === undefined) return undefined;
+    out.push(`        offered_qos_profiles: ${qos}`);
+    if (!str('type_description_hash', t.typeDescriptionHash, '        ')) return undefined;
+    out.push(`      message_count: ${t.messageCount}`);
+  }
+  if (!str('compression_format', m.compressionFormat, '  ') || !str('compression_mode', m.compressionMode, '  ')) return undefined;
+  if (!m.relativeFilePaths.length) out.push('  relative_file_paths: []');
+  else out.push('  relative_file_paths:');
+  for (const f of m.relativeFilePaths) {
+    const t = plainScalar(f);
+    if (t === undefined) return undefined;
+    out.push(`    - ${t}`);
+  }
+  if (!m.files.length) out.push('  files: []');
+  else out.push('  files:');
+  for (const f of m.files) {
+    const t = plainScalar(f.path);
+    if (t === undefined) return undefined;
+    out.push(`    - path: ${t}`, '      starting_time:', `        nanoseconds_since_epoch: ${f.startNs}`, '      duration:', `        nanoseconds: ${f.durationNs}`, `      message_count: ${f.messageCount}`);
+  }
+  out.push('  custom_data: {}');
+  if (!str('ros_distro', m.rosDistro ?? 'jazzy', '  ')) return undefined;
+  return out.join('\n') + '\n';
 }

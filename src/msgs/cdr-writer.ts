@@ -15,6 +15,8 @@ type Definition = Definitions[number];
 type Field = Definition['definitions'][number];
 
 const utf8 = new TextEncoder();
+/** Buffers start at most this large (a bigger message still grows its own). */
+const SIZE_HINT_MAX = 64 << 10;
 
 type Obj = Record<string, unknown> | undefined;
 
@@ -102,10 +104,14 @@ export class CdrMessageWriter {
   }
 
   writeMessage(message: unknown): Uint8Array {
-    const w = new CdrWriter({ size: 256 });
+    // Sized like the type's largest message so far: growing the buffer copies it each time.
+    const w = new CdrWriter({ size: this.sizeHint });
     this.write(this.root, message as Obj, w);
+    if (w.size > this.sizeHint) this.sizeHint = Math.min(w.size, SIZE_HINT_MAX);
     return w.data;
   }
+
+  private sizeHint = 256;
 
   private nested(type: string): Field[] {
     const d = this.byName.get(type);
@@ -113,8 +119,12 @@ export class CdrMessageWriter {
     return d;
   }
 
+  /** Each definition's fields without its constants, made once (write() runs per nested message). */
+  private readonly dataFields = new WeakMap<Field[], Field[]>();
+
   private write(def: Field[], msg: Obj, w: CdrWriter): void {
-    const fields = def.filter((f) => f.isConstant !== true);
+    let fields = this.dataFields.get(def);
+    if (!fields) this.dataFields.set(def, (fields = def.filter((f) => f.isConstant !== true)));
     if (!fields.length) {
       // An empty message is one uint8 in ROS 2's IDL (structure_needs_at_least_one_member).
       w.uint8(0);

@@ -48,6 +48,26 @@ function splitType(type: string): [string, string] {
   throw new VlaError(ErrorCodes.MSG_TYPE, `'${type}' is not a message type name (pkg/msg/Type)`);
 }
 
+/**
+ * Reader and writer by full definition text, shared by every codec of the process: a replay
+ * makes a codec per run, and parsing the definitions again each time cost milliseconds.
+ * Both are stateless between calls (the reader's last length is read right after its call).
+ */
+const compiledCache = new Map<string, { reader: MessageReader; writer: CdrMessageWriter }>();
+const COMPILED_MAX = 512;
+
+function compiled(text: string, defs: ReturnType<typeof parse> | undefined): { reader: MessageReader; writer: CdrMessageWriter } {
+  let c = compiledCache.get(text);
+  if (!c) {
+    const d = defs ?? parse(text, { ros2: true });
+    c = { reader: new MessageReader(d), writer: new CdrMessageWriter(d) };
+    // Bags bring their own texts: bounded, oldest first out.
+    if (compiledCache.size >= COMPILED_MAX) compiledCache.delete(compiledCache.keys().next().value as string);
+    compiledCache.set(text, c);
+  }
+  return c;
+}
+
 interface Entry {
   reader: MessageReader;
   writer: CdrMessageWriter;
@@ -59,6 +79,8 @@ export class MessageCodec {
   private readonly entries = new Map<string, Entry>();
   /** Definitions a bag carried (addDefinition); tried before the built-in ones when decoding. */
   private readonly bagEntries = new Map<string, Entry>();
+  /** predecode()'s results, by the bytes they came from; each is taken once. */
+  private readonly predecoded = new WeakMap<Uint8Array, { type: string; value: unknown }>();
 
   constructor(private readonly stdDir: string = standardMsgDir(), ownDir: string = OWN_MSG_DIR, extDir: string = EXT_MSG_DIR) {
     const add = (pkg: string, dir: string) => {
@@ -102,11 +124,11 @@ export class MessageCodec {
     const [pkg, name] = splitType(type);
     let defs;
     try {
-      defs = parse(fullText, { ros2: true });
+      defs = compiledCache.has(fullText) ? undefined : parse(fullText, { ros2: true });
     } catch (err) {
       throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse the bag's definition: ${(err as Error).message}`, { type }, { cause: err });
     }
-    this.bagEntries.set(`${pkg}/${name}`, { reader: new MessageReader(defs), writer: new CdrMessageWriter(defs), text: fullText });
+    this.bagEntries.set(`${pkg}/${name}`, { ...compiled(fullText, defs), text: fullText });
   }
 
   /**
@@ -139,11 +161,11 @@ export class MessageCodec {
     const text = blocks.join(`\n${SEPARATOR}\n`);
     let defs;
     try {
-      defs = parse(text, { ros2: true });
+      defs = compiledCache.has(text) ? undefined : parse(text, { ros2: true });
     } catch (err) {
       throw new VlaError(ErrorCodes.MSG_TYPE, `${pkg}/msg/${name}: cannot parse its definition: ${(err as Error).message}`, undefined, { cause: err });
     }
-    const e: Entry = { reader: new MessageReader(defs), writer: new CdrMessageWriter(defs), text };
+    const e: Entry = { ...compiled(text, defs), text };
     this.entries.set(key, e);
     return e;
   }
@@ -163,6 +185,11 @@ export class MessageCodec {
    * (recorders have stored abridged definitions); otherwise the built-in one decodes it.
    */
   decode<T = Record<string, unknown>>(type: string, bytes: Uint8Array): T {
+    const pre = this.predecoded.get(bytes);
+    if (pre && pre.type === type) {
+      this.predecoded.delete(bytes);
+      return pre.value as T;
+    }
     if (bytes.byteLength < 4) throw new VlaError(ErrorCodes.CDR, `cannot decode ${type}: ${bytes.byteLength} bytes is shorter than the CDR header`);
     const [pkg, name] = splitType(type);
     const bag = this.bagEntries.get(`${pkg}/${name}`);
@@ -180,6 +207,20 @@ export class MessageCodec {
       }
     }
     return this.read<T>(this.entry(type), type, bytes, false);
+  }
+
+  /**
+   * Decodes ahead of need (replay's read-ahead, while the model runs): the next decode() of the
+   * same bytes as the same type returns this result instead of decoding again. A failure is
+   * left for that decode() to report.
+   */
+  predecode(type: string, bytes: Uint8Array): void {
+    try {
+      const value = this.decode(type, bytes);
+      this.predecoded.set(bytes, { type, value });
+    } catch {
+      // decode() throws it again, where the caller handles it
+    }
   }
 
   private read<T>(e: Entry, type: string, bytes: Uint8Array, exact: boolean): T {

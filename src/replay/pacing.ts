@@ -9,18 +9,47 @@ import type { ReplayPort } from './port.js';
 
 export interface Pacing {
   readonly mode: 'every-set' | 'rate';
-  /** Brings the port's clock to a message's log time, firing the node's timers on the way. */
-  advanceTo(logTimeNs: bigint): Promise<void>;
+  /** Brings the port's clock to a message's log time, firing the node's timers on the way (undefined: done already). */
+  advanceTo(logTimeNs: bigint): Promise<void> | undefined;
 }
 
-/** Every-set: at each timer that started an inference, run idle() and wait for the inference. */
+/**
+ * Every-set: at each timer that started an inference, run idle() and wait for the inference.
+ * idle() runs from setImmediate: the engine hands the set to its threads a few microtasks after
+ * the timer, and work done before that would delay the inference instead of overlapping it.
+ */
 export function everySetPacing(port: ReplayPort, busy: () => Promise<void> | undefined, idle: () => void): Pacing {
+  let idleQueued = false;
+  // An error of idle() (the trace's file failing) is thrown from the next advanceTo, into the
+  // replay's loop as before, not left uncaught in the setImmediate callback.
+  let idleError: { err: unknown } | undefined;
+  const runIdle = () => {
+    idleQueued = false;
+    try {
+      idle();
+    } catch (err) {
+      idleError ??= { err };
+    }
+  };
   const waitBusy = () => {
     const b = busy();
-    if (b) idle();
+    if (b && !idleQueued) {
+      idleQueued = true;
+      setImmediate(runIdle);
+    }
     return b;
   };
-  return { mode: 'every-set', advanceTo: (logTimeNs) => port.advanceTo(logTimeNs, waitBusy) };
+  return {
+    mode: 'every-set',
+    advanceTo: (logTimeNs) => {
+      if (idleError) {
+        const { err } = idleError;
+        idleError = undefined;
+        throw err;
+      }
+      return port.advance(logTimeNs, waitBusy);
+    },
+  };
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -131,10 +131,11 @@ export class ReplayPort implements RosPort {
       for (const t of this.timers) t.nextNs = this.clockNs + t.periodNs;
     }
     if (endNs <= this.clockNs) return;
-    const fired = new Map<Timer, number>();
+    let fired: Map<Timer, number> | undefined; // made on the first firing: most messages fire none
     for (;;) {
       const t = this.nextDue(endNs);
       if (!t) break;
+      fired ??= new Map();
       const n = (fired.get(t) ?? 0) + 1;
       fired.set(t, n);
       if (n === MAX_FIRINGS_PER_ADVANCE + 1) {
@@ -150,6 +151,18 @@ export class ReplayPort implements RosPort {
       else if (++this.firings % FIRINGS_PER_YIELD === 0) await yieldToLoop();
     }
     this.clockNs = endNs;
+  }
+
+  /**
+   * advanceTo without a promise where no timer is due by endNs (most messages between two ticks):
+   * the clock just moves, and undefined is returned; otherwise advanceTo's promise.
+   */
+  advance(endNs: bigint, afterTimer?: () => Promise<void> | undefined): Promise<void> | undefined {
+    if (this.started && (endNs <= this.clockNs || !this.nextDue(endNs))) {
+      if (endNs > this.clockNs) this.clockNs = endNs;
+      return undefined;
+    }
+    return this.advanceTo(endNs, afterTimer);
   }
 
   /** Delivers a message (by its resolved topic) to subscribers expecting its type; returns how many took it. */

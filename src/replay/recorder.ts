@@ -1,7 +1,8 @@
 /**
  * What one replay setting leaves behind: the output bag (every message the node published, as
- * rosbag2 MCAP) and the per-frame protobuf trace. Published messages are queued and written
- * while the next inference runs (drain); the MCAP writer is sequential, so writes are chained.
+ * rosbag2 MCAP) and the per-frame protobuf trace. Published messages and trace frames are queued
+ * and written while the next inference runs (drain); the MCAP writer is sequential, so writes
+ * are chained.
  */
 import path from 'node:path';
 
@@ -68,8 +69,9 @@ export class Recorder {
     return this.queue.length;
   }
 
-  /** Hands the queued messages to the bag writer (topics registered on first use). */
+  /** Hands the queued messages to the bag writer (topics registered on first use) and the trace's frames to its file. */
   drain(): void {
+    this.trace?.flush();
     if (!this.out || !this.queue.length) return;
     const w = this.out;
     const batch = this.queue;

@@ -426,11 +426,14 @@ async function runSetting(
           })
         : ratePacing(port, opts.rate, opts.config.node.tickMs, { log, ...(opts.signal ? { signal: opts.signal } : {}) });
     // Messages are read ahead into a bounded queue: the bag is parsed while the model runs.
-    const ahead = new ReadAhead(reader.messages({ topics: wanted }), 256, 64 << 20);
+    // And decoded there, for the node's subscriptions: the node's own decode then takes the result.
+    const ahead = new ReadAhead(reader.messages({ topics: wanted }), 256, 64 << 20, (m) => {
+      if (subs.get(m.topic)?.includes(m.type)) codec.predecode(m.type, m.data);
+    });
     let lastYield = performance.now();
     try {
       for (;;) {
-        const m = await ahead.next();
+        const m = ahead.poll() ?? (await ahead.next());
         if (!m) break;
         // Messages already read and decompressed come as resolved promises (microtasks): give the
         // event loop a turn now and then, or a signal (Ctrl-C) would wait for the end of the bag.
@@ -445,9 +448,11 @@ async function runSetting(
         messagesRead++;
         if (collectGt && m.topic === gtChoice.topic && !gtFromNode) gt.take(m);
         if (cameraTopics.has(m.topic)) recorder.cameraMessage(m.topic, m.data, m.logTimeNs);
-        await pacing.advanceTo(m.logTimeNs);
+        const advancing = pacing.advanceTo(m.logTimeNs);
+        if (advancing) await advancing;
         port.deliver(m.topic, m.type, m.data);
-        flush(false);
+        // Every-set mode scores and traces in idle(), while the model runs.
+        if (pacing.mode === 'rate') flush(false);
         if (pacing.mode === 'rate' || recorder.queued > 64) recorder.drain();
         const nowMs = performance.now();
         if (nowMs - lastProgress > 100) {

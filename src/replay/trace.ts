@@ -166,11 +166,17 @@ function frameFromWire(o: Wire): TraceFrame {
   };
 }
 
-/** Appends records to a trace file through a buffered stream; close() flushes. */
+/**
+ * Appends records to a trace file. Records are kept as objects and encoded and written in
+ * batches by flush() (replay calls it while an inference runs) or once PENDING_MAX are held:
+ * each write to the stream costs a thread-pool round trip, too dear to pay per frame between
+ * inferences. close() flushes.
+ */
 export class TraceWriter {
   private readonly stream: WriteStream;
   private failed: Error | undefined;
   private frames = 0;
+  private pending: Array<Record<string, unknown>> = [];
 
   private constructor(readonly file: string) {
     this.stream = createWriteStream(file);
@@ -189,9 +195,20 @@ export class TraceWriter {
 
   private record(obj: Record<string, unknown>): void {
     if (this.failed) throw new VlaError(ErrorCodes.IO, `${this.file}: ${this.failed.message}`, { file: this.file });
+    this.pending.push(obj);
+    if (this.pending.length >= PENDING_MAX) this.flush();
+  }
+
+  /** Encodes the records held and hands them to the stream in one write. */
+  flush(): void {
+    if (!this.pending.length) return;
+    const batch = this.pending;
+    this.pending = [];
     const R = Record();
     // Plain objects encode directly (uint64 as decimal strings); fromObject would copy each frame first.
-    this.stream.write(R.encodeDelimited(obj).finish());
+    const w = protobuf.Writer.create();
+    for (const obj of batch) R.encodeDelimited(obj, w);
+    this.stream.write(w.finish());
   }
 
   frame(f: TraceFrame): void {
@@ -201,10 +218,14 @@ export class TraceWriter {
 
   async close(footer: Omit<TraceFooter, 'frames'>): Promise<void> {
     this.record({ footer: { ...footer, frames: this.frames, messagesRead: footer.messagesRead.toString(), errorOffset: footer.errorOffset.toString() } });
+    this.flush();
     await new Promise<void>((resolve, reject) => this.stream.end((err?: Error | null) => (err ? reject(err) : resolve())));
     if (this.failed) throw new VlaError(ErrorCodes.IO, `${this.file}: ${this.failed.message}`, { file: this.file });
   }
 }
+
+/** Records held before TraceWriter writes them without waiting for flush(). */
+const PENDING_MAX = 256;
 
 /** Reads a whole trace; any malformed or truncated record is VLA_E_TRACE naming the record and offset. */
 export async function readTrace(file: string): Promise<Trace> {

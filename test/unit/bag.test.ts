@@ -8,14 +8,15 @@ import { fileURLToPath } from 'node:url';
 import { McapIndexedReader } from '@mcap/core';
 import { loadDecompressHandlers } from '@mcap/support';
 import { FileHandleReadable } from '@mcap/nodejs';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, parseDocument } from 'yaml';
 
 import { MessageCodec } from '../../src/msgs/codec.js';
 import { QOS_LATCHED, QOS_SENSOR_DATA, QOS_DEFAULT } from '../../src/msgs/port.js';
 import { bagInfoJson, formatBagInfo, openBag, type BagMessage } from '../../src/bag/reader.js';
 import { collect } from './bag-collect.js';
 import { BagWriter } from '../../src/bag/writer.js';
-import { qosProfilesYaml } from '../../src/bag/metadata.js';
+import { metadataYaml, metadataYamlLibrary, parseMetadata, qosProfilesYaml, yamlSubset, type BagMetadata } from '../../src/bag/metadata.js';
+import { ReadAhead } from '../../src/bag/read-ahead.js';
 import { ErrorCodes, isVlaError, type ErrorCode } from '../../src/util/errors.js';
 
 const FIX = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'rosbag2');
@@ -205,6 +206,79 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
     assert.equal(latched.depth, 1);
   });
 
+  it('metadata.yaml written directly is the YAML library\'s text, and read directly is the library\'s parse', async () => {
+    const dir = path.join(tmp, 'meta');
+    await writeBag(dir, 'none', 5);
+    const text = readFileSync(path.join(dir, 'metadata.yaml'), 'utf8');
+    const base = parseMetadata(text, 'metadata.yaml');
+    const t0 = base.topics[0] as BagMetadata['topics'][number];
+    const variants: BagMetadata[] = [
+      base,
+      { ...base, topics: [], files: [], relativeFilePaths: [] },
+      { ...base, rosDistro: null, compressionFormat: 'zstd', compressionMode: 'MESSAGE' },
+      { ...base, topics: [{ ...t0, typeDescriptionHash: `RIHS01_${'ab'.repeat(32)}`, offeredQosProfiles: '' }] },
+      // Strings the library quotes or folds: metadataYaml hands them to it.
+      { ...base, topics: [{ ...t0, name: '/a b' }] },
+      { ...base, topics: [{ ...t0, name: 'true' }] },
+      { ...base, topics: [{ ...t0, name: '/x: y' }] },
+      { ...base, topics: [{ ...t0, offeredQosProfiles: 'a\n b \nc' }] },
+      { ...base, topics: [{ ...t0, offeredQosProfiles: 'a\n\nc' }] },
+      { ...base, topics: [{ ...t0, offeredQosProfiles: ' a\nb' }] },
+      { ...base, relativeFilePaths: ['weird name.mcap'] },
+      { ...base, topics: [{ ...t0, type: 'pkg/msg/Ünicode' }] },
+    ];
+    const library = (t: string) => parseDocument(t, { intAsBigInt: true }).toJS();
+    for (const [i, m] of variants.entries()) {
+      const direct = metadataYaml(m);
+      assert.equal(direct, metadataYamlLibrary(m), `variant ${i}`);
+      const sub = yamlSubset(direct);
+      if (sub !== undefined) assert.deepEqual(sub, library(direct), `variant ${i}`);
+      assert.deepEqual(parseMetadata(direct, 'm.yaml'), parseMetadata(metadataYamlLibrary(m), 'm.yaml'), `variant ${i}`);
+    }
+    assert.notEqual(yamlSubset(text), undefined, 'our own layout is read directly');
+    // What the direct reading does not take goes to the library (or fails there, as before).
+    for (const doc of ['a:\n- 1\n- 2\n', 'a:\n  - b: 1\n    c: [x]\n', 'a: 1 # c\n', 'a: "x"\n', 'a: |-\n  x\n\n  z\n', 'a: b\na: c\n', '---\na: 1\n', 'a: 007\nb: 1.5\nc: ~\n', 'a:\n  b: 1\n c: 2\n', 'a: x\n  - y\n']) {
+      const sub = yamlSubset(doc);
+      if (sub !== undefined) assert.deepEqual(sub, library(doc), doc);
+    }
+    for (const name of ['talker-mcap', 'cdr_test-mcap']) {
+      const real = readFileSync(path.join(FIX, name, 'metadata.yaml'), 'utf8');
+      const sub = yamlSubset(real);
+      if (sub !== undefined) assert.deepEqual(sub, library(real), name);
+    }
+  });
+
+  it('read-ahead: poll() takes what is queued without waiting, prepare() sees each message first, in order', async () => {
+    const msgs = Array.from({ length: 10 }, (_, i) => ({ topic: '/t', type: 'std_msgs/msg/String', logTimeNs: BigInt(i), publishTimeNs: BigInt(i), data: new Uint8Array(4), file: 'f', offset: i }));
+    async function* gen() {
+      for (const m of msgs) yield m;
+      throw new VlaErrorForTest();
+    }
+    class VlaErrorForTest extends Error {}
+    const prepared: bigint[] = [];
+    const ahead = new ReadAhead(gen(), 4, 1 << 20, (m) => prepared.push(m.logTimeNs));
+    const got: bigint[] = [];
+    const first = await ahead.next();
+    got.push((first as BagMessage).logTimeNs);
+    let err: unknown;
+    for (;;) {
+      let m: BagMessage | undefined;
+      try {
+        m = ahead.poll() ?? (await ahead.next());
+      } catch (e) {
+        err = e;
+        break;
+      }
+      if (!m) break;
+      assert.ok(prepared.includes(m.logTimeNs), 'prepared before it is taken');
+      got.push(m.logTimeNs);
+    }
+    assert.deepEqual(got, msgs.map((m) => m.logTimeNs));
+    assert.deepEqual(prepared, got);
+    assert.ok(err instanceof VlaErrorForTest, 'the error after every message');
+    await ahead.close();
+  });
+
   it('splits files at maxFileBytes and reads them in order', async () => {
     const dir = path.join(tmp, 'split');
     await writeBag(dir, 'none', 60, { maxFileBytes: 4000, chunkSizeBytes: 1024 });
@@ -286,6 +360,28 @@ describe('rosbag2: writing MCAP bags and reading them back', () => {
       assert.ok(coded(ErrorCodes.BAG_CRC, new RegExp(`chunk at byte ${chunkStart}`))(err), String(err));
       assert.equal((err as { details: { offset: number } }).details.offset, chunkStart);
       assert.ok(got.length > 0 && got.length < all.length);
+    });
+
+    it('chunks whose CRC field is 0 (not computed) are read whole; a wrong one is VLA_E_BAG_CRC', async () => {
+      const bytes = readFileSync(file);
+      const chunks: number[] = [];
+      for (let pos = 8; pos < bytes.length - 9; pos += 9 + Number(bytes.readBigUInt64LE(pos + 1))) if (bytes[pos] === 0x06) chunks.push(pos);
+      assert.ok(chunks.length > 1);
+      const zero = variant('crc-zero', (b) => {
+        for (const c of chunks) b.writeUInt32LE(0, c + 9 + 24);
+        return b;
+      });
+      const z = await collect(zero);
+      assert.equal(z.err, undefined);
+      assert.deepEqual(z.got.map((m) => [m.topic, m.logTimeNs, Buffer.from(m.data).toString('hex')]), all.map((m) => [m.topic, m.logTimeNs, Buffer.from(m.data).toString('hex')]));
+      const last = chunks[chunks.length - 1] as number;
+      const wrong = variant('crc-wrong', (b) => {
+        b.writeUInt32LE((b.readUInt32LE(last + 9 + 24) ^ 1) >>> 0, last + 9 + 24);
+        return b;
+      });
+      const w = await collect(wrong);
+      assert.ok(coded(ErrorCodes.BAG_CRC, new RegExp(`chunk at byte ${last}`))(w.err), String(w.err));
+      assert.ok(w.got.length > 0 && w.got.length < all.length);
     });
 
     it('a split listed in metadata.yaml but missing: VLA_E_BAG_MISSING_FILE after split 0', async () => {

@@ -55,4 +55,42 @@ describe('CDR codec', () => {
     new DataView(evil.buffer).setUint32(bytes.length - 3 - 4, 0x7fffffff, true);
     rejects(() => codec.decode('sensor_msgs/msg/Image', evil), ErrorCodes.CDR);
   });
+
+  it('predecode: the next decode of the same bytes and type takes the result once; failures are left to decode', () => {
+    const c = new MessageCodec();
+    const bytes = c.encode('std_msgs/msg/String', { data: 'left at the lights' });
+    c.predecode('std_msgs/msg/String', bytes);
+    // The bytes change after predecode (they never do in replay): decode gives what predecode read.
+    const at = Buffer.from(bytes).indexOf('left');
+    bytes[at] = 'r'.charCodeAt(0);
+    const first = c.decode<{ data: string }>('std_msgs/msg/String', bytes);
+    assert.equal(first.data, 'left at the lights');
+    // Taken once: the next decode reads the bytes again.
+    const second = c.decode<{ data: string }>('std_msgs/msg/String', bytes);
+    assert.equal(second.data, 'reft at the lights');
+    // Predecoded as one type, decoded as another: the other type's decoding.
+    const img = c.encode('sensor_msgs/msg/Image', { header, height: 1, width: 1, encoding: 'rgb8', is_bigendian: 0, step: 3, data: new Uint8Array(3) });
+    c.predecode('std_msgs/msg/String', img);
+    assert.equal(c.decode<{ width: number }>('sensor_msgs/msg/Image', img).width, 1);
+    // Bytes that do not decode: predecode is silent, decode throws as before.
+    const cut = img.subarray(0, 10);
+    c.predecode('sensor_msgs/msg/Image', cut);
+    rejects(() => c.decode('sensor_msgs/msg/Image', cut), ErrorCodes.CDR);
+    // Codecs share compiled definitions but not their predecoded messages.
+    const other = new MessageCodec();
+    c.predecode('std_msgs/msg/String', bytes);
+    assert.notEqual(other.decode('std_msgs/msg/String', bytes), c.decode('std_msgs/msg/String', bytes));
+  });
+
+  it('encodes messages larger than the first buffer, and the same again after it grew', () => {
+    const c = new MessageCodec();
+    const big = { header, height: 1, width: 100, encoding: 'rgb8', is_bigendian: 0, step: 300, data: Uint8Array.from({ length: 300 }, (_, i) => i & 255) };
+    const small = { ...big, width: 1, step: 3, data: new Uint8Array([1, 2, 3]) };
+    const a = c.encode('sensor_msgs/msg/Image', small);
+    const b = c.encode('sensor_msgs/msg/Image', big);
+    const a2 = c.encode('sensor_msgs/msg/Image', small);
+    assert.deepEqual([...a2], [...a]);
+    assert.deepEqual(c.decode<{ data: Uint8Array }>('sensor_msgs/msg/Image', b).data, big.data);
+    assert.deepEqual(c.decode<{ data: Uint8Array }>('sensor_msgs/msg/Image', a2).data, small.data);
+  });
 });

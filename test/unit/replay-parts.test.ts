@@ -6,6 +6,7 @@ import path from 'node:path';
 import { MessageCodec } from '../../src/msgs/codec.js';
 import { cdrHeaderStampNs } from '../../src/msgs/convert.js';
 import { ReplayPort, resolveTopic } from '../../src/replay/port.js';
+import { everySetPacing } from '../../src/replay/pacing.js';
 import { parseSweep } from '../../src/replay/replay.js';
 import { EgoPath, constantVelocityPlan, planDistance, plannedAt, planningErrors, scoreFrame, yawFromQuaternion } from '../../src/replay/score.js';
 import { diffTraces, readTrace, scoreTrace, TraceWriter, type TraceFrame, type TraceHeader } from '../../src/replay/trace.js';
@@ -98,6 +99,53 @@ describe('replay: port, sweep, CDR stamps', () => {
     assert.equal(port.now(), 30_000_000n);
   });
 
+  it('advance: no promise while no timer is due, advanceTo\'s firings when one is', async () => {
+    const port = new ReplayPort(0n);
+    const fired: bigint[] = [];
+    port.timer(10, () => fired.push(port.now()));
+    assert.equal(port.advance(9_000_000n), undefined);
+    assert.equal(port.now(), 9_000_000n);
+    assert.equal(port.advance(5n), undefined); // never backwards
+    assert.equal(port.now(), 9_000_000n);
+    const p = port.advance(21_000_000n);
+    assert.ok(p instanceof Promise);
+    await p;
+    assert.deepEqual(fired, [10_000_000n, 20_000_000n]);
+    assert.equal(port.now(), 21_000_000n);
+    // Before its first message the clock is not set: always the full path.
+    const fresh = new ReplayPort(undefined);
+    fresh.timer(10, () => undefined);
+    const q = fresh.advance(1_000n);
+    assert.ok(q instanceof Promise);
+    await q;
+    assert.equal(fresh.now(), 1_000n);
+  });
+
+  it('every-set pacing: idle work runs once the inference is under way; its error comes out of the next advance', async () => {
+    const port = new ReplayPort(0n);
+    port.timer(10, () => undefined);
+    let release: () => void = () => undefined;
+    const inference = new Promise<void>((r) => (release = r));
+    const order: string[] = [];
+    let fail = false;
+    const pacing = everySetPacing(port, () => inference, () => {
+      order.push('idle');
+      if (fail) throw new Error('trace file failed');
+    });
+    const p = pacing.advanceTo(15_000_000n) as Promise<void>;
+    order.push('timer returned');
+    await new Promise<void>((r) => setImmediate(r));
+    release();
+    await p;
+    assert.deepEqual(order, ['timer returned', 'idle']);
+    fail = true;
+    const q = pacing.advanceTo(25_000_000n) as Promise<void>;
+    await new Promise<void>((r) => setImmediate(r));
+    await q;
+    assert.throws(() => pacing.advanceTo(26_000_000n), /trace file failed/);
+    assert.equal(pacing.advanceTo(27_000_000n), undefined); // thrown once
+  });
+
   it('delivers only to subscribers of the same type and reports what the node advertised', () => {
     const port = new ReplayPort(0n);
     const got: string[] = [];
@@ -185,6 +233,21 @@ describe('replay: protobuf traces', () => {
     assert.equal(s.n, 5);
     assert.ok(Math.abs((s.l2At1sM as number) - 0.1) < 1e-12);
     assert.equal(s.l2At3sM, null);
+  });
+
+  it('holds frames until flush() or close() and writes them in order, however many', async () => {
+    const file = path.join(dir, 'many.pb');
+    const w = TraceWriter.open(file, header);
+    for (let i = 0; i < 700; i++) {
+      w.frame(frame(i));
+      if (i % 97 === 0) w.flush();
+    }
+    await w.close({ messagesRead: 7n, interrupted: false, errorCode: '', errorMessage: '', errorFile: '', errorOffset: 0n });
+    const t = await readTrace(file);
+    assert.equal(t.frames.length, 700);
+    assert.deepEqual(t.frames.map((f) => f.index), Array.from({ length: 700 }, (_, i) => i));
+    assert.deepEqual(t.frames[650], frame(650));
+    assert.equal(t.footer?.frames, 700);
   });
 
   it('diffs two runs: identical plans ignoring timings, then a changed plan', async () => {
