@@ -45,6 +45,8 @@ export interface CaseResult {
   mi0?: number;
   mi1?: number;
   k?: number;
+  /** Prefill GFLOP of the kept counts, as docs/autoprune.md's Budget counts them. */
+  flops?: number;
   waypoints?: number[];
   tokens?: number[];
 }
@@ -59,7 +61,11 @@ export function pythonProblem(): string | undefined {
 
 const b64 = (d: Uint8Array) => Buffer.from(d.buffer, d.byteOffset, d.byteLength).toString('base64');
 
-interface ModelConfig { vision_config: { image_size: number; patch_size: number }; vla: PromptConfig & { cameras: string[]; action_head: HeadKind } }
+interface ModelConfig {
+  vision_config: { image_size: number; patch_size: number };
+  text_config: { hidden_size: number; intermediate_size: number; num_hidden_layers: number };
+  vla: PromptConfig & { cameras: string[]; action_head: HeadKind; num_waypoints: number };
+}
 const readConfig = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as ModelConfig;
 
 /** Rendered driving views, S pixels wide and letterboxed (16:9), so the pad mask acts. */
@@ -85,7 +91,11 @@ async function sampleViews(S: number): Promise<RefView[]> {
   return out;
 }
 
-export interface Input { name: string; model: string; dir: string; head: HeadKind; ids: number[]; views: RefView[]; nVisual: number; maxNewTokens: number | null }
+export interface Input {
+  name: string; model: string; dir: string; head: HeadKind; ids: number[]; views: RefView[]; nVisual: number; maxNewTokens: number | null;
+  /** The unpruned prefill's GFLOP (docs/autoprune.md, "Budget"). */
+  gflops: number;
+}
 
 /** The frames of the check: generated on the tiny models, real ones on the bundled drive model. */
 export async function buildInputs(grid: 'quick' | 'full'): Promise<Input[]> {
@@ -99,7 +109,11 @@ export async function buildInputs(grid: 'quick' | 'full'): Promise<Input[]> {
   const add = (name: string, model: string, dir: string, ids: number[], views: RefView[], maxNewTokens: number | null = null) => {
     const cfg = readConfig(dir);
     const g = Math.floor(cfg.vision_config.image_size / cfg.vision_config.patch_size);
-    inputs.push({ name, model, dir, head: cfg.vla.action_head, ids, views, nVisual: views.length * g * g, maxNewTokens });
+    const nVisual = views.length * g * g;
+    const t = cfg.text_config, d = t.hidden_size, m = t.intermediate_size;
+    const n = ids.length - views.length + nVisual + (cfg.vla.action_head === 'waypoints' ? cfg.vla.num_waypoints : 0);
+    const gflops = (t.num_hidden_layers * (4 * n * d * d + 2 * n * n * d + 3 * n * d * m)) / 1e9;
+    inputs.push({ name, model, dir, head: cfg.vla.action_head, ids, views, nVisual, maxNewTokens, gflops });
   };
   for (const model of ['tiny', 'tiny-text', 'tiny-6cam']) {
     const dir = path.join(testModels, model);
@@ -137,6 +151,14 @@ export function buildCases(inputs: Input[], grid: 'quick' | 'full'): RefCase[] {
           cases.push({ id: `${inp.name} ${policy} tokens:${value} ${JSON.stringify(s)}`, model: inp.model, input_ids: inp.ids, views: inp.views, head: inp.head, max_new_tokens: inp.maxNewTokens, prune });
         }
       }
+      // FLOPs caps at 75, 60 and 50 % of the unpruned prefill
+      for (const frac of [0.75, 0.6, 0.5]) {
+        const value = Number((frac * inp.gflops).toPrecision(6));
+        for (const s of [{}, { recycle: true }, ...(policy === 'autoprune' ? [extra.autoprune![0]!] : [])]) {
+          const prune: NativePruneOptions = { policy, budget: { kind: 'flops', value }, ...s };
+          cases.push({ id: `${inp.name} ${policy} flops:${value} ${JSON.stringify(s)}`, model: inp.model, input_ids: inp.ids, views: inp.views, head: inp.head, max_new_tokens: inp.maxNewTokens, prune });
+        }
+      }
     }
   }
   return cases;
@@ -166,7 +188,7 @@ export async function runEngine(inputs: Input[], cases: RefCase[]): Promise<Map<
       const p = r.prune;
       out.set(c.id, {
         kept: p.kept, merged: p.merged, keptPerView: p.keptPerView, ...(p.keptIndex ? { keptIndex: p.keptIndex } : {}),
-        mi0: p.mi0, mi1: p.mi1, k: p.k, waypoints: Array.from(r.waypoints), tokens: Array.from(r.tokens),
+        mi0: p.mi0, mi1: p.mi1, k: p.k, flops: p.flops, waypoints: Array.from(r.waypoints), tokens: Array.from(r.tokens),
       });
     }
   } finally {
@@ -222,6 +244,7 @@ export function compareCase(e: CaseResult, r: CaseResult, max: Summary['max']): 
     max[key] = Math.max(max[key], d);
     if (!(d <= TOL[key === 'k' ? 'k' : 'mi'])) why.push(`${key} ${e[key]} vs ${r[key]} (relative ${d.toExponential(2)})`);
   }
+  if (!(rel(e.flops!, r.flops!) <= 1e-9)) why.push(`flops ${e.flops} vs ${r.flops}`);
   const w = maxAbs(e.waypoints ?? [], r.waypoints ?? []);
   max.waypoints_m = Math.max(max.waypoints_m, w);
   if (!(w <= TOL.waypoints_m)) why.push(`waypoints differ by ${w} m`);

@@ -1,8 +1,8 @@
 // The engine's pruning against an independent float64 re-implementation of docs/autoprune.md
 // (tools/reference/prune_ref.py), on the tiny test models and the bundled drive model with real
-// frames: every policy the reference reproduces x budgets 33/22/11 % x option sets (defaults,
-// recycling, scoring rows, parity, re-indexed positions, a calibrated slope). Skipped only
-// without /usr/bin/python3 and numpy. The larger grid: npx tsx scripts/prune-reference.ts --grid full
+// frames: every policy the reference reproduces x token budgets 33/22/11 % x option sets
+// (defaults, recycling, scoring rows, parity, re-indexed positions, a calibrated slope), and FLOPs
+// caps. Skipped only without /usr/bin/python3 and numpy. The larger grid: npx tsx scripts/prune-reference.ts --grid full
 import assert from 'node:assert/strict';
 
 import { check, pythonProblem, TOL } from '../../scripts/prune-reference.js';

@@ -3,12 +3,12 @@
 
 Written from docs/autoprune.md (the specification) and docs/model-format.md, not from native/:
 the vision tower with the CLS prior and its pad mask, the decoder with per-layer pruning
-(autoprune, fastv, pdrop, sparsevlm-fixed, cls-prior), the schedule and its bisection, the MI,
-DPC-kNN recycling with both density-tie rules, kept or re-indexed RoPE positions, the waypoint
-and the text head (greedy decode over per-layer KV caches).
+(autoprune, fastv, pdrop, sparsevlm-fixed, cls-prior), token and FLOPs budgets, the schedule
+and its bisection, the MI, DPC-kNN recycling with both density-tie rules, kept or re-indexed RoPE
+positions, the waypoint and the text head (greedy decode over per-layer KV caches).
+scripts/prune-reference.ts runs it beside the engine (docs/autoprune.md, "Checking the engine").
 
   /usr/bin/python3 tools/reference/prune_ref.py run --cases CASES.json --out RESULTS.json
-  /usr/bin/python3 tools/reference/prune_ref.py frames --size 56 IMAGE.jpg ...   # rgb8 frames, long side S
 
 CASES.json: {"models": {name: dir}, "cases": [{"id", "model", "input_ids", "views": [{"width",
 "height", "encoding": "rgb8", "data_b64"}], "head", "max_new_tokens", "prune": {the engine's
@@ -18,9 +18,7 @@ view * N_p + patch, -1 for a merged row), the counts, MI_0, MI_1, k, the scale a
 Where the specification leaves something open, the choice made here is marked "spec:" below:
 - `random`: the draw's RNG is not specified, so the policy is not reproduced (refused here).
 - Views must already be S pixels on their long side (only letterboxing, no resampling): the
-  resampling filter's rounding is the preprocessing's business, not the pruning's. `frames`
-  makes such frames from real images with PIL.
-- A FLOPs budget is not reproduced (token budgets only).
+  resampling filter's rounding is the preprocessing's business, not the pruning's.
 """
 import argparse
 import base64
@@ -28,7 +26,6 @@ import json
 import math
 import os
 import struct
-import sys
 from fractions import Fraction
 
 import numpy as np
@@ -343,8 +340,29 @@ def simulate_stages(L, Nv, stages, recycle):
     return kept
 
 
-def meets(kept, T):
-    return sum(kept) / len(kept) <= T + 1e-9
+class Budget:
+    """("Budget") tokens:T, the average visual count over the layers, or flops:G, a cap of G GFLOP
+    on the prefill: sum over layers of F(N_o + visual rows entering the layer)."""
+
+    def __init__(self, b, L, Nv, No, d, m):
+        self.kind, self.value = b['kind'], float(b['value'])
+        self.L, self.Nv, self.No, self.d, self.m = L, Nv, No, d, m
+
+    def layer_flops(self, n):
+        return 4 * n * self.d ** 2 + 2 * n * n * self.d + 3 * n * self.d * self.m
+
+    def flops(self, kept, entering):
+        return sum(self.layer_flops(self.No + (entering if l == 0 else kept[l - 1])) for l in range(self.L))
+
+    def meets(self, kept, entering):
+        if self.kind == 'tokens':
+            return sum(kept) / len(kept) <= self.value + 1e-9
+        return self.flops(kept, entering) <= self.value * 1e9
+
+    def allows_all(self):
+        if self.kind == 'tokens':
+            return self.value >= self.Nv
+        return self.value * 1e9 >= self.flops([self.Nv] * self.L, self.Nv)
 
 
 def largest_real(ok, hi):
@@ -399,7 +417,41 @@ def autoprune_scale(L, n1, T, k, x0, recycle):
     return best, [best * v for v in p]
 
 
-def plan(o, L, Nv):
+def autoprune_tokens_for_flops(B, L, Nv, o):
+    """("Budget", FLOPs cap, step 1) the largest T whose token schedule fits the cap at each of
+    nine slopes from k0 down to 0. spec: T from 0.4 (one token at layer 0) to N_v."""
+    def fits(T):
+        n1 = min(int(math.floor(2.5 * T)), Nv)
+        for i in range(9):
+            k = max(o['k0'] * (1 - i / 8), 0.0)
+            _, q = autoprune_scale(L, n1, T, k, o['x0'], o['recycle'])
+            if B.flops(autoprune_counts(q, n1, o['recycle']), Nv) > B.value * 1e9:
+                return False
+        return True
+    lo, hi = 0.4, float(Nv)
+    if fits(hi):
+        return hi
+    if not fits(lo):
+        return None
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def autoprune_scale_flops(B, L, Nv, n1, k, o):
+    """("Budget", FLOPs cap, step 2) the largest s in [0, 20] whose prefill fits the cap."""
+    p = autoprune_curve(L, k, o['x0'])
+    ok = lambda s: B.flops(autoprune_counts([s * v for v in p], n1, o['recycle']), Nv) <= B.value * 1e9
+    s = largest_real(ok, 20.0)
+    s = 0.0 if s is None else s  # not even the smallest schedule: the frame runs over the cap
+    return s, [s * v for v in p]
+
+
+def plan(o, L, Nv, No, d, m):
     """-> dict: pre (pre-decoder count or None), steps {layer: (rows, keep or None, recycle, prior_mix)}."""
     pol = o['policy']
     b = o.get('budget')
@@ -408,29 +460,34 @@ def plan(o, L, Nv):
         return none
     if not b:
         raise Refused(f'policy {pol} needs a budget')
-    if b['kind'] != 'tokens':
-        raise Refused('spec: a FLOPs budget is not reproduced by this reference')
-    T = float(b['value'])
-    if T >= Nv:
+    B = Budget(b, L, Nv, No, d, m)
+    if B.allows_all():
         return none  # "A budget that allows every token ... prunes nothing"
-    if not T > 0:
+    if not B.value > 0:
         raise Refused('budget must be positive')
+    meets = B.meets
+    T = B.value
     reindex = o['reindexPositions']
     # ("Scoring rows") `last` is the last prompt row: the last row before the action queries
     rows = {'instruction': 'instruction', 'tail': 'tail', 'last': 'last_instruction'}[o['scoreRows']]
     if pol == 'autoprune':
+        if B.kind == 'flops':
+            T = autoprune_tokens_for_flops(B, L, Nv, o)
+            if T is None:
+                raise Refused('budget cannot be met by policy autoprune')
         n1 = min(int(math.floor(2.5 * T)), Nv)
         steps = {0: (rows, n1, False, 0.3)}
         for l in range(1, L):
             steps[l] = (rows, None, o['recycle'], 0.0)  # counts from the curve, after layer 1
-        return {'prunes': True, 'pre': None, 'steps': steps, 'reindex': reindex, 'n1': n1, 'target': T}
+        return {'prunes': True, 'pre': None, 'steps': steps, 'reindex': reindex, 'n1': n1, 'target': T,
+                'budget': B}
     if pol == 'fastv':
         K = o['fastvLayer']
         if not 1 <= K <= L - 1:
             raise Refused(f'spec: fastvLayer {K} outside 1..L-1')
         best = None
         for x in range(Nv, -1, -1):
-            if meets(simulate_stages(L, Nv, {K - 1: x}, False), T):
+            if meets(simulate_stages(L, Nv, {K - 1: x}, False), Nv):
                 best = x
                 break
         if best is None:
@@ -445,25 +502,27 @@ def plan(o, L, Nv):
             # exact rationals: a float product that rounds up to an integer would make the
             # feasible set of lambda non-monotone
             st = lambda lam: {l: math.floor(Nv * Fraction(lam) ** (i + 1)) for i, l in enumerate(layers)}
-            lam = largest_real(lambda x: meets(simulate_stages(L, Nv, st(x), False), T), 1.0)
+            lam = largest_real(lambda x: meets(simulate_stages(L, Nv, st(x), False), Nv), 1.0)
             if lam is not None:
                 return {'prunes': True, 'pre': None, 'reindex': reindex, 'target': T, 'parameter': lam,
                         'steps': {l: ('last_instruction', k, False, 0.0) for l, k in st(lam).items()}}
         raise Refused('budget cannot be met by policy pdrop')
     if pol == 'sparsevlm-fixed':
         layers = scale_layers((1, 5, 14), L)
-        t576 = T * 576.0 / Nv
+        t576 = T * 576.0 / Nv if B.kind == 'tokens' else 192.0
         # the schedule nearest the budget among SparseVLM's 64, 128, 192 of 576
         base = min(((64, (66, 30, 17)), (128, (303, 110, 36)), (192, (300, 200, 110))),
                    key=lambda e: abs(e[0] - t576))[1]
         st = lambda f: {l: min(Nv, math.floor(Fraction(base[i] * Nv, 576) * Fraction(f))) for i, l in enumerate(layers)}
-        fac = largest_real(lambda f: meets(simulate_stages(L, Nv, st(f), o['recycle']), T), 576.0 / base[2])
+        fac = largest_real(lambda f: meets(simulate_stages(L, Nv, st(f), o['recycle']), Nv), 576.0 / base[2])
         if fac is None:
             raise Refused('budget cannot be met by policy sparsevlm-fixed')
         return {'prunes': True, 'pre': None, 'reindex': reindex, 'target': T, 'parameter': fac,
                 'steps': {l: (rows, k, o['recycle'], 0.0) for l, k in st(fac).items()}}
     if pol == 'cls-prior':
-        x = int(math.floor(T + 1e-9))
+        x = next((x for x in range(Nv, -1, -1) if meets([x] * L, x)), None)
+        if x is None:
+            raise Refused('budget cannot be met by policy cls-prior')
         return {'prunes': True, 'pre': x, 'steps': {}, 'reindex': reindex, 'target': T, 'parameter': x}
     if pol == 'random':
         raise Refused('spec: the random policy\'s RNG is not specified')
@@ -543,7 +602,7 @@ def run_case(m, case):
     Nt = len(ids) - 1 - last_img + nq
     pos = np.arange(n_full)
     L = m.L
-    pl = plan(o, L, Nv)
+    pl = plan(o, L, Nv, n_full - Nv, m.d, m.m)
     reindex = pl['reindex']
     res = {'policy': o['policy'], 'nVisual': Nv, 'mi0': 0.0, 'mi1': 0.0, 'k': 0.0, 'scale': 0.0}
 
@@ -606,7 +665,10 @@ def run_case(m, case):
             if o['policy'] == 'autoprune' and l == 1:
                 res['mi1'] = mi[1]
                 k = max(o['k0'] - o['gamma'] * mi[1], 0.0)
-                s, q = autoprune_scale(L, pl['n1'], pl['target'], k, o['x0'], o['recycle'])
+                if pl['budget'].kind == 'flops':
+                    s, q = autoprune_scale_flops(pl['budget'], L, Nv, pl['n1'], k, o)
+                else:
+                    s, q = autoprune_scale(L, pl['n1'], pl['target'], k, o['x0'], o['recycle'])
                 res['k'], res['scale'] = k, s
                 for ll in range(1, L):
                     st = steps[ll]
@@ -627,8 +689,10 @@ def run_case(m, case):
         kept_n.append(len(vis_now))
         merged_n.append(int((kind == 2).sum()))
         per_view.append([int(((orig >= vv * Np) & (orig < (vv + 1) * Np)).sum()) for vv in range(V)])
+    entering = Nv if pl['pre'] is None else pl['pre']
+    acct = Budget({'kind': 'tokens', 'value': 0}, L, Nv, n_full - Nv, m.d, m.m)
     res.update({'kept': kept_n, 'merged': merged_n, 'keptPerView': per_view, 'keptIndex': kept_idx,
-                'prunes': pl['prunes'], 'avgTokens': sum(kept_n) / L})
+                'prunes': pl['prunes'], 'avgTokens': sum(kept_n) / L, 'flops': acct.flops(kept_n, entering)})
     fn = m.W('language_model.model.norm.weight')
     hid = rms_norm(x, fn, m.rms_eps)
     lm = m.W('language_model.lm_head.weight', required=False)
@@ -682,29 +746,12 @@ def cmd_run(args):
         json.dump({'results': out}, f)
 
 
-def cmd_frames(args):
-    from PIL import Image
-    out = []
-    for p in args.images:
-        im = Image.open(p).convert('RGB')
-        W, H = im.size
-        s = args.size / max(W, H)
-        w, h = max(1, round(W * s)), max(1, round(H * s))
-        im = im.resize((w, h), Image.BICUBIC)
-        out.append({'width': w, 'height': h, 'encoding': 'rgb8',
-                    'data_b64': base64.b64encode(np.asarray(im, np.uint8).tobytes()).decode('ascii')})
-    json.dump({'views': out}, sys.stdout)
-
-
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest='cmd', required=True)
     r = sub.add_parser('run', help='run the cases of a JSON file')
     r.add_argument('--cases', required=True)
     r.add_argument('--out', required=True)
-    fr = sub.add_parser('frames', help='real images as rgb8 frames with long side S (PIL bicubic)')
-    fr.add_argument('--size', type=int, required=True)
-    fr.add_argument('images', nargs='+')
     a = ap.parse_args()
     np.seterr(divide='ignore', invalid='ignore', over='ignore')
-    {'run': cmd_run, 'frames': cmd_frames}[a.cmd](a)
+    cmd_run(a)
