@@ -672,7 +672,7 @@ def run_case(m, case):
                 res['k'], res['scale'] = k, s
                 for ll in range(1, L):
                     st = steps[ll]
-                    steps[ll] = (st[0], int(math.ceil((pl['n1'] - 1) * q[ll])), st[2], st[3])
+                    steps[ll] = (st[0], int(math.ceil((pl['n1'] - 1) * min(1.0, q[ll]))), st[2], st[3])
                 step = steps[l]
             K = max(0, min(step[1], len(vrows)))
             if K < len(vrows):
