@@ -301,6 +301,11 @@ void InferWorker::OnOK() {
         Napi::Array pv = Napi::Array::New(env, ps.kept_per_view.size());
         for (size_t l = 0; l < ps.kept_per_view.size(); ++l) pv.Set(uint32_t(l), int_array(env, ps.kept_per_view[l]));
         p.Set("keptPerView", pv);
+        if (!ps.kept_index.empty()) {
+            Napi::Array ki = Napi::Array::New(env, ps.kept_index.size());
+            for (size_t l = 0; l < ps.kept_index.size(); ++l) ki.Set(uint32_t(l), int_array(env, ps.kept_index[l]));
+            p.Set("keptIndex", ki);
+        }
         p.Set("mi0", ps.mi0);
         p.Set("mi1", ps.mi1);
         p.Set("k", ps.k);
@@ -410,6 +415,7 @@ Napi::Value EngineWrap::Infer(const Napi::CallbackInfo& info) {
         w->req.prune = parse_prune(env, rq.Get("prune"));
         w->req.return_logits = rq.Get("returnLogits").ToBoolean();
         w->req.return_hidden = rq.Get("returnHidden").ToBoolean();
+        w->req.return_kept_index = rq.Get("returnKeptIndex").ToBoolean();
     } catch (const std::bad_alloc&) {
         delete w;
         throw coded_error(env, {vla::Code::oom, "out of memory copying the request's views"});

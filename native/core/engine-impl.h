@@ -55,6 +55,7 @@ struct Weights {
 // host knows only the counts, which every policy's plan fixes in advance.
 struct Seq {
     Tensor kind, view, pos;  // 0 other / 1 visual / 2 merged; camera of a visual row (-1); RoPE position
+    Tensor orig;             // only for return_kept_index: a visual row's index view * K + patch
     int64_t n = 0;           // rows (N)
     int64_t n_vis = 0;       // visual + merged rows (Nv)
     int64_t tail = 0;        // rows after the last image of the prompt (instruction, queries): never

@@ -96,6 +96,13 @@ Status compact(Backend& B, Tensor& x, Seq& seq, const Tensor& keep, int64_t kept
     move(seq.kind, kind);
     move(seq.view, view);
     move(seq.pos, pos);
+    if (!seq.orig.empty()) {
+        // merged rows' entries stay unset: kind marks them
+        Tensor orig;
+        VLA_RETURN_IF_ERROR(B.alloc_i32(n_new, 1, &orig));
+        move(seq.orig, orig);
+        seq.orig = orig;
+    }
     B.prune_merged_meta(kind, view, pos, a, c, n_new, reindex);
     x = nx;
     seq.kind = kind;
@@ -185,6 +192,16 @@ Status Engine::Impl::prefill(const InferRequest& req, Tensor& x, Seq& seq, const
         auto done = [&] {
             B.prune_count(seq.kind, seq.view, seq.n, seq.n_views, counts, l);
             expect[size_t(l)] = int(seq.n_vis);
+            if (!seq.orig.empty()) {
+                // only on request (tests): a device-to-host read per layer
+                std::vector<int32_t> kh(size_t(seq.n)), oh(size_t(seq.n));
+                B.read_i32(seq.kind, kh.data(), seq.n);
+                B.read_i32(seq.orig, oh.data(), seq.n);
+                std::vector<int> ids;
+                for (int64_t i = 0; i < seq.n; ++i)
+                    if (kh[size_t(i)] != 0) ids.push_back(kh[size_t(i)] == 1 ? oh[size_t(i)] : -1);
+                st->kept_index.push_back(std::move(ids));
+            }
         };
         if (!active) {
             done();

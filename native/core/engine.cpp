@@ -162,6 +162,13 @@ Status Engine::Impl::assemble(const InferRequest& req, const RequestPlan& rp, co
     B.write_i32(seq.kind, kind.data(), n);
     B.write_i32(seq.view, view.data(), n);
     B.write_i32(seq.pos, pos.data(), n);
+    if (req.return_kept_index) {
+        std::vector<int32_t> orig(size_t(n), -1);
+        for (int64_t i = 0; i < n; ++i)
+            if (kind[size_t(i)] == 1) orig[size_t(i)] = prior_idx[size_t(i)];
+        VLA_RETURN_IF_ERROR(B.alloc_i32(n, 1, &seq.orig));
+        B.write_i32(seq.orig, orig.data(), n);
+    }
     // The CLS prior of each row (0 for non-visual rows: they read the trailing zero).
     if (prior) {
         Tensor pidx;

@@ -59,6 +59,8 @@ export interface NativePruneStats {
   merged: number[];
   /** [layer][view]: original tokens of each view kept. */
   keptPerView: number[][];
+  /** With returnKeptIndex: [layer] the visual rows after the layer as index view * N_p + patch (-1: merged), in sequence order. */
+  keptIndex?: number[][];
   mi0: number;
   mi1: number;
   k: number;
@@ -123,6 +125,8 @@ export interface NativeRequest {
   stopIds?: Int32Array;
   returnLogits?: boolean;
   returnHidden?: boolean;
+  /** Report prune.keptIndex (one device-to-host read per layer: tests, the reference check). */
+  returnKeptIndex?: boolean;
   prune?: NativePruneOptions;
 }
 

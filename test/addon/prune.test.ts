@@ -94,6 +94,38 @@ describe('pruning through the TypeScript API and the CLI (addon)', () => {
     }
   });
 
+  it('returnKeptIndex reports the visual rows after each layer, consistent with the counts; nothing without it', async () => {
+    const engine = await loadAddon().load(path.join(testModels, 'tiny'), { backend: 'cpu' });
+    try {
+      const info = engine.info();
+      const V = 3, K = info.tokensPerView;
+      const ids = Int32Array.from([1, 5, 6, ...Array.from({ length: V }, () => [info.imageTokenId, 13]).flat(), 7, 8, 9]);
+      const views = [1, 2, 3].map((s) => ({ data: syntheticFrame(28, 16, s), width: 28, height: 16, step: 28 * 3, encoding: 'rgb8' as const }));
+      for (const prune of [{ policy: 'autoprune' as const, recycle: true }, { policy: 'cls-prior' as const }, { policy: 'pdrop' as const }]) {
+        const req = { inputIds: ids, views, prune: { ...prune, budget: { kind: 'tokens' as const, value: 12 } } };
+        const plain = await engine.infer(req);
+        assert.equal(plain.prune.keptIndex, undefined);
+        const r = await engine.infer({ ...req, returnKeptIndex: true });
+        assert.deepEqual(Array.from(r.waypoints), Array.from(plain.waypoints), prune.policy);
+        const ki = r.prune.keptIndex!;
+        assert.equal(ki.length, info.textLayers);
+        let prev = new Set(Array.from({ length: V * K }, (_, i) => i));
+        ki.forEach((rows, l) => {
+          const orig = rows.filter((i) => i >= 0);
+          assert.equal(rows.length, r.prune.kept[l], `${prune.policy} layer ${l}`);
+          assert.equal(rows.length - orig.length, r.prune.merged[l], `${prune.policy} layer ${l}: merged rows are -1`);
+          assert.deepEqual([...orig].sort((a, b) => a - b), orig, 'in sequence order');
+          for (const i of orig) assert.ok(prev.has(i), `${prune.policy} layer ${l}: ${i} was pruned before`);
+          assert.deepEqual(Array.from({ length: V }, (_, v) => orig.filter((i) => Math.floor(i / K) === v).length), r.prune.keptPerView[l]);
+          prev = new Set(orig);
+        });
+        assert.ok(r.prune.kept.at(-1)! < V * K, prune.policy);
+      }
+    } finally {
+      engine.dispose();
+    }
+  });
+
   it('the CLI takes --policy and --budget', async () => {
     const sample = path.join(testModels, '..', '..', 'assets', 'sample', 'front.jpg');
     const r = await cli('infer', '--model', path.join(testModels, 'tiny'), '--image', `front=${sample}`, '--instruction', 'x', '--policy', 'autoprune', '--budget', 'tokens:6', '--json');

@@ -180,7 +180,11 @@ public:
         p->scale = p->parameter = sched.scale;
         p->keep_frac = sched.keep_frac;
         p->kept = sched.kept;
-        for (int l = 1; l < L; ++l) p->steps[size_t(l)].keep = int(std::ceil((n1 - 1) * sched.keep_frac[size_t(l)]));
+        // Clipped at 1 as the budget's simulation counts (autoprune_simulate): unclipped, a layer
+        // with s p_l > 1 would keep all N1 where the FLOPs bisection planned N1 - 1, and a cap
+        // could be exceeded.
+        for (int l = 1; l < L; ++l)
+            p->steps[size_t(l)].keep = int(std::ceil((n1 - 1) * std::min(1.0, sched.keep_frac[size_t(l)])));
     }
 };
 

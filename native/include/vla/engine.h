@@ -35,6 +35,7 @@ struct InferRequest {
     std::vector<int32_t> stop_ids;    // text head; eos is always a stop token
     bool return_logits = false;       // last prompt position's logits (tests, goldens)
     bool return_hidden = false;       // final-norm hidden states of the head rows (tests, goldens)
+    bool return_kept_index = false;   // prune.kept_index (the reference check); one read per layer
     PruneOptions prune;               // visual-token pruning and its budget (default: none)
 };
 

@@ -81,6 +81,8 @@ struct PruneStats {
     std::vector<int> kept;                        // [L] visual tokens after each layer (merged included)
     std::vector<std::vector<int>> kept_per_view;  // [L][n_views] original tokens of each view kept
     std::vector<int> merged;                      // [L] recycled (merged) tokens after each layer
+    std::vector<std::vector<int>> kept_index;     // when requested: [L] the visual rows after each layer,
+                                                  // as index view * K + patch (-1: merged), in order
     double mi0 = 0, mi1 = 0, k = 0, scale = 0;    // autoprune complexity signal and curve
     double target_tokens = 0;                     // the T the schedule was solved for
     double flops = 0, flops_unpruned = 0;         // prefill decoder FLOPs (docs/autoprune.md, "Budget")
