@@ -200,6 +200,7 @@ private:
         const auto& c = mi.config;
         Napi::Object o = Napi::Object::New(env);
         o.Set("backend", mi.backend);
+        o.Set("cpuGemm", mi.cpu_gemm);
         o.Set("nParams", double(mi.n_params));
         o.Set("weightBytes", double(mi.weight_bytes));
         o.Set("imageTokenId", c.image_token_id);

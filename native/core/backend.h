@@ -195,4 +195,8 @@ struct BackendOptions {
 // (backend_list() and backend_cuda_unavailable_reason() are public: vla/engine.h.)
 Status backend_create(const std::string& name, const BackendOptions& opts, std::unique_ptr<Backend>* out);
 
+// What the CPU's matrix products run on: the BLAS loaded at run time, or "builtin"
+// (defined in native/cpu/blas.cpp; declared here so the engine can report it).
+std::string gemm_provider();
+
 }  // namespace vla

@@ -297,6 +297,7 @@ Status Engine::create_synthetic(const ModelConfig& config, const EngineOptions& 
     VLA_RETURN_IF_ERROR(backend_options(opts, &bo));
     VLA_RETURN_IF_ERROR(backend_create(opts.backend, bo, &impl->be));
     impl->info.backend = impl->be->name();
+    impl->info.cpu_gemm = gemm_provider();
     VLA_RETURN_IF_ERROR(impl->bind_weights(seed, std));
     out->reset(new Engine(std::move(impl)));
     return Status::OK();
@@ -310,6 +311,7 @@ Status Engine::load(const std::string& dir, const EngineOptions& opts, std::uniq
     VLA_RETURN_IF_ERROR(WeightStore::open_dir(dir, &impl->store));
     VLA_RETURN_IF_ERROR(backend_create(opts.backend, bo, &impl->be));
     impl->info.backend = impl->be->name();
+    impl->info.cpu_gemm = gemm_provider();
     Status st = impl->bind_weights();
     if (!st.ok()) return {st.code(), dir + ": " + st.message()};
     if (!impl->be->borrows_weights()) impl->store.reset();  // the device holds its own copies

@@ -163,6 +163,8 @@ export interface NativeResult {
 
 export interface NativeModelInfo {
   backend: string;
+  /** What the CPU's matrix products run on: the BLAS loaded at run time (e.g. "openblas 0.3.21 SkylakeX"), or "builtin". */
+  cpuGemm: string;
   nParams: number;
   weightBytes: number;
   imageTokenId: number;

@@ -163,7 +163,7 @@ export class Engine {
         // auto falling back is what auto is for (info); a named backend that did not come is worth a warning
         log[backend === 'auto' ? 'info' : 'warn']({ requested: backend, backend: nativeInfo.backend, available: addon.backends, reason: addon.cudaUnavailable }, 'backend fallback');
       }
-      log.info({ backend: nativeInfo.backend, params: nativeInfo.nParams, cameras: nativeInfo.cameras, head: nativeInfo.head, loadMs: Math.round(performance.now() - t0) }, 'model loaded');
+      log.info({ backend: nativeInfo.backend, cpuGemm: nativeInfo.cpuGemm, params: nativeInfo.nParams, cameras: nativeInfo.cameras, head: nativeInfo.head, loadMs: Math.round(performance.now() - t0) }, 'model loaded');
       const nativeJpeg = options.jpegDecoder !== 'sharp' && addon.features?.jpeg === true;
       let calibration: { calibration: LoadedCalibration | null; reason: string } = { calibration: null, reason: 'disabled' };
       if (options.calibration === false) log.info({ event: 'calibration', source: 'reference', path: null, reason: 'disabled' }, "calibration turned off: the reference's prune options are used (x0 scaled to the depth)");

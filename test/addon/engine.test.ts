@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, cpSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -38,6 +38,11 @@ describe('Engine (addon, tiny model)', function () {
     assert.equal(engine.info.backend, 'cpu');
     assert.equal(engine.info.head, 'waypoints');
     assert.ok(engine.info.nParams > 0);
+    // which GEMM the CPU runs: the BLAS found at run time, or the engine's own kernel; the environment decides
+    const blasOff = process.env.VLA_BLAS === 'off';
+    const hasOpenblas = ['/usr/lib/x86_64-linux-gnu', '/usr/lib/aarch64-linux-gnu'].some((d) => existsSync(path.join(d, 'libopenblas.so.0')));
+    if (blasOff || !hasOpenblas) assert.equal(engine.info.cpuGemm, 'builtin');
+    else assert.match(engine.info.cpuGemm, /^openblas \d+\.\d+/);
   });
 
   it('runs the waypoint head on raw frames with timings and token counts', async () => {

@@ -68,6 +68,9 @@ struct ModelInfo {
     std::string backend;
     int64_t n_params = 0;
     int64_t weight_bytes = 0;         // as the backend holds them (cuda: F16/BF16 matrices, F32 vectors)
+    // What the CPU's matrix products run on (the cpu backend's GEMMs, host-side work of the others):
+    // the BLAS loaded at run time ("openblas 0.3.21 SkylakeX"), or "builtin" (none, or VLA_BLAS=off).
+    std::string cpu_gemm;
 };
 
 // The backends compiled into this build ("cpu", and "cuda" when built with it).
