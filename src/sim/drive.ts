@@ -18,7 +18,7 @@ import path from 'node:path';
 
 import { TrackingController, checkPlan, type ControlCommand, type PlanPoint, type TrackerGains } from '../control/tracker.js';
 import { checkVehicleParams, SYNTHETIC_CAR, type VehicleParams } from '../control/vehicle.js';
-import type { PruneRequest } from '../engine/calibration.js';
+import type { CalibrationUse, PruneRequest } from '../engine/calibration.js';
 import type { InferInput, InferOutput } from '../engine/engine.js';
 import { VlaNodeLogic, type EngineLike } from '../pipeline/node.js';
 import type { NodeConfig } from '../pipeline/params.js';
@@ -160,6 +160,8 @@ interface Started {
  */
 class InferenceGate implements EngineLike {
   started: Started | undefined;
+  /** The first inference's calibration use (the options are the same for the whole drive). */
+  calibration: CalibrationUse | null = null;
   readonly cameras: string[];
   constructor(
     private readonly inner: EngineLike,
@@ -169,7 +171,9 @@ class InferenceGate implements EngineLike {
   }
   infer(input: InferInput): Promise<InferOutput> {
     const real = this.inner.infer(input);
-    real.catch(() => undefined);
+    real.then((r) => {
+      this.calibration ??= r.calibration ?? null;
+    }, () => undefined);
     return new Promise<InferOutput>((resolve, reject) => {
       this.started = { startNs: this.clock(), real, resolve, reject };
     });
@@ -556,7 +560,7 @@ export async function runDrive(o: DriveOptions): Promise<DriveReport> {
     kind: 'autoprune-ros.drive-report',
     version: 1,
     scenario: { seed: sc.seed, kind: sc.kind, instruction: sc.instruction, complexity: sc.complexity, durationS: sc.durationS, source: o.scenarioSource, spec: sc },
-    planner: { kind: o.planner, label: o.label, model: o.planner === 'model' ? o.modelLabel : null, policy: o.planner === 'model' ? (o.prune?.policy ?? 'none') : o.planner, budget: o.planner === 'model' && o.prune?.budget ? `${o.prune.budget.kind}:${o.prune.budget.value}` : null },
+    planner: { kind: o.planner, label: o.label, model: o.planner === 'model' ? o.modelLabel : null, policy: o.planner === 'model' ? (o.prune?.policy ?? 'none') : o.planner, budget: o.planner === 'model' && o.prune?.budget ? `${o.prune.budget.kind}:${o.prune.budget.value}` : null, calibration: o.planner === 'model' ? gate.calibration : null },
     setup: {
       latency: latencyLabel(o.latency),
       deterministic: latencyIsDeterministic(o.latency),

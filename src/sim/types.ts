@@ -4,6 +4,7 @@
  * machine, so two runs with a deterministic latency model write the same bytes; wall times go to
  * DIR/timing.json.
  */
+import type { CalibrationUse } from '../engine/calibration.js';
 import type { LatencyStats } from '../replay/report-types.js';
 import type { Scenario } from '../sample/scenario.js';
 import type { TrackerGains } from '../control/tracker.js';
@@ -55,6 +56,12 @@ export interface DriveReport {
     model: string | null;
     policy: string;
     budget: string | null;
+    /**
+     * Where the model's prune options came from (the engine's calibration use of the first
+     * inference: the model's calibration.json, the reference's values or the user's); null for
+     * the expert, constant velocity, an unpruned model or a drive without an inference.
+     */
+    calibration: CalibrationUse | null;
   };
   setup: DriveSetup;
   interrupted: boolean;

@@ -79,6 +79,12 @@ describe('closed loop with the bundled model', function () {
     assert.ok(r.inference.count > 0 && (r.inference.keptTokensMean ?? 147) < 147);
     // the 7B-class latency of a pruned frame on an Orin: hundreds of ms, and it shows in the plans' age
     assert.ok((r.inferenceLatency.meanMs ?? 0) > 100 && (r.planAgeAtUse.meanMs ?? 0) > (r.inferenceLatency.meanMs ?? 0));
+    // the report says which prune options ran: the bundled model's calibration, nearest stored budget 33 %
+    assert.equal(r.planner.calibration?.source, 'file', JSON.stringify(r.planner.calibration));
+    assert.equal(r.planner.calibration?.storedShare, 0.33);
+    assert.ok(typeof r.planner.calibration?.applied.k0 === 'number' && (r.planner.calibration.applied.k0 as number) > 0.4, 'the calibrated slope, not the reference');
+    const ex = await runDrive(opts(900006, 'expert', 'det-expert', { timeoutS: 2 }));
+    assert.equal(ex.planner.calibration, null);
   });
 
   it('held-out scenarios of every kind: the unpruned model completes more of its routes than constant velocity, with fewer penalised infractions and more successes', async () => {
