@@ -25,55 +25,21 @@ import base64
 import json
 import math
 import os
-import struct
+import sys
 from fractions import Fraction
 
 import numpy as np
+
+sys.dont_write_bytecode = True  # keep tools/ free of __pycache__ (the import below)
+import safetensors_np  # noqa: E402  (beside this file: the tools' one reader)
+from safetensors_np import ALIASES  # noqa: E402
 
 EPS_MI = 1e-6
 
 
 # ----------------------------------------------------------------------------- weights (numpy)
-def read_safetensors(path):
-    with open(path, 'rb') as f:
-        buf = f.read()
-    (n,) = struct.unpack('<Q', buf[:8])
-    header = json.loads(buf[8:8 + n].decode('utf-8'))
-    out = {}
-    for name, meta in header.items():
-        if name == '__metadata__':
-            continue
-        s, e = meta['data_offsets']
-        raw = buf[8 + n + s:8 + n + e]
-        dt = meta['dtype']
-        if dt == 'F32':
-            a = np.frombuffer(raw, '<f4').astype(np.float64)
-        elif dt == 'F16':
-            a = np.frombuffer(raw, '<f2').astype(np.float64)
-        elif dt == 'BF16':
-            a = (np.frombuffer(raw, '<u2').astype(np.uint32) << 16).view(np.float32).astype(np.float64)
-        else:
-            raise ValueError(f'{name}: unsupported dtype {dt}')
-        out[name] = a.reshape(meta['shape'])
-    return out
-
-
 def load_weights(model_dir):
-    single = os.path.join(model_dir, 'model.safetensors')
-    if os.path.exists(single):
-        return read_safetensors(single)
-    with open(os.path.join(model_dir, 'model.safetensors.index.json')) as f:
-        files = sorted(set(json.load(f)['weight_map'].values()))
-    w = {}
-    for fn in files:
-        w.update(read_safetensors(os.path.join(model_dir, fn)))
-    return w
-
-
-ALIASES = [('vision_tower.vision_model.', 'model.vision_tower.vision_model.'),
-           ('multi_modal_projector.', 'model.multi_modal_projector.'),
-           ('language_model.model.', 'model.language_model.'),
-           ('language_model.lm_head.weight', 'lm_head.weight')]
+    return {k: v.astype(np.float64) for k, v in safetensors_np.load_weights(model_dir).items()}
 
 
 # ----------------------------------------------------------------------------- math (float64)

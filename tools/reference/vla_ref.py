@@ -14,12 +14,15 @@ import hashlib
 import json
 import math
 import os
-import struct
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.dont_write_bytecode = True  # keep tools/ free of __pycache__ (the import below)
+import safetensors_np  # noqa: E402  (beside this file)
+from safetensors_np import ALIASES  # noqa: E402,F401  (vla_ref_selftest imports it from here)
 
 REGEN_CMD = ('/usr/bin/python3 tools/reference/vla_ref.py golden --model build/test-models/tiny '
              '--out test/fixtures/golden/tiny-golden.json')
@@ -27,46 +30,11 @@ REGEN_CMD = ('/usr/bin/python3 tools/reference/vla_ref.py golden --model build/t
 
 # ----------------------------------------------------------------------------- weights
 def read_safetensors(path):
-    with open(path, 'rb') as f:
-        buf = f.read()
-    (n,) = struct.unpack('<Q', buf[:8])
-    header = json.loads(buf[8:8 + n].decode('utf-8'))
-    out = {}
-    for name, meta in header.items():
-        if name == '__metadata__':
-            continue
-        s, e = meta['data_offsets']
-        raw = buf[8 + n + s:8 + n + e]
-        dt = meta['dtype']
-        if dt == 'F32':
-            a = np.frombuffer(raw, '<f4')
-        elif dt == 'F16':
-            a = np.frombuffer(raw, '<f2').astype(np.float32)
-        elif dt == 'BF16':
-            a = (np.frombuffer(raw, '<u2').astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise ValueError(f'{name}: unsupported dtype {dt}')
-        out[name] = torch.from_numpy(a.reshape(meta['shape']).copy())
-    return out
+    return {k: torch.from_numpy(v.copy()) for k, v in safetensors_np.read_safetensors(path).items()}
 
 
 def load_weights(model_dir):
-    single = os.path.join(model_dir, 'model.safetensors')
-    if os.path.exists(single):
-        return read_safetensors(single)
-    with open(os.path.join(model_dir, 'model.safetensors.index.json')) as f:
-        files = sorted(set(json.load(f)['weight_map'].values()))
-    w = {}
-    for fn in files:
-        w.update(read_safetensors(os.path.join(model_dir, fn)))
-    return w
-
-
-# older (transformers < 4.52) -> newer spelling; the newer one is tried first
-ALIASES = [('vision_tower.vision_model.', 'model.vision_tower.vision_model.'),
-           ('multi_modal_projector.', 'model.multi_modal_projector.'),
-           ('language_model.model.', 'model.language_model.'),
-           ('language_model.lm_head.weight', 'lm_head.weight')]
+    return safetensors_np.load_weights(model_dir, read_safetensors)
 
 
 def sha256(path):
