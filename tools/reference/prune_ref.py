@@ -32,7 +32,6 @@ import numpy as np
 
 sys.dont_write_bytecode = True  # keep tools/ free of __pycache__ (the import below)
 import safetensors_np  # noqa: E402  (beside this file: the tools' one reader)
-from safetensors_np import ALIASES  # noqa: E402
 
 EPS_MI = 1e-6
 
@@ -137,16 +136,7 @@ class Model:
         self.Np = self.grid * self.grid if self.strategy == 'default' else self.grid * self.grid + 1
 
     def W(self, name, required=True):
-        for old, new in ALIASES:
-            if name.startswith(old):
-                alt = new + name[len(old):]
-                if alt in self.w:
-                    return self.w[alt]
-        if name in self.w:
-            return self.w[name]
-        if required:
-            raise KeyError(name)
-        return None
+        return safetensors_np.lookup(self.w, name, required)
 
     # --- preprocessing: letterbox only (spec: resampling is not reproduced, see the docstring)
     def preprocess(self, view):

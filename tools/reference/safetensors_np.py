@@ -50,3 +50,18 @@ ALIASES = [('vision_tower.vision_model.', 'model.vision_tower.vision_model.'),
            ('multi_modal_projector.', 'model.multi_modal_projector.'),
            ('language_model.model.', 'model.language_model.'),
            ('language_model.lm_head.weight', 'lm_head.weight')]
+
+
+def lookup(weights, name, required=True):
+    """weights[name] under either spelling of ALIASES (the newer one first); KeyError, or None
+    when not required, where neither is there."""
+    for old, new in ALIASES:
+        if name.startswith(old):
+            alt = new + name[len(old):]
+            if alt in weights:
+                return weights[alt]
+    if name in weights:
+        return weights[name]
+    if required:
+        raise KeyError(name)
+    return None

@@ -125,16 +125,7 @@ class Model:
         self.newline = newline_id(model_dir)
 
     def W(self, name, required=True):
-        for old, new in ALIASES:
-            if name.startswith(old):
-                alt = new + name[len(old):]
-                if alt in self.w:
-                    return self.w[alt]
-        if name in self.w:
-            return self.w[name]
-        if required:
-            raise KeyError(name)
-        return None
+        return safetensors_np.lookup(self.w, name, required)
 
     # --- vision tower + projector
     def preprocess(self, view):
