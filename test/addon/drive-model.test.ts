@@ -1,6 +1,7 @@
-// The bundled trained model (assets/models/drive): the engine against the PyTorch training module
-// (tools/train/vla_model.py) on held-out inputs. The committed goldens are always checked; where
-// PyTorch is installed the module also recomputes them live, so a change on either side shows.
+// The bundled trained models (assets/models/drive-deep, the default, and assets/models/drive, the
+// small fixture): the engine against the PyTorch training module (tools/train/vla_model.py) on
+// held-out inputs. The committed goldens are always checked; where PyTorch is installed the module
+// also recomputes them live, so a change on either side shows.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -12,9 +13,8 @@ import { loadAddon } from '../../src/engine/addon.js';
 import type { NativeEngine, NativeResult } from '../../src/engine/addon-types.js';
 import { addonPath, root } from './helpers.js';
 
-const MODEL = path.join(root, 'assets', 'models', 'drive');
-const GOLDEN = path.join(root, 'test', 'fixtures', 'golden', 'drive-golden.json');
-const REGEN = '/usr/bin/python3 tools/train/golden.py --model assets/models/drive --dataset build/dataset --out test/fixtures/golden/drive-golden.json';
+/** Each bundled model and its goldens (test/fixtures/golden/<name>-golden.json). */
+const MODELS = ['drive-deep', 'drive'];
 /** The issue's bar for the engine against PyTorch (fp32 compute on fp16 weights). */
 const WAYPOINT_TOL_M = 1e-3;
 const HIDDEN_TOL = 1e-3;
@@ -53,8 +53,11 @@ function pytorch(): { ok: true } | { ok: false; why: string } {
   return { ok: true };
 }
 
-describe('the bundled driving model against PyTorch (addon, cpu)', function () {
+for (const name of MODELS) describe(`the bundled driving model ${name} against PyTorch (addon, cpu)`, function () {
   this.timeout(120_000);
+  const MODEL = path.join(root, 'assets', 'models', name);
+  const GOLDEN = path.join(root, 'test', 'fixtures', 'golden', `${name}-golden.json`);
+  const REGEN = `/usr/bin/python3 tools/train/golden.py --model assets/models/${name} --dataset build/dataset --out test/fixtures/golden/${name}-golden.json`;
   const golden: Golden = existsSync(GOLDEN) ? JSON.parse(readFileSync(GOLDEN, 'utf8')) : { generator: { command: REGEN, safetensors_sha256: '' }, cases: [] };
   if (!golden.cases.length) it('has golden outputs', () => assert.fail(`${GOLDEN} missing: generate it with \`${REGEN}\``));
   let engine: NativeEngine;
@@ -67,12 +70,12 @@ describe('the bundled driving model against PyTorch (addon, cpu)', function () {
   });
   after(() => {
     engine?.dispose();
-    if (report.length) process.stdout.write(`\n  drive model vs PyTorch, max abs errors (tolerance ${WAYPOINT_TOL_M} m):\n${report.map((l) => `    ${l}\n`).join('')}\n`);
+    if (report.length) process.stdout.write(`\n  ${name} vs PyTorch, max abs errors (tolerance ${WAYPOINT_TOL_M} m):\n${report.map((l) => `    ${l}\n`).join('')}\n`);
   });
 
   it('the shipped weights are the ones the goldens were made from', () => {
     const have = createHash('sha256').update(readFileSync(path.join(MODEL, 'model.safetensors'))).digest('hex');
-    assert.equal(have, golden.generator.safetensors_sha256, `assets/models/drive changed: regenerate the goldens with \`${REGEN}\``);
+    assert.equal(have, golden.generator.safetensors_sha256, `assets/models/${name} changed: regenerate the goldens with \`${REGEN}\``);
   });
 
   it('covers every instruction kind of the dataset with a held-out case', () => {

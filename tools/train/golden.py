@@ -24,8 +24,13 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vla_model import load_model  # noqa: E402
 
-REGEN = ('/usr/bin/python3 tools/train/golden.py --model assets/models/drive --dataset build/dataset '
-         '--out test/fixtures/golden/drive-golden.json')
+
+
+def regen_command(a):
+    """The command that rewrites this golden file (recorded in it, printed by the test when stale)."""
+    name = os.path.basename(os.path.normpath(a.model))
+    return (f'/usr/bin/python3 tools/train/golden.py --model assets/models/{name} --dataset build/dataset '
+            f'--out test/fixtures/golden/{name}-golden.json')
 
 
 def run(model, views_u8, ids):
@@ -88,7 +93,7 @@ def main():
                       'views': [{'width': S, 'height': S, 'encoding': 'rgb8', 'data_b64': base64.b64encode(v.tobytes()).decode('ascii')} for v in views],
                       'waypoints': fmt(wp), 'hidden': fmt(hid), 'ground_truth': s['waypoints']})
     st = os.path.join(a.model, 'model.safetensors')
-    out = {'generator': {'command': REGEN, 'reference': 'tools/train/vla_model.py',
+    out = {'generator': {'command': regen_command(a), 'reference': 'tools/train/vla_model.py',
                          'model': os.path.normpath(a.model),
                          'safetensors_sha256': hashlib.sha256(open(st, 'rb').read()).hexdigest()},
            'cases': cases}

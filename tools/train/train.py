@@ -29,8 +29,19 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 
-def drive_config(ds):
-    """config.json of the bundled model (LlavaConfig layout + `vla`, as src/model/tiny.ts writes)."""
+# The sizes that differ between the two trained models. `drive` is the small bundled model (a fast
+# fixture: 6 decoder layers, 49 tokens per view). `deep` is built for the regime AutoPrune targets:
+# 12 decoder layers, 64 tokens per view and a 2-layer vision tower, so the decoder dominates a
+# frame's compute (about 5/6 of its FLOPs) and a per-layer schedule has depth to act on.
+ARCHS = {
+    'drive': {'layers': 6, 'image_size': 56, 'vision_layers': 3},
+    'deep': {'layers': 12, 'image_size': 64, 'vision_layers': 2},
+}
+
+
+def drive_config(ds, arch='drive'):
+    """config.json of a trained model (LlavaConfig layout + `vla`, as src/model/tiny.ts writes)."""
+    a = ARCHS[arch]
     tok = json.load(open(os.path.join(ds['dir'], 'tokenizer.json')))
     vocab = len(tok['model']['vocab']) + sum(1 for t in tok.get('added_tokens', []) if t['content'] not in tok['model']['vocab'])
     p = ds['prompt']
@@ -44,7 +55,7 @@ def drive_config(ds):
         'tie_word_embeddings': False,
         'torch_dtype': 'float16',
         'text_config': {
-            'model_type': 'llama', 'hidden_size': 96, 'intermediate_size': 192, 'num_hidden_layers': 6,
+            'model_type': 'llama', 'hidden_size': 96, 'intermediate_size': 192, 'num_hidden_layers': a['layers'],
             'num_attention_heads': 4, 'num_key_value_heads': 2, 'head_dim': 24, 'hidden_act': 'silu',
             'rms_norm_eps': 1e-6, 'rope_theta': 10000.0, 'vocab_size': vocab, 'max_position_embeddings': 512,
             'bos_token_id': ds['bosTokenId'], 'eos_token_id': 2, 'tie_word_embeddings': False,
@@ -52,7 +63,8 @@ def drive_config(ds):
         },
         'vision_config': {
             'model_type': 'clip_vision_model', 'hidden_size': 96, 'intermediate_size': 384,
-            'num_hidden_layers': 3, 'num_attention_heads': 4, 'num_channels': 3, 'image_size': 56,
+            'num_hidden_layers': a['vision_layers'], 'num_attention_heads': 4, 'num_channels': 3,
+            'image_size': a['image_size'],
             'patch_size': 8, 'layer_norm_eps': 1e-5, 'hidden_act': 'quick_gelu',
         },
         'vla': {
@@ -165,7 +177,7 @@ def train(args):
     except (OSError, ValueError) as e:
         raise SystemExit(f'{index}: {e}')
     head['dir'] = args.dataset
-    cfg_json = drive_config(head)
+    cfg_json = drive_config(head, args.arch)
     cfg = VlaConfig(cfg_json)
     del head
     ds, pix = load_dataset(args.dataset, cfg.S, args.cache or os.path.join(args.dataset, 'cache'))
@@ -214,7 +226,7 @@ def train(args):
     final = {split: evaluate(model, ds, pix, split) for split in ('val', 'test')}
     log = {
         'command': ' '.join(['/usr/bin/python3', 'tools/train/train.py'] + sys.argv[1:]),
-        'seed': args.seed, 'steps': args.steps, 'batch': args.batch, 'lr': args.lr, 'weight_decay': args.weight_decay,
+        'arch': args.arch, 'seed': args.seed, 'steps': args.steps, 'batch': args.batch, 'lr': args.lr, 'weight_decay': args.weight_decay,
         'threads': args.threads, 'torch': torch.__version__, 'parameters': n_params,
         'wall_s': round(time.time() - t0, 1),
         'dataset': {'generator': ds.get('generator'), 'samples': {s: sum(1 for x in ds['samples'] if x['split'] == s) for s in ('train', 'val', 'test')}},
@@ -245,6 +257,8 @@ def main():
     ap.add_argument('--dataset', required=True, help='directory written by `autoprune-ros make-dataset`')
     ap.add_argument('--out', required=True, help='model directory to write')
     ap.add_argument('--cache', help='where preprocessed views are cached (default DATASET/cache)')
+    ap.add_argument('--arch', choices=sorted(ARCHS), default='drive',
+                    help='model size: drive (the small bundled model) or deep (12 decoder layers, 64 tokens per view)')
     ap.add_argument('--seed', type=int, default=7)
     ap.add_argument('--steps', type=int, default=1400)
     ap.add_argument('--batch', type=int, default=32)
