@@ -199,7 +199,7 @@ TEST_CASE("PDrop's stage layers: the default, explicit sets exactly as given, ba
     const PruneShape shape{32, 576, 75, 4096, 11008};
     PruneOptions o;
     o.policy = PrunePolicy::pdrop;
-    o.budget = {BudgetKind::tokens, 128};
+    o.budget = {BudgetKind::tokens, 192};  // within reach of the default stages (no fallback)
     PruneSchedule def, same, early;
     REQUIRE(prune_schedule(o, shape, 0, &def).ok());
     // The drops of a schedule: the layers whose count is below the layer before's.
@@ -215,13 +215,14 @@ TEST_CASE("PDrop's stage layers: the default, explicit sets exactly as given, ba
     REQUIRE(prune_schedule(o, shape, 0, &same).ok());
     CHECK(same.kept == def.kept);
     CHECK(same.parameter == def.parameter);
-    o.pdrop_layers = {2, 6};  // two earlier stages: a larger lambda for the same budget
+    o.pdrop_layers = {2, 6};  // two earlier stages: another lambda for the same budget
     REQUIRE(prune_schedule(o, shape, 0, &early).ok());
     CHECK(drops(early.kept) == std::vector<int>{2, 6});
     CHECK(early.kept[2] == int(std::floor(576 * early.parameter)));
     CHECK(early.kept[6] == int(std::floor(576 * early.parameter * early.parameter)));
-    CHECK(early.avg_tokens <= 128.5);
-    CHECK(early.avg_tokens >= 110);
+    CHECK(early.avg_tokens <= 192.5);
+    CHECK(early.avg_tokens >= 170);
+    CHECK(early.parameter != def.parameter);
     o.pdrop_layers = {0, 1, 2, 3, 4, 5, 6, 30};  // 8 stages, the last at L - 2
     REQUIRE(prune_schedule(o, shape, 0, &early).ok());
     CHECK(early.budget_met);
