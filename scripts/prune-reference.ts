@@ -139,6 +139,9 @@ export function buildCases(inputs: Input[], grid: 'quick' | 'full'): RefCase[] {
     // a slope k > 0 (the bundled configs' x0; k0, gamma of a calibration's order), the parity constants
     autoprune: [{ x0: 2.8, k0: 1.6, gamma: 0.2 }, { x0: 2.8, k0: 1.6, gamma: 0.2, recycle: true }, { x0: 14.9, k0: 0.4, gamma: 0.2, parity: true }],
     fastv: [{ fastvLayer: 1 }],
+    // explicit stage layers: one stage, two, and three that the tiny models (3 layers: stages in
+    // 0..1) refuse and the drive model (6 layers) runs
+    pdrop: [{ pdropLayers: [1] }, { pdropLayers: [0, 1] }, { pdropLayers: [0, 2, 4] }],
   };
   const policies = ['autoprune', 'fastv', 'pdrop', 'sparsevlm-fixed', 'cls-prior'] as const;
   const cases: RefCase[] = [];
@@ -155,7 +158,7 @@ export function buildCases(inputs: Input[], grid: 'quick' | 'full'): RefCase[] {
       // curve passes 1 on the bundled model)
       for (const frac of [0.85, 0.75, 0.6, 0.5]) {
         const value = Number((frac * inp.gflops).toPrecision(6));
-        for (const s of [{}, { recycle: true }, ...(policy === 'autoprune' ? [extra.autoprune![0]!] : [])]) {
+        for (const s of [{}, { recycle: true }, ...(policy === 'autoprune' ? [extra.autoprune![0]!] : []), ...(policy === 'pdrop' ? [extra.pdrop![1]!] : [])]) {
           const prune: NativePruneOptions = { policy, budget: { kind: 'flops', value }, ...s };
           cases.push({ id: `${inp.name} ${policy} flops:${value} ${JSON.stringify(s)}`, model: inp.model, input_ids: inp.ids, views: inp.views, head: inp.head, max_new_tokens: inp.maxNewTokens, prune });
         }

@@ -39,6 +39,28 @@ bool get_bool(Napi::Env env, const Napi::Object& o, const char* key, bool dflt) 
     return v.As<Napi::Boolean>().Value();
 }
 
+// pdropLayers: an array of up to kPDropMaxStages integer layer indices (0-based); empty or absent:
+// PDrop's default stages. Their range against the model's depth and their order are checked by
+// the engine (prune_plan), which knows the depth.
+std::vector<int> get_layers(Napi::Env env, const Napi::Object& o, const char* key, const std::string& what) {
+    Napi::Value v = o.Get(key);
+    if (v.IsUndefined() || v.IsNull()) return {};
+    const std::string name = what + key;
+    if (!v.IsArray()) throw input_error(env, name + " must be an array of layer indices");
+    Napi::Array a = v.As<Napi::Array>();
+    if (a.Length() > uint32_t(vla::kPDropMaxStages))
+        throw input_error(env, name + " must have at most " + std::to_string(vla::kPDropMaxStages) + " stage layers");
+    std::vector<int> out;
+    for (uint32_t i = 0; i < a.Length(); ++i) {
+        Napi::Value e = a.Get(i);
+        const double d = e.IsNumber() ? e.As<Napi::Number>().DoubleValue() : -1;
+        if (!e.IsNumber() || d != double(int64_t(d)) || d < 0 || d > 1023)
+            throw input_error(env, name + "[" + std::to_string(i) + "] must be an integer layer index in [0, 1023]");
+        out.push_back(int(d));
+    }
+    return out;
+}
+
 // "none, autoprune, ...": the registry's names, for error messages.
 std::string policy_names() {
     std::string r;
@@ -55,7 +77,7 @@ void parse_score_rows(Napi::Env env, const Napi::Object& p, const char* what, vl
 }
 
 // { policy, budget: { kind: 'tokens' | 'flops', value }, x0, k0, gamma, recycle, reindexPositions,
-//   scoreRows, parity, padMask, fastvLayer, seed }
+//   scoreRows, parity, padMask, fastvLayer, pdropLayers, seed }
 vla::PruneOptions parse_prune(Napi::Env env, const Napi::Value& v) {
     vla::PruneOptions o;
     if (v.IsUndefined() || v.IsNull()) return o;
@@ -86,6 +108,7 @@ vla::PruneOptions parse_prune(Napi::Env env, const Napi::Value& v) {
     o.parity = get_bool(env, p, "parity", o.parity);
     o.pad_mask = get_bool(env, p, "padMask", o.pad_mask);
     o.fastv_layer = int(get_num(env, p, "fastvLayer", o.fastv_layer, 1, 1024));
+    o.pdrop_layers = get_layers(env, p, "pdropLayers", "prune.");
     o.seed = uint64_t(get_num(env, p, "seed", 0, 0, 9007199254740991.0));
     return o;
 }
@@ -332,6 +355,7 @@ void InferWorker::OnOK() {
         po.Set("scoreRows", vla::score_rows_name(ps.options.score_rows));
         po.Set("parity", ps.options.parity);
         po.Set("fastvLayer", ps.options.fastv_layer);
+        po.Set("pdropLayers", int_array(env, ps.options.pdrop_layers));
         p.Set("options", po);
         o.Set("prune", p);
     }
@@ -455,7 +479,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
 }
 
 // schedule({ policy = 'autoprune', layers, visualTokens, budgetTokens | budgetFlops (GFLOP), mi,
-// x0, k0, gamma, recycle, parity, fastvLayer, hidden, ffn, prefixTokens, textTokens }): a policy's
+// x0, k0, gamma, recycle, parity, fastvLayer, pdropLayers, hidden, ffn, prefixTokens, textTokens }): a policy's
 // schedule and FLOPs without a model, by vla::prune_schedule (the prefill's own planning).
 // Microseconds to milliseconds of arithmetic: synchronous.
 Napi::Value Schedule(const Napi::CallbackInfo& info) {
@@ -480,6 +504,7 @@ Napi::Value Schedule(const Napi::CallbackInfo& info) {
     po.recycle = get_bool(env, o, "recycle", po.recycle);
     po.parity = get_bool(env, o, "parity", po.parity);
     po.fastv_layer = int(get_num(env, o, "fastvLayer", po.fastv_layer, 1, 1024));
+    po.pdrop_layers = get_layers(env, o, "pdropLayers", "");
     if (!o.Get("budgetFlops").IsUndefined()) po.budget = {vla::BudgetKind::flops, get_num(env, o, "budgetFlops", 0, 1e-9, 1e12)};
     else po.budget = {vla::BudgetKind::tokens, get_num(env, o, "budgetTokens", 64, 1e-9, 1 << 20)};
     vla::PruneSchedule s;
@@ -532,6 +557,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     defaults.Set("parity", d.parity);
     defaults.Set("padMask", d.pad_mask);
     defaults.Set("fastvLayer", d.fastv_layer);
+    defaults.Set("pdropLayers", int_array(env, d.pdrop_layers));
     exports.Set("pruneDefaults", defaults);
     Napi::Array names = Napi::Array::New(env);
     uint32_t i = 0;

@@ -195,6 +195,69 @@ TEST_CASE("prune_schedule: a budget that allows every token keeps every token; b
     CHECK(std::fabs(s.avg_tokens - 64.0) <= 0.5);
 }
 
+TEST_CASE("PDrop's stage layers: the default, explicit sets exactly as given, bad sets coded") {
+    const PruneShape shape{32, 576, 75, 4096, 11008};
+    PruneOptions o;
+    o.policy = PrunePolicy::pdrop;
+    o.budget = {BudgetKind::tokens, 192};  // within reach of the default stages (no fallback)
+    PruneSchedule def, same, early;
+    REQUIRE(prune_schedule(o, shape, 0, &def).ok());
+    // The drops of a schedule: the layers whose count is below the layer before's.
+    auto drops = [](const std::vector<int>& kept) {
+        std::vector<int> at;
+        for (size_t l = 1; l < kept.size(); ++l)
+            if (kept[l] < kept[l - 1]) at.push_back(int(l));
+        if (!kept.empty() && kept[0] < 576) at.insert(at.begin(), 0);
+        return at;
+    };
+    CHECK(drops(def.kept) == std::vector<int>{7, 15, 23});
+    o.pdrop_layers = {7, 15, 23};  // the default, given explicitly: the same schedule
+    REQUIRE(prune_schedule(o, shape, 0, &same).ok());
+    CHECK(same.kept == def.kept);
+    CHECK(same.parameter == def.parameter);
+    o.pdrop_layers = {2, 6};  // two earlier stages: another lambda for the same budget
+    REQUIRE(prune_schedule(o, shape, 0, &early).ok());
+    CHECK(drops(early.kept) == std::vector<int>{2, 6});
+    CHECK(early.kept[2] == int(std::floor(576 * early.parameter)));
+    CHECK(early.kept[6] == int(std::floor(576 * early.parameter * early.parameter)));
+    CHECK(early.avg_tokens <= 192.5);
+    CHECK(early.avg_tokens >= 170);
+    CHECK(early.parameter != def.parameter);
+    o.pdrop_layers = {0, 1, 2, 3, 4, 5, 6, 30};  // 8 stages, the last at L - 2
+    REQUIRE(prune_schedule(o, shape, 0, &early).ok());
+    CHECK(early.budget_met);
+    // No fallback to earlier stages: stages this late cannot meet tokens:64, whatever lambda.
+    o.budget = {BudgetKind::tokens, 64};
+    o.pdrop_layers = {27, 28, 29};
+    Status st = prune_schedule(o, shape, 0, &early);
+    CHECK(st.code() == Code::input);
+    CHECK(st.message().find("cannot be met by policy pdrop") != std::string::npos);
+    o.pdrop_layers = {};  // the default stages meet it through the fallback
+    CHECK(prune_schedule(o, shape, 0, &early).ok());
+    // Bad sets: out of range, not increasing, too many; also when the budget prunes nothing.
+    for (Budget b : {Budget{BudgetKind::tokens, 64}, Budget{BudgetKind::tokens, 1000}}) {
+        o.budget = b;
+        for (const std::vector<int>& bad : std::vector<std::vector<int>>{
+                 {31}, {-1}, {3, 40}, {5, 5}, {10, 3}, {0, 1, 2, 3, 4, 5, 6, 7, 8}}) {
+            o.pdrop_layers = bad;
+            st = prune_schedule(o, shape, 0, &early);
+            INFO("budget " << b.value << " layers " << bad.size() << " first " << bad[0]);
+            CHECK(st.code() == Code::input);
+            CHECK(st.message().find("pdrop_layers [") != std::string::npos);
+        }
+    }
+    o.pdrop_layers = {31};
+    st = prune_schedule(o, shape, 0, &early);
+    CHECK(st.message().find("in 0..30") != std::string::npos);
+    CHECK(st.message().find("not clamped") != std::string::npos);
+    o.pdrop_layers = {10, 3};
+    CHECK(prune_schedule(o, shape, 0, &early).message().find("strictly increasing") != std::string::npos);
+    // Other policies ignore the option.
+    o.policy = PrunePolicy::fastv;
+    o.budget = {BudgetKind::tokens, 64};
+    CHECK(prune_schedule(o, shape, 0, &early).ok());
+}
+
 namespace {
 
 InferRequest request(const Engine& e, const Frames& f) { return vla_test::prune_request(e, f); }
@@ -433,6 +496,24 @@ TEST_CASE("defaults keep positions and drop pruned tokens; every option reaches 
     CHECK(k1.prune.kept[0] < 48);  // K = 1: the drop after layer 0
     r.prune.fastv_layer = 2;
     CHECK(run(r).prune.kept[0] == 48);
+    // PDrop's stage layers move its drops, and the stats report them.
+    r.prune = {};
+    r.prune.policy = PrunePolicy::pdrop;
+    r.prune.budget = {BudgetKind::tokens, 40};
+    r.prune.pdrop_layers = {0, 1};  // L = 3: stages after layers 0 and 1
+    const InferResult p01 = run(r);
+    CHECK(p01.prune.options.pdrop_layers == std::vector<int>{0, 1});
+    CHECK(p01.prune.kept[0] < 48);
+    CHECK(p01.prune.kept[1] < p01.prune.kept[0]);
+    r.prune.pdrop_layers = {1};
+    const InferResult p1 = run(r);
+    CHECK(p1.prune.kept[0] == 48);
+    CHECK(p1.prune.kept[1] < 48);
+    InferResult bad;
+    for (const std::vector<int>& layers : std::vector<std::vector<int>>{{1, 1}, {2}}) {
+        r.prune.pdrop_layers = layers;
+        CHECK(e->infer(r, &bad).code() == Code::input);
+    }
 }
 
 TEST_CASE("AutoPrune without recycling plans for the tokens it keeps: no room left for merged tokens") {

@@ -10,7 +10,7 @@ import { Option, type Command } from 'commander';
 import type { NativePruneOptions } from '../engine/addon-types.js';
 import { PRUNE_OPTION_KEYS } from '../engine/calibration.js';
 import { parseBudget } from '../engine/engine.js';
-import { PRUNE_POLICIES, SCORE_ROWS, type PrunePolicyName, type ScoreRowsName } from '../engine/policies.js';
+import { PDROP_MAX_STAGES, PRUNE_POLICIES, SCORE_ROWS, type PrunePolicyName, type ScoreRowsName } from '../engine/policies.js';
 import { makeModel } from '../model/tiny.js';
 import { loadParamsFile, overridePruneOptions, type NodeConfig } from '../pipeline/params.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
@@ -43,6 +43,22 @@ export function integerAtLeast(name: string, min: number) {
     const n = Number(v);
     if (!Number.isInteger(n) || n < min) throw new VlaError(ErrorCodes.ARGS, `${name} must be an integer >= ${min}, got '${v}'`);
     return n;
+  };
+}
+
+/**
+ * A list of layer indices, "a,b,c": 1..max non-negative integers, strictly increasing (their
+ * range against the model's depth is the engine's to check).
+ */
+export function layerList(name: string, max: number) {
+  return (v: string): number[] => {
+    const parts = v.split(',').map((x) => x.trim());
+    if (!v.trim() || parts.length > max || parts.some((x) => !/^\d+$/.test(x))) {
+      throw new VlaError(ErrorCodes.ARGS, `${name} must be 1 to ${max} comma-separated non-negative integer layer indices (e.g. 3,7,11), got '${v}'`);
+    }
+    const layers = parts.map(Number);
+    if (layers.some((l, i) => i > 0 && l <= (layers[i - 1] as number))) throw new VlaError(ErrorCodes.ARGS, `${name} must be strictly increasing, got '${v}'`);
+    return layers;
   };
 }
 
@@ -145,7 +161,8 @@ export function addPruneOptionFlags(cmd: Command): Command {
     .option('--no-reindex-positions', 'keep the original RoPE positions (the default)')
     .addOption(new Option('--score-rows <rows>', 'rows whose attention scores the visual tokens (autoprune, sparsevlm-fixed; default instruction)').choices(SCORE_ROWS))
     .option('--parity', "the reference's behaviour: re-indexing (not fastv), recycling, tail rows, its DPC-kNN tie rule")
-    .option('--fastv-layer <K>', "FastV's K: one drop after layer K-1", integerAtLeast('--fastv-layer', 1));
+    .option('--fastv-layer <K>', "FastV's K: one drop after layer K-1", integerAtLeast('--fastv-layer', 1))
+    .option('--pdrop-layers <a,b,c>', "PDrop's stage layers, 0-based (each stage prunes after its layer; default: after L/4, L/2, 3L/4)", layerList('--pdrop-layers', PDROP_MAX_STAGES));
 }
 
 /** --no-calibration (commander: calibration false when given). */

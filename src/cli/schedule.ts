@@ -11,8 +11,8 @@ import type { Command } from 'commander';
 import { loadAddon } from '../engine/addon.js';
 import { parseBudget } from '../engine/engine.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
-import { finiteNumber as num, integerAtLeast, nonNegativeInt as int, policyOption, type Io } from './common.js';
-import type { PrunePolicyName } from '../engine/policies.js';
+import { finiteNumber as num, integerAtLeast, layerList, nonNegativeInt as int, policyOption, type Io } from './common.js';
+import { PDROP_MAX_STAGES, type PrunePolicyName } from '../engine/policies.js';
 
 interface ModelConfigJson {
   text_config?: { hidden_size?: number; intermediate_size?: number; num_hidden_layers?: number };
@@ -49,7 +49,8 @@ export function registerSchedule(program: Command, io: Io): void {
     .option('--recycle', 'plan for DPC-kNN recycling (merged tokens take room)')
     .option('--parity', "the reference's behaviour (recycling)")
     .option('--fastv-layer <K>', "FastV's K", integerAtLeast('--fastv-layer', 1))
-    .action(async (o: { policy: PrunePolicyName; layers?: number; visualTokens?: number; budget: string; mi: number; x0?: number; k0?: number; gamma?: number; model?: string; hidden?: number; ffn?: number; prefixTokens: number; textTokens: number; recycle?: boolean; parity?: boolean; fastvLayer?: number }) => {
+    .option('--pdrop-layers <a,b,c>', "PDrop's stage layers, 0-based", layerList('--pdrop-layers', PDROP_MAX_STAGES))
+    .action(async (o: { policy: PrunePolicyName; layers?: number; visualTokens?: number; budget: string; mi: number; x0?: number; k0?: number; gamma?: number; model?: string; hidden?: number; ffn?: number; prefixTokens: number; textTokens: number; recycle?: boolean; parity?: boolean; fastvLayer?: number; pdropLayers?: number[] }) => {
       const b = parseBudget(o.budget);
       let hidden = o.hidden ?? 4096;
       let ffn = o.ffn ?? 11008;
@@ -84,6 +85,7 @@ export function registerSchedule(program: Command, io: Io): void {
         ...(o.recycle !== undefined ? { recycle: o.recycle } : {}),
         ...(o.parity !== undefined ? { parity: o.parity } : {}),
         ...(o.fastvLayer !== undefined ? { fastvLayer: o.fastvLayer } : {}),
+        ...(o.pdropLayers !== undefined ? { pdropLayers: o.pdropLayers } : {}),
       });
       io.out(JSON.stringify({ layers, visualTokens, budget: b, mi: o.mi, hidden, ffn, ...s }));
     });

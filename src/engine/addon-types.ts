@@ -48,6 +48,8 @@ export interface NativePruneOptions {
   parity?: boolean;
   padMask?: boolean;
   fastvLayer?: number;
+  /** PDrop's stage layers, 0-based (each stage prunes after its layer), 1..8 strictly increasing in 0..L-2; empty or absent: the default stages. */
+  pdropLayers?: readonly number[];
   seed?: number;
 }
 
@@ -72,7 +74,7 @@ export interface NativePruneStats {
   budget?: BudgetSpec;
   budgetMet: boolean;
   /** The options the prefill ran with (parity resolved into recycle, reindexPositions, scoreRows). */
-  options?: { x0: number; k0: number; gamma: number; recycle: boolean; reindexPositions: boolean; scoreRows: ScoreRowsName; parity: boolean; fastvLayer: number };
+  options?: { x0: number; k0: number; gamma: number; recycle: boolean; reindexPositions: boolean; scoreRows: ScoreRowsName; parity: boolean; fastvLayer: number; pdropLayers: readonly number[] };
 }
 
 export interface NativeScheduleOptions {
@@ -93,6 +95,7 @@ export interface NativeScheduleOptions {
   recycle?: boolean;
   parity?: boolean;
   fastvLayer?: number;
+  pdropLayers?: readonly number[];
 }
 
 /** What the engine would do (the prefill's own planning): 'none' plans when the budget allows every token. */
@@ -204,7 +207,7 @@ export interface NativeAddon {
   /** The native registry of pruning policies, in order. */
   policies: NativePolicyInfo[];
   /** The engine's defaults of the prune options (PRUNE_OPTION_DEFAULTS names the same). */
-  pruneDefaults: { x0: number; k0: number; gamma: number; recycle: boolean; reindexPositions: boolean; scoreRows: ScoreRowsName; parity: boolean; padMask: boolean; fastvLayer: number };
+  pruneDefaults: { x0: number; k0: number; gamma: number; recycle: boolean; reindexPositions: boolean; scoreRows: ScoreRowsName; parity: boolean; padMask: boolean; fastvLayer: number; pdropLayers: readonly number[] };
   backends: string[];
   /** Why the cuda backend cannot run here ('' when it can): not built in, no device, no driver. */
   cudaUnavailable: string;

@@ -17,14 +17,16 @@ export const CALIBRATION_FILE = 'calibration.json';
 export const CALIBRATION_FORMAT = 'autoprune-ros-calibration';
 
 /** The prune options besides policy and budget (every path can set them; calibration tunes some). */
-export const PRUNE_OPTION_KEYS = ['x0', 'k0', 'gamma', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer'] as const;
+export const PRUNE_OPTION_KEYS = ['x0', 'k0', 'gamma', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer', 'pdropLayers'] as const;
 export type PruneOptionKey = (typeof PRUNE_OPTION_KEYS)[number];
+/** A prune option's value: pdropLayers is a list of layers, the others scalars. */
+export type PruneOptionValue = number | boolean | string | readonly number[];
 
 /** The options calibrate searches per policy (what each policy exposes), and so what inference takes from the file. */
 export const TUNED_OPTIONS: Readonly<Partial<Record<PrunePolicyName, readonly PruneOptionKey[]>>> = Object.freeze({
   autoprune: ['x0', 'k0', 'gamma', 'scoreRows'],
   fastv: ['fastvLayer', 'reindexPositions'],
-  pdrop: ['reindexPositions'],
+  pdrop: ['pdropLayers', 'reindexPositions'],
   'sparsevlm-fixed': ['scoreRows', 'recycle'],
 });
 
@@ -37,7 +39,7 @@ export type PruneRequest = NativePruneOptions & { explicit?: readonly PruneOptio
 
 /** One evaluated setting of the search, with its validation skill (null when it could not run). */
 export interface CalibrationCandidate {
-  options: Partial<Record<PruneOptionKey, number | boolean | string>>;
+  options: Partial<Record<PruneOptionKey, PruneOptionValue>>;
   /** Skill retained at L2@3s (share of the model's gain over constant velocity kept). */
   skill: number | null;
   l2At3sM: number | null;
@@ -47,7 +49,7 @@ export interface CalibrationCandidate {
 
 export interface PolicyCalibration {
   /** The options inference applies for this policy at this budget (the best candidate). */
-  chosen: Partial<Record<PruneOptionKey, number | boolean | string>>;
+  chosen: Partial<Record<PruneOptionKey, PruneOptionValue>>;
   skill: number | null;
   /** Every candidate tried, in search order (the search is visible). */
   candidates: CalibrationCandidate[];
@@ -77,7 +79,7 @@ export interface CalibrationUse {
   budgetShare: number | null;
   storedShare: number | null;
   /** The options taken from the file or the reference (the user's explicit ones are not listed). */
-  applied: Partial<Record<PruneOptionKey, number | boolean | string>>;
+  applied: Partial<Record<PruneOptionKey, PruneOptionValue>>;
   /** reference: why no file was used ('disabled', 'missing', 'weights mismatch', 'unreadable', 'not calibrated for this policy'). */
   reason?: string;
 }
@@ -131,7 +133,7 @@ export function nearestBudget<B extends { share: number }>(budgets: readonly B[]
 }
 
 /** The options a stored budget holds for a policy: version 2's chosen setting, version 1's AutoPrune curve. */
-export function storedOptions(b: StoredBudget, policy: PrunePolicyName): Partial<Record<PruneOptionKey, number | boolean | string>> | undefined {
+export function storedOptions(b: StoredBudget, policy: PrunePolicyName): Partial<Record<PruneOptionKey, PruneOptionValue>> | undefined {
   const p = b.policies?.[policy];
   if (p) return p.chosen;
   // version 1 (no policies): its normalised curve; in version 2 `engine` is only a record, and a policy not searched is not calibrated

@@ -12,7 +12,7 @@ export const PRUNE_POLICY_DESCRIPTIONS: Readonly<Record<PrunePolicyName, string>
   none: 'no pruning',
   autoprune: 'complexity-adaptive retention curve: MI of text-to-visual attention sets its slope, scaled to the budget',
   fastv: "one drop after layer K-1 by the attention of the sequence's last row (the last action query)",
-  pdrop: 'staged drops at a quarter, half and three quarters of the depth',
+  pdrop: 'staged drops at a quarter, half and three quarters of the depth, or after the layers --pdrop-layers gives',
   'sparsevlm-fixed': "SparseVLM's fixed schedules (after layers 2, 6, 15) scaled to the budget, with recycling",
   'cls-prior': 'top-T visual tokens by CLS attention before the decoder (FasterVLM-style)',
   random: 'T random visual tokens before the decoder (seeded), a control',
@@ -36,6 +36,9 @@ export const SCORE_ROWS = ['instruction', 'tail', 'last'] as const;
 
 export type ScoreRowsName = (typeof SCORE_ROWS)[number];
 
+/** The most stage layers pdropLayers may name (the engine's kPDropMaxStages). */
+export const PDROP_MAX_STAGES = 8;
+
 /**
  * The engine's defaults for the options every path (node parameters, CLI, calibration) can set;
  * a test keeps them equal to the addon's `pruneDefaults`. Positions kept and no recycling: what
@@ -52,4 +55,6 @@ export const PRUNE_OPTION_DEFAULTS = Object.freeze({
   scoreRows: 'instruction' as ScoreRowsName,
   parity: false,
   fastvLayer: 2,
+  /** Empty: PDrop's default stages (L/4, L/2, 3L/4, earlier ones when the budget needs them). */
+  pdropLayers: Object.freeze([]) as readonly number[],
 });

@@ -152,7 +152,13 @@ export interface AutopruneRosNodeParameters {
    */
   fastv_layer?: number;
   /**
-   * Take the prune options the parameters leave unset (autoprune_x0/_k0/_gamma, prune_score_rows, prune_recycle, prune_reindex_positions, fastv_layer) from the model's calibration.json, at the calibrated budget nearest to this one; false: the reference's values (parity runs). A parameter set in the file, or on the live node to a value other than its default, always wins.
+   * PDrop's stage layers, 0-based: each stage prunes after its layer; 1 to 8, strictly increasing, each at most the model's depth minus 2 (checked at inference, not clamped). Empty: the default stages (after layers L/4, L/2, 3L/4 of L, earlier ones when the budget needs them).
+   *
+   * @maxItems 8
+   */
+  pdrop_layers?: number[];
+  /**
+   * Take the prune options the parameters leave unset (autoprune_x0/_k0/_gamma, prune_score_rows, prune_recycle, prune_reindex_positions, fastv_layer, pdrop_layers) from the model's calibration.json, at the calibrated budget nearest to this one; false: the reference's values (parity runs). A parameter set in the file, or on the live node to a value other than its default, always wins.
    */
   use_calibration?: boolean;
   /**

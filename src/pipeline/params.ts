@@ -35,7 +35,7 @@ type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
 const typesAgree: [Same<RawParams['pruning_policy'], PrunePolicyName>, Same<RawParams['backend'], BackendName>, Same<RawParams['prune_score_rows'], ScoreRowsName>] = [true, true, true];
 void typesAgree;
 
-export type RosParamType = 'string' | 'integer' | 'double' | 'bool' | 'string_array';
+export type RosParamType = 'string' | 'integer' | 'double' | 'bool' | 'string_array' | 'integer_array';
 
 interface SchemaProperty {
   type: string;
@@ -65,13 +65,14 @@ function rosTypeOf(name: string, p: SchemaProperty): RosParamType {
   if (p.type === 'number') return 'double';
   if (p.type === 'boolean') return 'bool';
   if (p.type === 'array' && p.items?.type === 'string') return 'string_array';
+  if (p.type === 'array' && p.items?.type === 'integer') return 'integer_array';
   throw new VlaError(ErrorCodes.CONFIG, `${SCHEMA_PATH}: parameter '${name}' is ${p.type}${p.items ? ` of ${p.items.type}` : ''}, which no ROS 2 parameter type carries here`);
 }
 
 /** Every parameter and its ROS type, from the schema. */
 export const PARAMETER_TYPES: Readonly<Record<string, RosParamType>> = Object.freeze(Object.fromEntries(Object.entries(SCHEMA.properties).map(([name, p]) => [name, rosTypeOf(name, p)])));
 
-export type RosParamValue = string | bigint | number | boolean | string[];
+export type RosParamValue = string | bigint | number | boolean | string[] | bigint[];
 
 /**
  * Each parameter with its ROS type and the value to declare it with: the schema's default, or
@@ -80,14 +81,15 @@ export type RosParamValue = string | bigint | number | boolean | string[];
 export function parameterDeclarations(): Array<{ name: string; type: RosParamType; value: RosParamValue }> {
   return Object.entries(PARAMETER_TYPES).map(([name, type]) => {
     const d = SCHEMA.properties[name]?.default;
-    const value = type === 'integer' ? BigInt(Number(d ?? 0)) : type === 'double' ? Number(d ?? 0) : type === 'bool' ? Boolean(d ?? false) : type === 'string_array' ? ((d as string[] | undefined) ?? []) : String(d ?? '');
+    const value = type === 'integer' ? BigInt(Number(d ?? 0)) : type === 'double' ? Number(d ?? 0) : type === 'bool' ? Boolean(d ?? false) : type === 'string_array' ? ((d as string[] | undefined) ?? []) : type === 'integer_array' ? ((d as number[] | undefined) ?? []).map((x) => BigInt(x)) : String(d ?? '');
     return { name, type, value };
   });
 }
 
 /** A value as the parameter's ROS type carries it (integers as bigint). */
 export function rosValue(name: string, value: unknown): RosParamValue {
-  return PARAMETER_TYPES[name] === 'integer' ? BigInt(value as number) : (value as RosParamValue);
+  const t = PARAMETER_TYPES[name];
+  return t === 'integer' ? BigInt(value as number) : t === 'integer_array' ? (value as number[]).map((x) => BigInt(x)) : (value as RosParamValue);
 }
 
 /**
@@ -99,11 +101,11 @@ export function valuesFromRos(params: Iterable<{ name: string; value: unknown }>
   const out: Record<string, unknown> = {};
   for (const p of params) {
     if (!(p.name in PARAMETER_TYPES)) continue;
-    const v = typeof p.value === 'bigint' ? Number(p.value) : p.value;
+    const v = typeof p.value === 'bigint' ? Number(p.value) : Array.isArray(p.value) ? p.value.map((x: unknown) => (typeof x === 'bigint' ? Number(x) : x)) : p.value;
     if (v === '' || (Array.isArray(v) && v.length === 0 && SCHEMA.required.includes(p.name))) continue;
     // A live node declares every parameter with its default, so a calibrated option still at its
     // default cannot be told from one left unset: it is treated as unset (calibration may set it).
-    if (CALIBRATED_PARAMS.has(p.name) && v === SCHEMA.properties[p.name]?.default) continue;
+    if (CALIBRATED_PARAMS.has(p.name) && JSON.stringify(v) === JSON.stringify(SCHEMA.properties[p.name]?.default)) continue;
     out[p.name] = v;
   }
   return out;
@@ -119,6 +121,7 @@ export const PRUNE_OPTION_PARAMS: Readonly<Record<PruneOptionKey, keyof RawParam
   scoreRows: 'prune_score_rows',
   parity: 'prune_parity',
   fastvLayer: 'fastv_layer',
+  pdropLayers: 'pdrop_layers',
 });
 
 /** The parameters calibration can set (those of some policy's tuned options). */
@@ -141,7 +144,7 @@ export interface NodeConfig {
 }
 
 /** The prune options besides policy and budget that every path can set (PRUNE_OPTION_DEFAULTS). */
-export type PruneOptionSet = Required<Pick<NativePruneOptions, 'x0' | 'k0' | 'gamma' | 'recycle' | 'reindexPositions' | 'scoreRows' | 'parity' | 'fastvLayer'>>;
+export type PruneOptionSet = Required<Pick<NativePruneOptions, 'x0' | 'k0' | 'gamma' | 'recycle' | 'reindexPositions' | 'scoreRows' | 'parity' | 'fastvLayer' | 'pdropLayers'>>;
 
 /** Sets prune options in a loaded config (CLI flags): in its option set and in node.prune. */
 export function overridePruneOptions(config: NodeConfig, o: Partial<NativePruneOptions>): void {
@@ -193,6 +196,10 @@ function validate(values: Record<string, unknown>, where: string): RawParams {
   if ((p.pruning_policy === 'none') !== (p.budget_kind === 'none')) {
     throw new VlaError(ErrorCodes.PARAMS, `${where}: pruning_policy ${p.pruning_policy} with budget_kind ${p.budget_kind}: a policy needs a budget and a budget a policy`);
   }
+  // Their range against the model's depth is the engine's to check (VLA_E_INPUT at inference).
+  if (p.pdrop_layers.some((l, i) => i > 0 && l <= (p.pdrop_layers[i - 1] as number))) {
+    throw new VlaError(ErrorCodes.PARAMS, `${where}: pdrop_layers [${p.pdrop_layers.join(', ')}] must be strictly increasing`);
+  }
   if (p.budget_kind !== 'none' && !(p.budget_value > 0)) throw new VlaError(ErrorCodes.PARAMS, `${where}: budget_value must be positive for budget_kind ${p.budget_kind}`);
   return p;
 }
@@ -217,6 +224,7 @@ export function configFromParams(values: Record<string, unknown>, where = 'param
     scoreRows: raw.prune_score_rows,
     parity: raw.prune_parity,
     fastvLayer: raw.fastv_layer,
+    pdropLayers: raw.pdrop_layers,
   };
   const explicitPruneOptions = (Object.keys(PRUNE_OPTION_PARAMS) as PruneOptionKey[]).filter((k) => values[PRUNE_OPTION_PARAMS[k]] !== undefined);
   const prune: PruneRequest | undefined =

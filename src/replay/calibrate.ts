@@ -9,9 +9,8 @@
  *  - searches, at each budget, on the same frames and with the same number of evaluated settings
  *    per policy (the search budget), each policy's exposed free parameters: AutoPrune's shape
  *    (that adaptive curve or flat), x0 and scoring rows; FastV's layer K (and position
- *    re-indexing); PDrop's position re-indexing (its stage layers are not an option of the
- *    engine); SparseVLM's scoring rows and recycling; and keeps the best by skill retained at
- *    L2@3s, with every candidate's skill.
+ *    re-indexing); PDrop's stage layers (and position re-indexing); SparseVLM's scoring rows and
+ *    recycling; and keeps the best by skill retained at L2@3s, with every candidate's skill.
  * Inference takes the stored setting by default (src/engine/calibration.ts).
  */
 import { existsSync } from 'node:fs';
@@ -108,6 +107,34 @@ function quantile(sorted: number[], q: number): number {
 const round1 = (v: number) => Number(v.toFixed(1));
 
 /**
+ * Layer indices given for a 32-layer model moved proportionally to `layers`, as the engine moves
+ * its default PDrop stages (scale_layers in native/core/prune/policies.cpp), then kept within
+ * 0..layers-2, where an explicit stage may be.
+ */
+export function scaleLayers(at32: readonly number[], layers: number): number[] {
+  const out: number[] = [];
+  let prev = -1;
+  for (const a of at32) {
+    const l = Math.min(layers - 1, Math.max(prev + 1, Math.round(((a + 1) * layers) / 32) - 1));
+    if (l <= prev) break;
+    out.push(l);
+    prev = l;
+  }
+  return out.filter((l) => l <= layers - 2);
+}
+
+/**
+ * PDrop's stage-layer sets the search tries besides the default (empty: the engine's stages after
+ * layers 7, 15, 23 of 32, moved earlier when the budget needs it), given for 32 layers: earlier
+ * stages close together, later ones, and the engine's own earlier fallback.
+ */
+export const PDROP_STAGE_SETS_AT_32: readonly (readonly number[])[] = Object.freeze([
+  [3, 7, 11],
+  [11, 19, 27],
+  [1, 11, 21],
+]);
+
+/**
  * The candidates of one policy, in search order: the search evaluates the first `searchBudget`
  * of them that can meet the budget. Orders alternate AutoPrune's two shapes so that adaptive
  * and flat get the same number of tries.
@@ -135,7 +162,16 @@ export function searchCandidates(policy: SearchedPolicy, layers: number, adaptiv
     const ks = [...new Set([Math.min(PRUNE_OPTION_DEFAULTS.fastvLayer, maxK), ...spread])];
     return [...ks.map((fastvLayer) => ({ fastvLayer, reindexPositions: false })), ...ks.map((fastvLayer) => ({ fastvLayer, reindexPositions: true }))];
   }
-  if (policy === 'pdrop') return [{ reindexPositions: false }, { reindexPositions: true }];
+  if (policy === 'pdrop') {
+    // The default first (as the engine scales it, a set equal to it is not tried again), then the others at this depth.
+    const seen = new Set([JSON.stringify(scaleLayers([7, 15, 23], layers))]);
+    const sets: number[][] = [[]];
+    for (const at32 of PDROP_STAGE_SETS_AT_32) {
+      const set = scaleLayers(at32, layers);
+      if (set.length && !seen.has(JSON.stringify(set))) sets.push(set), seen.add(JSON.stringify(set));
+    }
+    return [...sets.map((pdropLayers) => ({ pdropLayers, reindexPositions: false })), ...sets.map((pdropLayers) => ({ pdropLayers, reindexPositions: true }))];
+  }
   return [
     { scoreRows: 'instruction', recycle: false },
     { scoreRows: 'tail', recycle: false },
@@ -304,6 +340,7 @@ export async function calibrate(o: CalibrateOptions): Promise<CalibrationFile> {
         ...(typeof opt.gamma === 'number' ? { gamma: opt.gamma } : {}),
         ...(typeof opt.recycle === 'boolean' ? { recycle: opt.recycle } : {}),
         ...(typeof opt.fastvLayer === 'number' ? { fastvLayer: opt.fastvLayer } : {}),
+        ...(Array.isArray(opt.pdropLayers) ? { pdropLayers: opt.pdropLayers as number[] } : {}),
       }).budgetMet;
     } catch {
       return false;

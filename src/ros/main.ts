@@ -83,6 +83,7 @@ const PARAMETER_TYPE: { [K in RosParamType]: Rcl.ParameterType } = {
   double: 3 satisfies Rcl.ParameterType.PARAMETER_DOUBLE,
   string: 4 satisfies Rcl.ParameterType.PARAMETER_STRING,
   string_array: 9 satisfies Rcl.ParameterType.PARAMETER_STRING_ARRAY,
+  integer_array: 7 satisfies Rcl.ParameterType.PARAMETER_INTEGER_ARRAY,
 };
 const SUCCESS: Rcl.lifecycle.CallbackReturnCode.SUCCESS = 97;
 const FAILURE: Rcl.lifecycle.CallbackReturnCode.FAILURE = 98;

@@ -1,5 +1,5 @@
 // The prune options besides policy and budget (recycle, reindexPositions, scoreRows, parity,
-// x0/k0/gamma, fastvLayer) reach the engine on every path: the Engine API, infer, replay,
+// x0/k0/gamma, fastvLayer, pdropLayers) reach the engine on every path: the Engine API, infer, replay,
 // evaluate and the node's parameters. The engine echoes what its prefill ran with
 // (prune.options, parity resolved), so each path is checked against the engine itself.
 import assert from 'node:assert/strict';
@@ -28,8 +28,8 @@ async function cli(...args: string[]): Promise<{ code: number; out: string; err:
 type Options = NonNullable<NativePruneStats['options']>;
 const defaults: Options = { ...PRUNE_OPTION_DEFAULTS };
 /** Flags that change every option from its default, and what the engine must then report. */
-const FLAGS = ['--recycle', '--reindex-positions', '--score-rows', 'tail', '--x0', '1.5', '--k0', '2', '--gamma', '0.25', '--fastv-layer', '3'];
-const FLAGGED: Options = { ...defaults, recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3 };
+const FLAGS = ['--recycle', '--reindex-positions', '--score-rows', 'tail', '--x0', '1.5', '--k0', '2', '--gamma', '0.25', '--fastv-layer', '3', '--pdrop-layers', '0,1'];
+const FLAGGED: Options = { ...defaults, recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3, pdropLayers: [0, 1] };
 const PARITY: Options = { ...defaults, parity: true, recycle: true, reindexPositions: true, scoreRows: 'tail' };
 /**
  * What a request without x0 runs with on a model without calibration.json: the reference's
@@ -71,7 +71,7 @@ describe('prune options reach the engine on every path (addon, tiny model)', fun
       assert.deepEqual(def.options, REFERENCE);
       assert.equal((await run({ x0: 14.9 })).options?.x0, 14.9, 'an x0 given is the caller\'s');
       assert.ok(def.merged.every((m) => m === 0));
-      const flagged = await run({ recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3 });
+      const flagged = await run({ recycle: true, reindexPositions: true, scoreRows: 'tail', x0: 1.5, k0: 2, gamma: 0.25, fastvLayer: 3, pdropLayers: [0, 1] });
       assert.deepEqual(flagged.options, FLAGGED);
       assert.ok(flagged.merged.some((m) => m > 0));
       assert.notEqual(flagged.mi1, def.mi1);
@@ -84,6 +84,62 @@ describe('prune options reach the engine on every path (addon, tiny model)', fun
     } finally {
       await e.dispose();
     }
+  });
+
+  it("PDrop's stage layers: explicit ones move its drops; bad ones are coded errors (Engine API, infer, schedule)", async () => {
+    const e = await Engine.load(tiny, { backend: 'cpu' });
+    try {
+      const frame = (s: number) => ({ data: syntheticFrame(48, 36, s), width: 48, height: 36, encoding: 'rgb8' as const });
+      const views = { front: frame(1), front_left: frame(2), front_right: frame(3) };
+      // 48 visual tokens, 3 layers: stages may follow layers 0 and 1
+      const run = async (pdropLayers?: number[]) => (await e.infer({ views, instruction: 'keep lane', prune: { policy: 'pdrop', budget: parseBudget('tokens:40'), ...(pdropLayers ? { pdropLayers } : {}) } })).prune;
+      const def = await run();
+      assert.deepEqual(def.options?.pdropLayers, []);
+      const one = await run([1]);
+      assert.deepEqual(one.options?.pdropLayers, [1]);
+      // kept[l]: the visual tokens after layer l; one stage pruning after layer 1
+      assert.equal(one.kept[0], 48);
+      assert.ok(one.kept[1]! < 48 && one.kept[2] === one.kept[1], JSON.stringify(one.kept));
+      const two = await run([0, 1]);
+      assert.ok(two.kept[0]! < 48 && two.kept[1]! < two.kept[0]!, JSON.stringify(two.kept));
+      assert.notDeepEqual(two.kept, one.kept);
+      assert.ok(one.avgTokens <= 40.5 && two.avgTokens <= 40.5);
+      const bad = async (pdropLayers: unknown, re: RegExp) =>
+        assert.rejects(run(pdropLayers as number[]), (err: Error & { code?: string }) => err.code === 'VLA_E_INPUT' && re.test(err.message), JSON.stringify(pdropLayers));
+      await bad([1, 1], /strictly increasing/);
+      await bad([1, 0], /strictly increasing/);
+      await bad([2], /in 0\.\.1 .*not clamped/);
+      await bad([0.5], /pdropLayers\[0\] must be an integer/);
+      await bad(['1'], /pdropLayers\[0\] must be an integer/);
+      await bad([-1], /pdropLayers\[0\] must be an integer/);
+      await bad([0, 1, 2, 3, 4, 5, 6, 7, 8], /at most 8/);
+      await bad('0,1', /pdropLayers must be an array/);
+      // checked whatever the budget: one that keeps every token too
+      await assert.rejects(e.infer({ views, instruction: 'keep lane', prune: { policy: 'pdrop', budget: parseBudget('tokens:48'), pdropLayers: [5] } }), (err: Error & { code?: string }) => err.code === 'VLA_E_INPUT');
+    } finally {
+      await e.dispose();
+    }
+    const base = ['infer', '--model', tiny, '--image', `front=${path.join(root, 'assets', 'sample', 'front.jpg')}`, '--instruction', 'keep lane', '--json', '--warmup', '0', '--policy', 'pdrop', '--budget', 'tokens:12'];
+    const ok = await cli(...base, '--pdrop-layers', '0, 1');
+    assert.equal(ok.code, 0, ok.err);
+    const p = JSON.parse(ok.out).prune;
+    assert.deepEqual(p.options.pdropLayers, [0, 1]);
+    assert.ok(p.kept[0] < 16, JSON.stringify(p.kept));
+    for (const v of ['', ' ', '1,1', '2,1', '1,x', '1.5', '0,,1', '=-1', '0,1,2,3,4,5,6,7,8']) {
+      const r = await cli(...base, v.startsWith('=') ? `--pdrop-layers${v}` : '--pdrop-layers', ...(v.startsWith('=') ? [] : [v]));
+      assert.equal(r.code, 2, `'${v}': ${r.err}`);
+      assert.match(r.err, /^VLA_E_ARGS: --pdrop-layers must be/, v);
+    }
+    const deep = await cli(...base, '--pdrop-layers', '1,2');
+    assert.equal(deep.code, 1, deep.err);
+    assert.match(deep.err, /^VLA_E_INPUT: .*pdrop_layers \[1,2\] for a 3-layer model/);
+    const s = await cli('schedule', '--policy', 'pdrop', '--budget', 'tokens:128', '--pdrop-layers', '3,10');
+    assert.equal(s.code, 0, s.err);
+    const kept = JSON.parse(s.out).kept as number[];
+    assert.deepEqual(kept.flatMap((k, l) => (k < (kept[l - 1] ?? 576) ? [l] : [])), [3, 10]);
+    const s32 = await cli('schedule', '--policy', 'pdrop', '--budget', 'tokens:128', '--pdrop-layers', '3,31');
+    assert.equal(s32.code, 1);
+    assert.match(s32.err, /^VLA_E_INPUT: pdrop_layers \[3,31\] for a 32-layer model: each stage layer must be in 0\.\.30/);
   });
 
   it('infer: the flags reach the engine; --parity; options without a policy are refused', async () => {

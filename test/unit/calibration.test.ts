@@ -7,7 +7,7 @@ import path from 'node:path';
 
 import { depthScaledX0, loadCalibration, nearestBudget, resolvePrune, type LoadedCalibration } from '../../src/engine/calibration.js';
 import { loadParamsFile, overridePruneOptions, valuesFromRos } from '../../src/pipeline/params.js';
-import { finishSearch, pickBest, planSearch, searchCandidates, type SearchSetting } from '../../src/replay/calibrate.js';
+import { finishSearch, pickBest, planSearch, scaleLayers, searchCandidates, type SearchSetting } from '../../src/replay/calibrate.js';
 import { ErrorCodes } from '../../src/util/errors.js';
 import type { Logger } from '../../src/util/logger.js';
 
@@ -29,6 +29,7 @@ function v2Budget(share: number, tokens: number, x0: number, fastvLayer: number)
     policies: {
       autoprune: { chosen: { x0, k0: 0, gamma: 0, scoreRows: 'tail' }, skill: 0.9, candidates: [] },
       fastv: { chosen: { fastvLayer, reindexPositions: true }, skill: 0.8, candidates: [] },
+      pdrop: { chosen: { pdropLayers: [0, fastvLayer], reindexPositions: false }, skill: 0.7, candidates: [] },
     },
   };
 }
@@ -61,6 +62,17 @@ describe('calibration at inference', () => {
     const f = resolvePrune({ policy: 'fastv', budget: { kind: 'tokens', value: 48 }, fastvLayer: 2, explicit: [] }, calibration, { layers: 6, share: 48 / 147, reason: '' });
     assert.deepEqual(f.prune, { policy: 'fastv', budget: { kind: 'tokens', value: 48 }, fastvLayer: 3, reindexPositions: true });
     assert.deepEqual(f.use.applied, { fastvLayer: 3, reindexPositions: true });
+    // PDrop at 22 %: its stored stage layers, unless the user gave them
+    const p = resolvePrune({ policy: 'pdrop', budget: { kind: 'tokens', value: 32 }, pdropLayers: [], explicit: [] }, calibration, { layers: 6, share: 32 / 147, reason: '' });
+    assert.deepEqual(p.prune, { policy: 'pdrop', budget: { kind: 'tokens', value: 32 }, pdropLayers: [0, 2], reindexPositions: false });
+    assert.deepEqual(p.use.applied, { pdropLayers: [0, 2], reindexPositions: false });
+    const pe = resolvePrune({ policy: 'pdrop', budget: { kind: 'tokens', value: 32 }, pdropLayers: [1, 3], explicit: ['pdropLayers'] }, calibration, { layers: 6, share: 32 / 147, reason: '' });
+    assert.deepEqual(pe.prune.pdropLayers, [1, 3]);
+    assert.deepEqual(pe.use.applied, { reindexPositions: false });
+    // without a file: the engine's default stages
+    const pr = resolvePrune({ policy: 'pdrop', budget: { kind: 'tokens', value: 32 }, explicit: [] }, null, { layers: 6, share: 32 / 147, reason: 'missing' });
+    assert.deepEqual(pr.use.applied, { pdropLayers: [], reindexPositions: false });
+    assert.equal(pr.use.source, 'reference');
     // a policy whose search ran nothing stored an empty choice: the reference's values
     const empty: LoadedCalibration = { ...calibration, budgets: [{ share: 0.33, tokens: 49, engine: { x0: 2.8, k0: 9, gamma: 3 }, policies: { fastv: { chosen: {}, skill: null, candidates: [] } } }] };
     const e = resolvePrune({ policy: 'fastv', budget: { kind: 'tokens', value: 48 }, fastvLayer: 2, explicit: [] }, empty, { layers: 6, share: 48 / 147, reason: '' });
@@ -160,8 +172,11 @@ describe('which prune options are explicit', () => {
       { name: 'autoprune_k0', value: 0.7 },
       { name: 'fastv_layer', value: 2n },
       { name: 'prune_parity', value: false },
+      { name: 'pdrop_layers', value: [] },
     ]);
     assert.deepEqual(v, { autoprune_k0: 0.7, prune_parity: false });
+    // an integer array arrives as bigints
+    assert.deepEqual(valuesFromRos([{ name: 'pdrop_layers', value: [1n, 3n] }]), { pdrop_layers: [1, 3] });
   });
 });
 
@@ -179,7 +194,20 @@ describe("calibrate's search", () => {
     assert.ok(a.some((c) => c.scoreRows === 'tail'));
     assert.deepEqual(searchCandidates('fastv', 6, { k0: 0, gamma: 0 }).slice(0, 5).map((c) => c.fastvLayer), [2, 1, 3, 4, 5]);
     for (const p of ['fastv', 'sparsevlm-fixed'] as const) assert.ok(searchCandidates(p, 6, { k0: 0, gamma: 0 }).length >= 6, p);
-    assert.equal(searchCandidates('pdrop', 6, { k0: 0, gamma: 0 }).length, 2);
+    // PDrop: the default stages, then earlier, later and the fallback's sets at the depth, without and with re-indexing
+    const sets6 = [[], [0, 1, 2], [1, 3, 4], [0, 1, 3]];
+    assert.deepEqual(searchCandidates('pdrop', 6, { k0: 0, gamma: 0 }), [...sets6.map((pdropLayers) => ({ pdropLayers, reindexPositions: false })), ...sets6.map((pdropLayers) => ({ pdropLayers, reindexPositions: true }))]);
+    assert.deepEqual(searchCandidates('pdrop', 32, { k0: 0, gamma: 0 }).slice(0, 4).map((c) => c.pdropLayers), [[], [3, 7, 11], [11, 19, 27], [1, 11, 21]]);
+    // 3 layers: every set is the default's (stages in 0..1): only the default, off and on
+    assert.deepEqual(searchCandidates('pdrop', 3, { k0: 0, gamma: 0 }), [{ pdropLayers: [], reindexPositions: false }, { pdropLayers: [], reindexPositions: true }]);
+  });
+
+  it("scales PDrop's stage sets as the engine scales its default, within 0..L-2", () => {
+    assert.deepEqual(scaleLayers([7, 15, 23], 32), [7, 15, 23]);
+    assert.deepEqual(scaleLayers([7, 15, 23], 6), [1, 2, 4]);
+    assert.deepEqual(scaleLayers([1, 11, 21], 6), [0, 1, 3]);
+    assert.deepEqual(scaleLayers([7, 15, 23], 3), [0, 1]);
+    assert.deepEqual(scaleLayers([11, 19, 27], 2), [0]);
   });
 
   it('scores the first N feasible candidates, picks the best by L2@3s and keeps every candidate', () => {
@@ -199,10 +227,14 @@ describe("calibrate's search", () => {
   });
 
   it('says when a policy exposes fewer settings than the search budget, and picks the first of equals', () => {
-    const plan = planSearch('pdrop', 16, searchCandidates('pdrop', 6, { k0: 0, gamma: 0 }), 6, all);
+    const plan = planSearch('pdrop', 16, searchCandidates('pdrop', 3, { k0: 0, gamma: 0 }), 6, all);
     const r = finishSearch(plan, [{ l2At3sM: 1, skill: 0.5 }, { l2At3sM: 1, skill: 0.5 }]);
-    assert.deepEqual(r.chosen, { reindexPositions: false });
+    assert.deepEqual(r.chosen, { pdropLayers: [], reindexPositions: false });
     assert.match(r.note ?? '', /^2 of 6 settings/);
+    // 6 layers: 8 candidates cut to the search budget, a set that cannot meet the budget skipped
+    const p6 = planSearch('pdrop', 16, searchCandidates('pdrop', 6, { k0: 0, gamma: 0 }), 6, (s: SearchSetting) => JSON.stringify(s.options.pdropLayers) !== '[1,3,4]');
+    assert.deepEqual(p6.run.map((s) => [s.options.pdropLayers, s.options.reindexPositions]), [[[], false], [[0, 1, 2], false], [[0, 1, 3], false], [[], true], [[0, 1, 2], true], [[0, 1, 3], true]]);
+    assert.equal(p6.tried.filter((c) => c.skipped).length, 2);
     assert.equal(pickBest([{ options: {}, skill: null, l2At3sM: null }]), undefined);
   });
 });

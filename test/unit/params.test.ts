@@ -23,9 +23,9 @@ describe('node parameters', () => {
     const fromSchema = Object.keys(schema.properties);
     assert.deepEqual(Object.keys(PARAMETER_TYPES), fromSchema);
     const readme = readFileSync(path.join(root, 'README.md'), 'utf8');
-    const table = [...readme.matchAll(/^\| `([a-z0-9_]+)` \| (string|integer|number|boolean|string\[\]) \|/gm)].map((m) => [m[1] as string, m[2] as string] as const);
+    const table = [...readme.matchAll(/^\| `([a-z0-9_]+)` \| (string|integer|number|boolean|string\[\]|integer\[\]) \|/gm)].map((m) => [m[1] as string, m[2] as string] as const);
     assert.deepEqual(table.map(([n]) => n).sort(), [...fromSchema].sort());
-    const rosOfReadme = { string: 'string', integer: 'integer', number: 'double', boolean: 'bool', 'string[]': 'string_array' } as Record<string, string>;
+    const rosOfReadme = { string: 'string', integer: 'integer', number: 'double', boolean: 'bool', 'string[]': 'string_array', 'integer[]': 'integer_array' } as Record<string, string>;
     for (const [name, t] of table) assert.equal(PARAMETER_TYPES[name], rosOfReadme[t], name);
   });
 
@@ -41,6 +41,7 @@ describe('node parameters', () => {
     assert.deepEqual(d.get('slop_ms'), { name: 'slop_ms', type: 'double', value: 20 });
     assert.deepEqual(d.get('publish_autoware_trajectory'), { name: 'publish_autoware_trajectory', type: 'bool', value: false });
     assert.deepEqual(d.get('camera_types'), { name: 'camera_types', type: 'string_array', value: [] });
+    assert.deepEqual(d.get('pdrop_layers'), { name: 'pdrop_layers', type: 'integer_array', value: [] });
     const back = valuesFromRos([...d.values(), { name: 'not_ours', value: 1 }]);
     assert.ok(!('model_path' in back) && !('camera_names' in back) && !('odometry_topic' in back) && !('not_ours' in back));
     assert.deepEqual(back.camera_types, []);
@@ -77,18 +78,23 @@ describe('node parameters', () => {
       scoreRows: 'instruction',
       parity: false,
       fastvLayer: 2,
+      pdropLayers: [],
     });
-    const set = loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_recycle: true, prune_reindex_positions: true, prune_score_rows: 'last', prune_parity: true, fastv_layer: 4, autoprune_k0: 1 });
-    assert.deepEqual(set.node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, explicit: ['k0', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer'], x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
-    assert.deepEqual(set.pruneOptions, { x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4 });
+    const set = loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_recycle: true, prune_reindex_positions: true, prune_score_rows: 'last', prune_parity: true, fastv_layer: 4, pdrop_layers: [1, 3], autoprune_k0: 1 });
+    assert.deepEqual(set.node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, explicit: ['k0', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer', 'pdropLayers'], x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4, pdropLayers: [1, 3] });
+    assert.deepEqual(set.pruneOptions, { x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4, pdropLayers: [1, 3] });
     assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_score_rows: 'all' }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /prune_score_rows/.test(e.message));
     assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { fastv_layer: 0 }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /fastv_layer/.test(e.message));
+    // pdrop_layers: integers >= 0, at most 8, strictly increasing (the depth is the engine's to check)
+    for (const bad of [[3, 3], [4, 1], [-1], [1.5], ['1'], '1,2', [0, 1, 2, 3, 4, 5, 6, 7, 8]]) {
+      assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { pdrop_layers: bad }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /pdrop_layers/.test(e.message), JSON.stringify(bad));
+    }
     // Without a policy the options still load (replay and evaluate sweeps start from them); flags override them.
     const off = loadParamsFile(path.join(root, 'configs', 'default.yaml'), { pruning_policy: 'none', budget_kind: 'none', prune_recycle: true });
     assert.equal(off.node.prune, undefined);
     assert.equal(off.pruneOptions.recycle, true);
     overridePruneOptions(off, { recycle: false, scoreRows: 'tail', parity: undefined });
-    assert.deepEqual(off.pruneOptions, { ...set.pruneOptions, x0: 14.9, k0: 0.4, recycle: false, reindexPositions: false, scoreRows: 'tail', parity: false, fastvLayer: 2 });
+    assert.deepEqual(off.pruneOptions, { ...set.pruneOptions, x0: 14.9, k0: 0.4, recycle: false, reindexPositions: false, scoreRows: 'tail', parity: false, fastvLayer: 2, pdropLayers: [] });
     overridePruneOptions(set, { recycle: false });
     assert.equal(set.node.prune?.recycle, false);
   });

@@ -247,7 +247,7 @@ class Model:
 
 # ----------------------------------------------------------------------------- options and plans
 DEFAULTS = {'x0': 14.9, 'k0': 0.4, 'gamma': 0.2, 'recycle': False, 'reindexPositions': False,
-            'scoreRows': 'instruction', 'parity': False, 'padMask': True, 'fastvLayer': 2, 'seed': 0}
+            'scoreRows': 'instruction', 'parity': False, 'padMask': True, 'fastvLayer': 2, 'pdropLayers': [], 'seed': 0}
 
 
 class Refused(Exception):
@@ -416,6 +416,13 @@ def plan(o, L, Nv, No, d, m):
         return none
     if not b:
         raise Refused(f'policy {pol} needs a budget')
+    # ("Baselines", PDrop) explicit stage layers: 1..8, strictly increasing, each in 0..L-2; checked
+    # whatever the budget, before a budget that allows every token prunes nothing
+    explicit = list(o['pdropLayers'] or [])
+    if pol == 'pdrop' and explicit:
+        if len(explicit) > 8 or any(not 0 <= l <= L - 2 for l in explicit) or \
+                any(b2 <= a2 for a2, b2 in zip(explicit, explicit[1:])):
+            raise Refused(f'spec: pdropLayers {explicit} not 1..8 increasing layers in 0..{L - 2}')
     B = Budget(b, L, Nv, No, d, m)
     if B.allows_all():
         return none  # "A budget that allows every token ... prunes nothing"
@@ -453,8 +460,10 @@ def plan(o, L, Nv, No, d, m):
         return {'prunes': True, 'pre': None, 'steps': {K - 1: ('last', best, False, 0.0)},
                 'reindex': reindex and not o['parity'], 'target': T, 'parameter': best}
     if pol == 'pdrop':
-        for at32 in ((7, 15, 23), (1, 11, 21)):
-            layers = scale_layers(at32, L)
+        # the default stages, then (when even lambda = 0 misses) the earlier ones; explicit
+        # stage layers alone, without a fallback
+        tries = [explicit] if explicit else [scale_layers(at32, L) for at32 in ((7, 15, 23), (1, 11, 21))]
+        for layers in tries:
             # exact rationals: a float product that rounds up to an integer would make the
             # feasible set of lambda non-monotone
             st = lambda lam: {l: math.floor(Nv * Fraction(lam) ** (i + 1)) for i, l in enumerate(layers)}

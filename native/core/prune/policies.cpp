@@ -216,19 +216,45 @@ public:
     }
 };
 
-// PDrop: three stages dropping to N_v lambda^s, scored by the last instruction row.
+// Explicit PDrop stage layers: 1..kPDropMaxStages, strictly increasing, each in 0..L-2 (a stage
+// after the last layer would prune nothing a layer sees). Checked, not clamped to the depth as
+// fastv_layer is: a calibrated set runs as calibrated or fails.
+Status pdrop_layers_check(const std::vector<int>& layers, int L) {
+    std::string list;
+    for (int l : layers) list += (list.empty() ? "" : ",") + std::to_string(l);
+    const std::string what = "pdrop_layers [" + list + "] for a " + std::to_string(L) + "-layer model: ";
+    if (int(layers.size()) > kPDropMaxStages)
+        return {Code::input, what + "at most " + std::to_string(kPDropMaxStages) + " stages"};
+    for (size_t i = 0; i < layers.size(); ++i) {
+        if (layers[i] < 0 || layers[i] > L - 2)
+            return {Code::input, what + "each stage layer must be in 0.." + std::to_string(L - 2) +
+                                     " (0-based, pruning after that layer; checked, not clamped to the depth)"};
+        if (i > 0 && layers[i] <= layers[i - 1])
+            return {Code::input, what + "the stage layers must be strictly increasing"};
+    }
+    return Status::OK();
+}
+
+// PDrop: stages dropping to N_v lambda^s (s = 1, 2, ...), scored by the last instruction row.
+// The stage layers are the options' pdrop_layers, else three at L/4, L/2, 3L/4.
 class PDropPolicy final : public PrunePolicyI {
 public:
     PrunePolicy id() const override { return PrunePolicy::pdrop; }
     const char* name() const override { return "pdrop"; }
     const char* description() const override {
-        return "PDrop: three stages keeping N_v * lambda^s, scored by the last instruction token";
+        return "PDrop: stages (three by default) keeping N_v * lambda^s, scored by the last instruction token";
     }
     Status plan(const PruneOptions& o, const PruneShape& s, PrunePlan* p) const override {
         const int L = s.n_layers, Nv = s.n_visual;
         const Solver sv{o, s};
-        // Default stage boundaries L/4, L/2, 3L/4; when even lambda = 0 misses, start at layer 2.
-        for (const std::vector<int>& layers : {scale_layers({7, 15, 23}, L), scale_layers({1, 11, 21}, L)}) {
+        std::vector<std::vector<int>> tries;
+        if (o.pdrop_layers.empty()) {
+            // Default stage boundaries L/4, L/2, 3L/4; when even lambda = 0 misses, start at layer 2.
+            tries = {scale_layers({7, 15, 23}, L), scale_layers({1, 11, 21}, L)};
+        } else {
+            tries = {o.pdrop_layers};  // exactly these (prune_plan checked them): no fallback
+        }
+        for (const std::vector<int>& layers : tries) {
             auto steps = [&](double lam) {
                 std::vector<int> keep;
                 for (size_t i = 0; i < layers.size(); ++i)
@@ -416,6 +442,9 @@ Status prune_plan(const PruneOptions& options, const PruneShape& s, PrunePlan* p
     if (o.policy != PrunePolicy::none && o.budget.kind == BudgetKind::none)
         return {Code::input,
                 std::string("policy ") + prune_policy_name(o.policy) + " needs a budget (tokens:T or flops:GFLOP)"};
+    // Before the no-pruning shortcut: bad stage layers fail whatever the budget.
+    if (o.policy == PrunePolicy::pdrop && !o.pdrop_layers.empty())
+        VLA_RETURN_IF_ERROR(pdrop_layers_check(o.pdrop_layers, s.n_layers));
     const PrunePolicyI& none = prune_policy(PrunePolicy::none);
     VLA_RETURN_IF_ERROR(none.plan(o, s, plan));
     // No pruning when the budget allows everything: the result is then bit-identical to none.

@@ -50,6 +50,9 @@ enum class ScoreRows {
 const char* score_rows_name(ScoreRows r);  // "instruction", "tail", "last"
 bool score_rows_parse(const std::string& s, ScoreRows* out);
 
+// The most stage layers PruneOptions::pdrop_layers may name.
+constexpr int kPDropMaxStages = 8;
+
 struct PruneOptions {
     PrunePolicy policy = PrunePolicy::none;
     Budget budget;
@@ -66,6 +69,11 @@ struct PruneOptions {
     bool parity = false;
     bool pad_mask = true;            // zero the CLS prior on letterbox padding (LLaVA-1.5 "pad")
     int fastv_layer = 2;             // FastV's K
+    // PDrop's stage layers, 0-based, each stage pruning after its layer: empty for the default
+    // (L/4, L/2, 3L/4 of 32 scaled to L, then earlier ones when even lambda = 0 misses the
+    // budget); otherwise exactly these, 1..8 of them, strictly increasing, each in 0..L-2
+    // (checked against the model's depth, not clamped; Code::input otherwise).
+    std::vector<int> pdrop_layers;
     uint64_t seed = 0;               // the random policy
 };
 
