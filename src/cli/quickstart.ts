@@ -20,8 +20,8 @@ import { runReplay } from './replay.js';
 export const QUICKSTART_SCENARIO = 900_001;
 /** Where the quick start writes by default (its own, under build/: replaced on each run). */
 const DEFAULT_OUT = path.join(packageRoot, 'build', 'replay', 'held-out-drive');
-/** A third of the bundled model's 147 visual tokens (3 views x 49). */
-const QUICKSTART_BUDGET_TOKENS = 49;
+/** A third of the model's visual tokens (64 of 192 for the default model, 49 of 147 for the small one). */
+const QUICKSTART_BUDGET = '33%';
 
 /** Edit distance (insertions, deletions, substitutions, adjacent swaps) for "did you mean". */
 function editDistance(a: string, b: string): number {
@@ -63,6 +63,6 @@ export function registerQuickstart(program: Command, io: Io, setExit: SetExit): 
         if (!o.json) io.out(`generated the held-out drive ${bag} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
       }
       if (!o.json) io.out(`episode ${sc.seed}: '${sc.instruction}' (${sc.kind}, ${sc.complexity} complexity, ${sc.durationS.toFixed(1)} s)`);
-      setExit(await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', `budget=${QUICKSTART_BUDGET_TOKENS}`], json: o.json, baseline: true, overwrite: path.resolve(o.out) === DEFAULT_OUT }));
+      setExit(await runReplay(io, bag, { config: SAMPLE_CONFIG, out: o.out, sweep: ['policy=none,autoprune', `budget=${QUICKSTART_BUDGET}`], json: o.json, baseline: true, overwrite: path.resolve(o.out) === DEFAULT_OUT }));
     });
 }

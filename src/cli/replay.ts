@@ -18,6 +18,7 @@ import { parseSweep, replayBag, settingLabel, type ReplayProgress, type ReplaySe
 import { summaryText, writeReport } from '../replay/report.js';
 import { ErrorCodes, VlaError } from '../util/errors.js';
 import { logger, logLevelChosen } from '../util/logger.js';
+import { resolveShareBudgets } from './evaluate.js';
 import { addCalibrationFlag, addPruneOptionFlags, backendOption, budgetOption, ensureDefaultModel, EXIT_INTERRUPTED, maxChunkOption, maxDb3Option, maxMessageOption, policyOption, positiveNumber as positive, loadCliConfig, shortPath, threadsOption, type Io, type CalibrationFlag, type PruneOptionFlags, type SetExit } from './common.js';
 
 interface ReplayCliOptions extends PruneOptionFlags, CalibrationFlag {
@@ -74,7 +75,8 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   if (!o.config && !o.json) io.err(`config: ${shortPath(configFile)} (its camera topics are the bag's; --config FILE to choose another)`);
   const config = loadCliConfig(configFile, o);
   let settings: Array<ReplaySetting | 'config'> = ['config'];
-  if (o.sweep) settings = parseSweep(o.sweep);
+  // Budgets given as a share ("33%") need the model's token count: checked now, resolved once it loads.
+  if (o.sweep) settings = parseSweep(resolveShareBudgets(o.sweep, 1));
   else if (o.policy || o.budget) {
     // --budget alone: the config's policy, or AutoPrune where the config prunes nothing.
     const policy = o.policy ?? config.node.prune?.policy ?? 'autoprune';
@@ -89,6 +91,7 @@ export async function runReplay(io: Io, bag: string, o: ReplayCliOptions): Promi
   await ensureDefaultModel(config.engine.modelPath);
   const engine = await Engine.load(config.engine.modelPath, engineLoadOptions(config.engine));
   try {
+    if (o.sweep) settings = parseSweep(resolveShareBudgets(o.sweep, engine.info.tokensPerView * engine.cameras.length));
     // What would fail every frame of a setting (an unreachable budget, the activation limit, the
     // default instruction) fails now, once, with the engine's own error.
     for (const s of settings) {
@@ -188,7 +191,7 @@ export function registerReplay(program: Command, io: Io, setExit: SetExit): void
     .option('--out <dir>', 'output directory (default ./replay-<bag name>)')
     .addOption(policyOption("pruning policy (default: the config's)"))
     .addOption(budgetOption("tokens:<T> or flops:<GFLOP> (default: the config's); alone, it keeps the config's policy, or AutoPrune where the config prunes nothing"))
-    .option('--sweep <key=values...>', 'run several settings on the same bag: policy=none,autoprune,fastv budget=64,128,192')
+    .option('--sweep <key=values...>', 'run several settings on the same bag: policy=none,autoprune,fastv budget=64,128,192 (budgets as tokens, or as a share of the visual tokens: 33%)')
     .option('--rate <factor>', 'play against the wall clock at this speed (a slow model drops sets, as on the car)', positive('--rate'))
     .option('--as-fast-as-possible', 'stop the bag clock while the model runs: every set is inferred (the default)')
     .option('--remap <from:=to...>', 'topic remaps, applied after ~ is resolved to /autoprune_ros')
