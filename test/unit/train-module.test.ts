@@ -65,6 +65,19 @@ describe('training pipeline end to end (PyTorch)', function () {
       } finally {
         await engine.dispose();
       }
+      // --arch deep: 12 decoder layers, 64 tokens per view, 2 vision layers; the engine runs it too
+      const deep = path.join(tmp, 'deep');
+      const rd = spawnSync(PY, [path.join(root, 'tools', 'train', 'train.py'), '--arch', 'deep', '--dataset', ds, '--out', deep, '--steps', '1', '--batch', '2', '--eval-every', '0', '--threads', '1'], { encoding: 'utf8', timeout: 200_000 });
+      assert.equal(rd.status, 0, `${rd.stdout}\n${rd.stderr}`);
+      const dcfg = JSON.parse(readFileSync(path.join(deep, 'config.json'), 'utf8')) as { text_config: { num_hidden_layers: number }; vision_config: { num_hidden_layers: number; image_size: number; patch_size: number } };
+      assert.deepEqual([dcfg.text_config.num_hidden_layers, dcfg.vision_config.num_hidden_layers, (dcfg.vision_config.image_size / dcfg.vision_config.patch_size) ** 2], [12, 2, 64]);
+      assert.equal((JSON.parse(readFileSync(path.join(deep, 'training.json'), 'utf8')) as { arch: string }).arch, 'deep');
+      const deepEngine = await Engine.load(deep, { backend: 'cpu', threads: 1 });
+      try {
+        assert.deepEqual([deepEngine.info.tokensPerView, deepEngine.info.textLayers, deepEngine.info.visionLayers], [64, 12, 2]);
+      } finally {
+        await deepEngine.dispose();
+      }
       // damaged frames are refused naming the sample and camera (a fresh cache, so frames.bin is read again)
       const train1 = (cache: string) => spawnSync(PY, [path.join(root, 'tools', 'train', 'train.py'), '--dataset', ds, '--out', path.join(tmp, 'bad'), '--steps', '1', '--cache', path.join(tmp, cache)], { encoding: 'utf8' });
       const frames = path.join(ds, 'frames.bin');
