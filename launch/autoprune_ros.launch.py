@@ -22,7 +22,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument('config', default_value=PathJoinSubstitution([share, 'configs', 'default.yaml']),
                               description='ROS 2 parameter file (configs/autoprune_ros.schema.json)'),
-        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive']),
+        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive-deep']),
                               description='model directory (config.json, model.safetensors, tokenizer.json)'),
         DeclareLaunchArgument('autostart', default_value='true',
                               description='configure and activate at start; false: wait for a lifecycle manager'),

@@ -22,7 +22,7 @@ def generate_launch_description():
     share = FindPackageShare('autoprune_ros')
     return LaunchDescription([
         DeclareLaunchArgument('config', default_value=PathJoinSubstitution([share, 'configs', 'autoware.yaml'])),
-        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive'])),
+        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive-deep'])),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
         DeclareLaunchArgument('front_topic', default_value='/sensing/camera/front/image_rect_color'),
         DeclareLaunchArgument('front_left_topic', default_value='/sensing/camera/front_left/image_rect_color'),

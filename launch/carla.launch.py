@@ -21,7 +21,7 @@ def generate_launch_description():
     role = arg('role_name')
     return LaunchDescription([
         DeclareLaunchArgument('config', default_value=PathJoinSubstitution([share, 'configs', 'carla.yaml'])),
-        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive'])),
+        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive-deep'])),
         DeclareLaunchArgument('use_sim_time', default_value='true', description='the bridge publishes /clock'),
         DeclareLaunchArgument('role_name', default_value='ego_vehicle'),
         DeclareLaunchArgument('front_sensor', default_value='rgb_front'),

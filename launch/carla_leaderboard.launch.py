@@ -18,7 +18,7 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument('config', default_value=PathJoinSubstitution([share, 'configs', 'carla_leaderboard.yaml'])),
         DeclareLaunchArgument('control_config', default_value=PathJoinSubstitution([share, 'configs', 'carla_control.yaml'])),
-        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive'])),
+        DeclareLaunchArgument('model_path', default_value=PathJoinSubstitution([share, 'assets', 'models', 'drive-deep'])),
         DeclareLaunchArgument('camera_prefix', default_value='/carla/hero', description='the leaderboard publishes /carla/hero/<sensor id>'),
         LifecycleNode(
             package='autoprune_ros', executable='autoprune_ros_node',

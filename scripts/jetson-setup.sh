@@ -68,6 +68,6 @@ run npm run test:models
 # (jetson_clocks lasts until reboot). Measure latency only after this.
 run $sudo nvpmodel -m "$power_mode"
 run $sudo jetson_clocks
-run node bin/autoprune-ros.js infer --model assets/models/drive --backend cuda --json --instruction "follow the road" \
+run node bin/autoprune-ros.js infer --model assets/models/drive-deep --backend cuda --json --instruction "follow the road" \
   --image front=assets/sample/front.jpg front_left=assets/sample/front_left.jpg front_right=assets/sample/front_right.jpg
 note "done: ros2 launch autoprune_ros autoprune_ros.launch.py config:=\$(ros2 pkg prefix autoprune_ros)/share/autoprune_ros/configs/jetson.yaml"

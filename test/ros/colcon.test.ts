@@ -51,7 +51,7 @@ describe('colcon build of the ament package (ros)', function () {
     const share = path.join(install, 'share', 'autoprune_ros');
     for (const exe of ['autoprune_ros_node', 'carla_control_node']) assert.ok(statSync(path.join(install, 'lib', 'autoprune_ros', exe)).mode & 0o111, exe);
     assert.ok(existsSync(path.join(install, 'share', 'ament_index', 'resource_index', 'packages', 'autoprune_ros')));
-    for (const f of ['package.xml', 'package.json', 'dist/ros/main.js', 'build/Release/vla_addon.node', 'node_modules/rclnodejs/package.json', 'node_modules/@foxglove/rosmsg2-serialization/package.json', 'configs/default.yaml', 'configs/autoprune_ros.schema.json', 'msg/msg/Trajectory.msg', 'msg/ext/carla_msgs/msg/CarlaEgoVehicleControl.msg', 'assets/models/drive/model.safetensors', 'launch/autoprune_ros.launch.py', 'launch/autoprune_ros.launch.xml', 'carla/autoprune_agent.py', 'foxglove/autoprune_ros.json']) {
+    for (const f of ['package.xml', 'package.json', 'dist/ros/main.js', 'build/Release/vla_addon.node', 'node_modules/rclnodejs/package.json', 'node_modules/@foxglove/rosmsg2-serialization/package.json', 'configs/default.yaml', 'configs/autoprune_ros.schema.json', 'msg/msg/Trajectory.msg', 'msg/ext/carla_msgs/msg/CarlaEgoVehicleControl.msg', 'assets/models/drive-deep/model.safetensors', 'assets/models/drive/model.safetensors', 'launch/autoprune_ros.launch.py', 'launch/autoprune_ros.launch.xml', 'carla/autoprune_agent.py', 'foxglove/autoprune_ros.json']) {
       assert.ok(existsSync(path.join(share, f)), f);
     }
     const mods = readdirSync(path.join(share, 'node_modules'));
@@ -69,7 +69,7 @@ describe('colcon build of the ament package (ros)', function () {
     const m = (await import(pathToFileURL(path.join(share, 'dist', 'ros', 'main.js')).href)) as { runNode: typeof RunNode; stateOf: typeof StateOf };
     const s = createStandin();
     const signals = new EventEmitter();
-    const running = await m.runNode({ rcl: s.rcl, argv: ['node', 'main.js', '--ros-args', '--params-file', path.join(share, 'configs', 'default.yaml'), '-p', `model_path:=${path.join(share, 'assets', 'models', 'drive')}`, '-p', 'backend:=cpu'], signals, log: silent });
+    const running = await m.runNode({ rcl: s.rcl, argv: ['node', 'main.js', '--ros-args', '--params-file', path.join(share, 'configs', 'default.yaml'), '-p', `model_path:=${path.join(share, 'assets', 'models', 'drive-deep')}`, '-p', 'backend:=cpu'], signals, log: silent });
     try {
       assert.equal(m.stateOf((s.nodes[0] as StandinLifecycleNode).currentState).label, 'active');
     } finally {

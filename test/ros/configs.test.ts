@@ -2,7 +2,7 @@
  * Every parameter file in configs/ starts the node it is for, as a launch file passes it
  * (`--params-file`, under `/**`), through the rclnodejs stand-in with the real engine: values of
  * the ROS type the schema says (a double written 20 would be refused by rclnodejs), and a model
- * that ships (the bundled assets/models/drive) with the cameras the file names.
+ * that ships (the default assets/models/drive-deep) with the cameras the file names.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
@@ -29,7 +29,7 @@ describe('parameter files start their node (ros)', function () {
   for (const f of configs.filter((c) => c !== 'carla_control.yaml')) {
     it(`${f}: the node comes up active on the bundled model`, async function () {
       const raw = (parseYaml(readFileSync(path.join(root, 'configs', f), 'utf8')) as Record<string, { ros__parameters: Record<string, unknown> }>)['/**']!.ros__parameters;
-      assert.equal(raw.model_path, 'assets/models/drive', `${f} names the model that ships`);
+      assert.equal(raw.model_path, 'assets/models/drive-deep', `${f} names the model that ships`);
       const s = createStandin();
       const signals = new EventEmitter();
       // this machine has no GPU: the jetson file's cuda backend is checked by its own test

@@ -68,7 +68,7 @@ describe('node parameters', () => {
     // ones unset (the model's calibration or the reference's fill them): only prune_parity is explicit.
     assert.deepEqual(loadParamsFile(path.join(root, 'configs', 'default.yaml')).node.prune, {
       policy: 'autoprune',
-      budget: { kind: 'tokens', value: 49 },
+      budget: { kind: 'tokens', value: 64 },
       explicit: ['parity'],
       x0: 14.9,
       k0: 0.4,
@@ -81,7 +81,7 @@ describe('node parameters', () => {
       pdropLayers: [],
     });
     const set = loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_recycle: true, prune_reindex_positions: true, prune_score_rows: 'last', prune_parity: true, fastv_layer: 4, pdrop_layers: [1, 3], autoprune_k0: 1 });
-    assert.deepEqual(set.node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 49 }, explicit: ['k0', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer', 'pdropLayers'], x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4, pdropLayers: [1, 3] });
+    assert.deepEqual(set.node.prune, { policy: 'autoprune', budget: { kind: 'tokens', value: 64 }, explicit: ['k0', 'recycle', 'reindexPositions', 'scoreRows', 'parity', 'fastvLayer', 'pdropLayers'], x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4, pdropLayers: [1, 3] });
     assert.deepEqual(set.pruneOptions, { x0: 14.9, k0: 1, gamma: 0.2, recycle: true, reindexPositions: true, scoreRows: 'last', parity: true, fastvLayer: 4, pdropLayers: [1, 3] });
     assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { prune_score_rows: 'all' }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /prune_score_rows/.test(e.message));
     assert.throws(() => loadParamsFile(path.join(root, 'configs', 'default.yaml'), { fastv_layer: 0 }), (e: Error & { code?: string }) => e.code === 'VLA_E_PARAMS' && /fastv_layer/.test(e.message));
