@@ -34,7 +34,7 @@ export function readTrainingLog(p: string): TrainingLog {
   return log as TrainingLog;
 }
 
-/** Two charts in one SVG document each: the loss, and validation L2@3s with constant velocity's for scale. */
+/** Two SVG charts: the training loss, and validation L2@3s with constant velocity's for scale. */
 export function trainingCurvesSvg(models: Array<{ name: string; log: TrainingLog }>): { loss: string; val: string } {
   const loss: LineSeries[] = models.map((m) => ({ name: m.name, points: m.log.loss_curve.map((c) => [c.step, c.loss] as [number, number]) }));
   const val: LineSeries[] = models.map((m) => ({ name: m.name, points: m.log.val_curve.map((c) => [c.step, c.l2_3s_m] as [number, number]) }));

@@ -146,6 +146,16 @@ describe('the CLI for people (addon, tiny model)', function () {
     for (const chart of ['l2-over-time.svg', 'trajectory-3s.svg', 'sweep-accuracy-flops.svg']) assert.match(readFileSync(path.join(out, chart), 'utf8'), /constant velocity/, chart);
   });
 
+  it('replay --sweep with a budget share out of (0%, 100%]: VLA_E_ARGS before the model loads, nothing written', async () => {
+    for (const share of ['0%', '150%']) {
+      const out = path.join(tmp, `bad-share-${share.replace('%', '')}`);
+      const r = await cli('replay', drive, '--model', tiny, '--out', out, '--sweep', 'policy=autoprune', `budget=${share}`, '--no-progress', '--no-bag', '--no-trace');
+      assert.equal(r.code, 2, r.err);
+      assert.match(r.err, /VLA_E_ARGS: --sweep: budget share/);
+      assert.equal(existsSync(out), false, 'nothing written');
+    }
+  });
+
   describe('log lines and errors on stderr (built CLI)', () => {
     const bin = path.join(root, 'bin', 'autoprune-ros.js');
     before(function () {
